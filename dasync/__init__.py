@@ -1,0 +1,64 @@
+"""dasync: plain async Python services that run as durable, distributed workflows.
+
+Layout: ``_contract`` (Protocol -> ServiceSpec), ``_proxy`` (wrapt proxies),
+``_injection`` (dependency-injector), ``_codec`` (orjson + pydantic),
+``_engine`` (deterministic loop, journal, replay; no transport imports),
+``_runtime`` (worker, client, runtime), ``transports`` (memory, NATS),
+``codegen`` (specs), ``cli`` and ``testing``.
+"""
+
+from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
+from ._contract import MethodSpec as MethodSpec
+from ._contract import ServiceSpec as ServiceSpec
+from ._contract import spec_of as spec_of
+from ._deterministic import call_id as call_id
+from ._deterministic import now as now
+from ._deterministic import random as random
+from ._deterministic import uuid4 as uuid4
+from ._errors import ContractError as ContractError
+from ._errors import DasyncError as DasyncError
+from ._errors import InvalidArguments as InvalidArguments
+from ._errors import JournalConflict as JournalConflict
+from ._errors import MalformedMessage as MalformedMessage
+from ._errors import NonDeterminismError as NonDeterminismError
+from ._errors import NotInRoutine as NotInRoutine
+from ._errors import RemoteError as RemoteError
+from ._errors import TransportError as TransportError
+from ._errors import UnknownMethod as UnknownMethod
+from ._errors import UnknownService as UnknownService
+from ._runtime import Client as Client
+from ._runtime import RoutineHandle as RoutineHandle
+from ._runtime import Runtime as Runtime
+from ._runtime._connect import connect as connect
+from ._service import service as service
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "Clock",
+    "ContractError",
+    "DasyncError",
+    "InvalidArguments",
+    "JournalConflict",
+    "MalformedMessage",
+    "MethodSpec",
+    "NonDeterminismError",
+    "NotInRoutine",
+    "RemoteError",
+    "RoutineHandle",
+    "Runtime",
+    "ServiceSpec",
+    "SystemClock",
+    "TransportError",
+    "UnknownMethod",
+    "UnknownService",
+    "call_id",
+    "connect",
+    "now",
+    "random",
+    "service",
+    "spec_of",
+    "uuid4",
+]

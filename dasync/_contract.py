@@ -1,0 +1,189 @@
+"""Contracts: a Protocol (or ``@service`` class) turned into a frozen ``ServiceSpec``.
+
+The spec is built once, validated eagerly with every problem reported together,
+and then shared by the runtime, the proxies and codegen.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ContractError
+
+__all__ = ["MethodSpec", "ParamSpec", "ServiceSpec", "contract_of", "implementation_spec", "method_of_function", "is_contract", "spec_of"]
+
+_SPEC_ATTR = "__dasync_spec__"
+_BY_FUNCTION: dict[Any, MethodSpec] = {}
+"""Contract function -> its MethodSpec, so that ``client.start(Contract.method)`` works."""
+_NAME_ATTR = "__dasync_service_name__"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    annotation: Any
+    has_default: bool
+    default: Any = field(compare=False)
+    kind: inspect._ParameterKind = field(compare=False, default=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One public ``async def`` of a contract: a routine that can be called durably."""
+
+    service: str
+    name: str
+    params: tuple[ParamSpec, ...]
+    returns: Any
+    signature: inspect.Signature = field(repr=False, compare=False)
+    doc: str | None = None
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.service}.{self.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class ServiceSpec:
+    """What a service offers: its name, contract class and methods."""
+
+    name: str
+    contract: type
+    methods: dict[str, MethodSpec]
+    doc: str | None = None
+
+    def method(self, name: str) -> MethodSpec | None:
+        return self.methods.get(name)
+
+
+def is_contract(obj: object) -> bool:
+    """True for a Protocol contract or an ``@dasync.service`` class."""
+    if not isinstance(obj, type):
+        return False
+    if getattr(obj, _NAME_ATTR, None) is not None and _SPEC_ATTR in obj.__dict__:
+        return True
+    return bool(getattr(obj, "_is_protocol", False)) and obj is not typing.Protocol and any(
+        inspect.iscoroutinefunction(v) for k, v in vars(obj).items() if not k.startswith("_")
+    )
+
+
+def contract_of(cls: type) -> type:
+    """The contract a service class implements: its nearest Protocol base, or itself."""
+    if is_contract(cls) and not getattr(cls, "_is_protocol", False):
+        return cls  # @dasync.service class: its own contract
+    for base in cls.__mro__[1:]:
+        if is_contract(base) and getattr(base, "_is_protocol", False):
+            return base
+    if is_contract(cls):
+        return cls
+    raise ContractError(
+        f"{cls.__qualname__} is not a dasync service: subclass its contract "
+        f"(class {cls.__name__}(MyContract): ...) or decorate it with @dasync.service"
+    )
+
+
+def spec_of(contract: type) -> ServiceSpec:
+    """The (cached) spec of a contract, built and validated on first use."""
+    cached = contract.__dict__.get(_SPEC_ATTR)
+    if isinstance(cached, ServiceSpec):
+        return cached
+    spec = _build_spec(contract, getattr(contract, _NAME_ATTR, None) or contract.__name__)
+    setattr(contract, _SPEC_ATTR, spec)
+    return spec
+
+
+def method_of_function(fn: Any) -> MethodSpec | None:
+    """The MethodSpec of a contract's function object, if its spec was built."""
+    try:
+        return _BY_FUNCTION.get(fn)
+    except TypeError:
+        return None
+
+
+def mark_service(cls: type, name: str | None) -> None:
+    """Record that ``cls`` is its own contract (``@dasync.service``)."""
+    setattr(cls, _NAME_ATTR, name or cls.__name__)
+    setattr(cls, _SPEC_ATTR, None)
+    setattr(cls, _SPEC_ATTR, _build_spec(cls, name or cls.__name__))
+
+
+def implementation_spec(cls: type) -> ServiceSpec:
+    """The contract's spec extended with the implementation's own public ``async def``s.
+
+    Those extra methods are not part of the published contract, but calling them
+    through ``self`` inside a routine is still a durable sub-routine call.
+    """
+    contract = contract_of(cls)
+    spec = spec_of(contract)
+    if cls is contract:
+        return spec
+    full = _build_spec(cls, spec.name, include_implementation=True)
+    methods = dict(full.methods)
+    methods.update(spec.methods)  # the contract's signatures win
+    return ServiceSpec(spec.name, contract, methods, spec.doc)
+
+
+def _build_spec(contract: type, name: str, include_implementation: bool = False) -> ServiceSpec:
+    problems: list[str] = []
+    methods: dict[str, MethodSpec] = {}
+    for attr, value in _public_members(contract, include_implementation):
+        if not inspect.iscoroutinefunction(value):
+            if not include_implementation and callable(value) and not isinstance(value, type):
+                problems.append(f"{name}.{attr}: public methods of a contract must be 'async def'")
+            continue
+        method = _method_spec(name, attr, value, problems)
+        if method is not None:
+            methods[attr] = method
+            if not include_implementation:
+                _BY_FUNCTION[value] = method
+    if not methods:
+        problems.append(f"{name}: a contract needs at least one public 'async def' method")
+    if problems:
+        raise ContractError(f"contract {contract.__qualname__} is invalid:\n  " + "\n  ".join(problems))
+    return ServiceSpec(name=name, contract=contract, methods=methods, doc=inspect.getdoc(contract))
+
+
+def _public_members(contract: type, include_all: bool) -> list[tuple[str, Any]]:
+    seen: dict[str, Any] = {}
+    for klass in reversed(contract.__mro__):
+        if klass in (object, typing.Protocol, typing.Generic):
+            continue
+        if not include_all and klass is not contract and not is_contract(klass):
+            continue
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or isinstance(value, (staticmethod, classmethod, property)):
+                continue
+            seen[attr] = value
+    return sorted(seen.items())
+
+
+def _method_spec(service: str, attr: str, fn: Any, problems: list[str]) -> MethodSpec | None:
+    where = f"{service}.{attr}"
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception as exc:  # unresolvable forward reference, typo in an annotation...
+        problems.append(f"{where}: cannot resolve type hints ({exc})")
+        return None
+    sig = inspect.signature(fn)
+    params: list[ParamSpec] = []
+    for i, p in enumerate(sig.parameters.values()):
+        if i == 0 and p.name == "self":
+            continue
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            problems.append(f"{where}: *{p.name} parameters cannot be sent as messages")
+            continue
+        if p.name not in hints:
+            problems.append(f"{where}: parameter {p.name!r} has no type annotation")
+            continue
+        params.append(
+            ParamSpec(
+                p.name, hints[p.name], p.default is not p.empty, p.default, p.kind
+            )
+        )
+    if "return" not in hints:
+        problems.append(f"{where}: the return type is not annotated (use '-> None' if nothing)")
+    returns = hints.get("return", Any)
+    return MethodSpec(service, attr, tuple(params), returns, sig, inspect.getdoc(fn))

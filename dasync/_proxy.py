@@ -1,0 +1,111 @@
+"""Contract proxies: objects that look like the contract and turn calls into messages.
+
+The only module that imports wrapt. A proxy wraps a generated stub class that
+subclasses the contract, so ``isinstance(proxy, Contract)`` holds and IDEs see
+the contract's methods. Inside a routine a call is durable (journaled, sent,
+awaited across crashes); outside one it goes to the proxy's fallback, which for
+a client starts a routine and waits for its result.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import wrapt
+
+from ._codec import bind_args, decode_failure, decode_result, encode_args
+from ._contract import MethodSpec, ServiceSpec, spec_of
+from ._engine import current_instance
+from ._errors import NotInRoutine
+
+__all__ = ["ContractProxy", "durable_call", "make_proxy", "self_call"]
+
+T = TypeVar("T")
+
+Fallback = Callable[[MethodSpec, bytes], Awaitable[Any]]
+"""What a proxy does when called outside a routine."""
+
+
+async def durable_call(method: MethodSpec, payload: bytes) -> Any:
+    """Issue a durable call from the running routine and wait for its outcome."""
+    inst = current_instance()
+    if inst is None:
+        raise NotInRoutine(
+            f"{method.qualname}() was called outside a routine; durable calls are made from "
+            f"inside service methods, or from a client (dasync.connect(...).proxy(...))"
+        )
+    ok, data = await inst.call(method.service, method.name, payload)
+    if ok:
+        return decode_result(method, data)
+    raise decode_failure(data)
+
+
+def _no_fallback(method: MethodSpec, payload: bytes) -> Awaitable[Any]:
+    return durable_call(method, payload)
+
+
+class ContractProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A stand-in for a remote service; behaves like its contract."""
+
+    def __repr__(self) -> str:
+        spec: ServiceSpec = self.__wrapped__._dasync_spec
+        return f"<dasync proxy for {spec.name}>"
+
+
+def make_proxy(contract: type[T], fallback: Fallback | None = None) -> T:
+    """A proxy for ``contract`` whose calls are durable inside routines."""
+    spec = spec_of(contract)
+    stub_cls = _stub_class(contract, spec)
+    stub = stub_cls.__new__(stub_cls)
+    stub._dasync_spec = spec
+    stub._dasync_fallback = fallback or _no_fallback
+    return cast(T, ContractProxy(stub))
+
+
+@functools.cache
+def _stub_class(contract: type, spec: ServiceSpec) -> type:
+    namespace: dict[str, Any] = {"__slots__": ("_dasync_spec", "_dasync_fallback")}
+    for name, method in spec.methods.items():
+        namespace[name] = _stub_method(method)
+    namespace["__init__"] = object.__init__
+    return type(f"{contract.__name__}Proxy", (contract,), namespace)
+
+
+def _stub_method(method: MethodSpec) -> Callable[..., Awaitable[Any]]:
+    async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        payload = encode_args(method, bind_args(method, args, kwargs))
+        if current_instance() is not None:
+            return await durable_call(method, payload)
+        return await self._dasync_fallback(method, payload)
+
+    call.__name__ = method.name
+    call.__qualname__ = f"{method.service}Proxy.{method.name}"
+    call.__doc__ = method.doc
+    call.__signature__ = method.signature  # type: ignore[attr-defined]
+    return call
+
+
+class _SelfMethod:
+    """Replaces a public routine method on a hosted service instance.
+
+    ``self.method(...)`` inside a routine becomes a durable sub-routine call
+    (it may run on another worker); outside a routine it runs inline.
+    """
+
+    __slots__ = ("_method", "_bound")
+
+    def __init__(self, method: MethodSpec, bound: Callable[..., Awaitable[Any]]) -> None:
+        self._method = method
+        self._bound = bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        if current_instance() is None:
+            return self._bound(*args, **kwargs)
+        payload = encode_args(self._method, bind_args(self._method, args, kwargs))
+        return durable_call(self._method, payload)
+
+
+def self_call(method: MethodSpec, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    return _SelfMethod(method, bound)

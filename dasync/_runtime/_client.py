@@ -1,0 +1,209 @@
+"""The client: start routines from outside any routine and wait for their results."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
+
+from .._clock import Clock
+from .._codec import bind_args, decode_failure, decode_result, encode_args
+from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
+from .._engine import Complete, decode_step
+from .._errors import ContractError, MalformedMessage
+from .._proxy import make_proxy
+from ..transports import Delivery, JournalStore, Subscription, Transport
+from . import _wire
+
+__all__ = ["Client", "RoutineHandle"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class RoutineHandle(Generic[R]):
+    """A started routine; ``await handle.result()`` waits for its outcome."""
+
+    def __init__(self, client: Client, method: MethodSpec, routine_id: str) -> None:
+        self._client = client
+        self.method = method
+        self.routine_id = routine_id
+
+    @property
+    def service(self) -> str:
+        return self.method.service
+
+    async def result(self, timeout: float | None = None) -> R:
+        """The routine's return value, or its exception raised here."""
+        return cast(R, await asyncio.wait_for(self._client._outcome(self), timeout))
+
+    async def cancel(self) -> None:
+        """Ask the routine to cancel (its main task gets ``CancelledError``)."""
+        await self._client._transport.send(self.service, _wire.cancel_message(self.routine_id))
+
+    def __repr__(self) -> str:
+        return f"<RoutineHandle {self.method.qualname} {self.routine_id}>"
+
+
+class Client:
+    """Starts routines and receives their replies on a private inbox."""
+
+    def __init__(
+        self, transport: Transport, store: JournalStore, clock: Clock, *, poll_interval: float = 0.5
+    ) -> None:
+        self._transport = transport
+        self._store = store
+        self._clock = clock
+        self._poll = poll_interval
+        self._inbox = f"{_wire.INBOX_PREFIX}{uuid.uuid4().hex}"
+        self._waiters: dict[str, asyncio.Future[tuple[bool, bytes]]] = {}
+        self._subscription: Subscription | None = None
+
+    async def open(self) -> None:
+        await self._transport.declare(self._inbox)
+        self._subscription = await self._transport.consume(self._inbox, self._on_reply)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.stop()
+            self._subscription = None
+        for fut in self._waiters.values():
+            fut.cancel()
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def proxy(self, contract: type[T]) -> T:
+        """A proxy whose calls start routines and return their results."""
+        if not is_contract(contract):
+            contract = contract_of(contract)
+        return make_proxy(contract, self._call)
+
+    async def start(
+        self, method: Callable[..., Any], *args: Any, routine_id: str | None = None, **kwargs: Any
+    ) -> RoutineHandle[Any]:
+        """Start ``Contract.method(*args, **kwargs)`` and return at once.
+
+        ``routine_id`` makes the start idempotent: starting the same id twice runs
+        the routine once (use a business key, e.g. an order id).
+        """
+        spec = _method_spec_of(method)
+        payload = encode_args(spec, bind_args(spec, args, kwargs))
+        return await self._start(spec, payload, routine_id)
+
+    def handle(self, method: Callable[..., Any], routine_id: str) -> RoutineHandle[Any]:
+        """A handle on a routine started earlier (possibly by another client)."""
+        return RoutineHandle(self, _method_spec_of(method), routine_id)
+
+    async def call_raw(self, service: str, method: str, args: bytes) -> tuple[bool, bytes]:
+        """Start a routine from an already-encoded payload (used by ``dasync call``)."""
+        routine_id = uuid.uuid4().hex
+        fut = self._waiter(routine_id)
+        msg = _wire.call_message(routine_id, method, args, self._inbox, routine_id, 0)
+        await self._transport.send(service, msg)
+        return await fut
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _call(self, method: MethodSpec, payload: bytes) -> Any:
+        handle: RoutineHandle[Any] = await self._start(method, payload, None)
+        return await handle.result()
+
+    async def _start(
+        self, method: MethodSpec, payload: bytes, routine_id: str | None
+    ) -> RoutineHandle[Any]:
+        routine_id = routine_id or uuid.uuid4().hex
+        self._waiter(routine_id)
+        msg = _wire.call_message(routine_id, method.name, payload, self._inbox, routine_id, 0)
+        try:
+            await self._transport.send(method.service, msg)
+        except BaseException:
+            self._waiters.pop(routine_id, None)
+            raise
+        return RoutineHandle(self, method, routine_id)
+
+    def _waiter(self, routine_id: str) -> asyncio.Future[tuple[bool, bytes]]:
+        fut = self._waiters.get(routine_id)
+        if fut is None:
+            fut = self._waiters[routine_id] = asyncio.get_running_loop().create_future()
+        return fut
+
+    async def _on_reply(self, delivery: Delivery) -> None:
+        try:
+            env = _wire.parse(delivery.message)
+        except MalformedMessage:
+            await delivery.term("malformed reply")
+            return
+        fut = self._waiters.get(env.routine_id)
+        if fut is not None and not fut.done():
+            fut.set_result((env.ok, delivery.message.body))
+        await delivery.ack()
+
+    async def _outcome(self, handle: RoutineHandle[Any]) -> Any:
+        fut = self._waiters.get(handle.routine_id)
+        try:
+            while True:
+                done = await self._stored_completion(handle)
+                if done is not None:
+                    ok, payload = done.ok, done.payload
+                    break
+                if fut is not None:
+                    try:
+                        ok, payload = await asyncio.wait_for(asyncio.shield(fut), self._poll)
+                        break
+                    except TimeoutError:
+                        continue
+                await asyncio.sleep(self._poll)
+        finally:
+            if fut is not None and fut.done():
+                self._waiters.pop(handle.routine_id, None)
+        if ok:
+            return decode_result(handle.method, payload)
+        raise decode_failure(payload)
+
+    async def _stored_completion(self, handle: RoutineHandle[Any]) -> Complete | None:
+        entries = await self._store.load(handle.service, handle.routine_id)
+        if not entries:
+            return None
+        last = decode_step(entries[-1])
+        for command in reversed(last.commands):
+            if isinstance(command, Complete):
+                return command
+        return None
+
+
+def _method_spec_of(method: Callable[..., Any]) -> MethodSpec:
+    known = method_of_function(method)
+    if known is not None:
+        return known
+    qualname = getattr(method, "__qualname__", "")
+    owner_name, _, name = qualname.rpartition(".")
+    module = getattr(method, "__module__", None)
+    owner = _find_owner(method, owner_name, module)
+    if owner is None:
+        raise ContractError(
+            f"pass an unbound contract method such as PaymentTerminal.pay, not {method!r}"
+        )
+    contract = owner if is_contract(owner) else contract_of(owner)
+    spec = spec_of(contract)
+    found = spec.method(name)
+    if found is None:
+        raise ContractError(f"{name!r} is not a method of the contract {spec.name}")
+    return found
+
+
+def _find_owner(method: Callable[..., Any], owner_name: str, module: str | None) -> type | None:
+    import sys
+
+    mod = sys.modules.get(module or "")
+    obj: Any = mod
+    for part in owner_name.split("."):
+        if not part or part == "<locals>":
+            return None
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, type) else None

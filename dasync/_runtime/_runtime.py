@@ -1,0 +1,151 @@
+"""``Runtime``: hosts services on a transport and store, and hands out clients."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._clock import Clock, SystemClock
+from .._errors import ContractError
+from .._service import service
+from .._contract import spec_of
+from .._injection import Container, Injector
+from .._proxy import make_proxy, self_call
+from .._service import validate_service
+from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
+from ._client import Client
+from ._worker import HostedService, Worker
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """Runs the given service classes until closed.
+
+    Use as ``async with Runtime([Shop, Payments]) as rt: await rt.client.proxy(...)``.
+    Without a transport and store, everything lives in memory (one process).
+    """
+
+    def __init__(
+        self,
+        services: Iterable[type],
+        *,
+        container: Container | None = None,
+        transport: Transport | None = None,
+        store: JournalStore | None = None,
+        broker: MemoryBroker | None = None,
+        clock: Clock | None = None,
+        cache_size: int = 10_000,
+        force_replay: bool = False,
+        concurrency: int = 64,
+    ) -> None:
+        self.clock: Clock = clock or (broker.clock if broker else SystemClock())
+        if transport is None or store is None:
+            self.broker = broker or MemoryBroker(self.clock)
+            transport = transport or MemoryTransport(self.broker)
+            store = store or MemoryStore(self.broker)
+        else:
+            self.broker = broker
+        self.transport: Transport = transport
+        self.store: JournalStore = store
+        self.service_classes = list(services)
+        self.injector = Injector(lambda c: make_proxy(c), container)
+        self.hosted = [self._host(cls) for cls in self.service_classes]
+        self.worker = Worker(
+            self.hosted,
+            transport,
+            store,
+            self.clock,
+            cache_size=cache_size,
+            force_replay=force_replay,
+            concurrency=concurrency,
+        )
+        self.client = Client(transport, store, self.clock)
+        self._started = False
+
+    def _host(self, cls: type) -> HostedService:
+        spec = validate_service(cls)
+        instance = self.injector.construct(cls)
+        for name, method in spec.methods.items():
+            bound = getattr(instance, name)
+            instance.__dict__[name] = self_call(method, bound)
+        return HostedService(spec, instance)
+
+    def instance_of(self, cls: type) -> Any:
+        """The hosted instance of a service class (for inspection in tests)."""
+        for hosted in self.hosted:
+            if type(hosted.instance) is cls:
+                return hosted.instance
+        raise LookupError(f"{cls.__qualname__} is not hosted by this runtime")
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        await self.worker.start()
+        await self.client.open()
+        self._started = True
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.client.close()
+        await self.worker.stop()
+        await self.transport.close()
+        await self.store.close()
+
+    def kill(self) -> None:
+        """Drop everything but the broker/store, as ``kill -9`` would (memory transport only)."""
+        kill = getattr(self.transport, "kill", None)
+        if kill is None:
+            raise TypeError("kill() simulates a crash on the memory transport only")
+        self._started = False
+        kill()
+        for key in list(self.worker._cache):
+            self.worker._cache.pop(key)
+
+    def host_main(self, main: Callable[..., Any], name: str = "main") -> type:
+        """Host ``async def main(...)`` as the one method of a service, before ``start()``.
+
+        Its parameters are injected like constructor parameters; it then runs as
+        a durable routine (so its calls are journaled like any other).
+        """
+        if self._started:
+            raise RuntimeError("host_main() must be called before start()")
+        if not inspect.iscoroutinefunction(main):
+            raise ContractError(f"{getattr(main, '__qualname__', main)} must be 'async def'")
+        cls = _main_service(main, name, self.injector)
+        self.hosted.append(self._host(cls))
+        self.worker.services[name] = self.hosted[-1]
+        return cls
+
+    async def run_main(self, main: Callable[..., Any], name: str = "main") -> Any:
+        """Host ``main`` (see ``host_main``), start, run it as a routine and return its result."""
+        cls = self.host_main(main, name)
+        await self.start()
+        return await self.client.proxy(cls).main()
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def services(self) -> list[str]:
+        return [spec_of(h.spec.contract).name for h in self.hosted]
+
+
+def _main_service(main: Callable[..., Any], name: str, injector: Injector) -> type:
+    deps = injector.resolve(main, where=f"{getattr(main, '__qualname__', main)}()")
+    returns = typing.get_type_hints(main).get("return", Any)
+
+    async def run(self: Any) -> Any:
+        return await main(**deps)
+
+    run.__annotations__ = {"return": returns}
+    cls = type(f"{name.capitalize()}Routine", (), {"main": run, "__module__": main.__module__})
+    service(name=name)(cls)
+    return cls

@@ -1,0 +1,335 @@
+"""The worker: delivery -> engine -> commit journal step -> send outbox -> ack.
+
+Rules that make calls exactly-once per call id:
+
+* A message is acknowledged only after the step it caused is committed and the
+  step's outgoing messages were handed to the transport.
+* A step is committed with optimistic concurrency (``expected`` length), so two
+  workers can never both commit the same input; the loser reloads.
+* An input that is already in the journal (a redelivery) re-sends the outbox of
+  the step that consumed it instead of running anything; message ids are
+  stable, so re-sends are deduplicated downstream.
+
+Infrastructure failures (store or transport errors) are retried by
+redelivery with backoff; user code never sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._clock import Clock
+from .._codec import decode_args, encode_failure, encode_result
+from .._contract import ServiceSpec
+from .._engine import (
+    Call,
+    Cancel,
+    CancelCall,
+    Command,
+    Complete,
+    FireTimer,
+    Input,
+    Resolve,
+    RoutineInstance,
+    Start,
+    StartTimer,
+    decode_step,
+    encode_step,
+)
+from .._errors import (
+    DasyncError,
+    JournalConflict,
+    MalformedMessage,
+    NonDeterminismError,
+    TransportError,
+    UnknownMethod,
+    UnknownService,
+)
+from ..transports import Delivery, JournalStore, Message, Subscription, Transport
+from . import _wire
+
+__all__ = ["HostedService", "Worker", "WorkerStats"]
+
+_log = logging.getLogger("dasync.worker")
+
+
+@dataclass
+class HostedService:
+    spec: ServiceSpec
+    instance: object
+
+
+@dataclass
+class WorkerStats:
+    activations: int = 0
+    replays: int = 0
+    replayed_steps: int = 0
+    conflicts: int = 0
+    redeliveries_resent: int = 0
+    rejected: list[str] = field(default_factory=list)
+    """Messages that could not be processed at all (malformed), with the reason."""
+
+
+class Worker:
+    """Runs the routines of some services on one transport and store."""
+
+    def __init__(
+        self,
+        services: Sequence[HostedService],
+        transport: Transport,
+        store: JournalStore,
+        clock: Clock,
+        *,
+        cache_size: int = 10_000,
+        force_replay: bool = False,
+        concurrency: int = 64,
+    ) -> None:
+        self.services = {s.spec.name: s for s in services}
+        self.transport = transport
+        self.store = store
+        self.clock = clock
+        self.cache_size = cache_size
+        self.force_replay = force_replay
+        self.concurrency = concurrency
+        self.stats = WorkerStats()
+        self._cache: OrderedDict[tuple[str, str], RoutineInstance] = OrderedDict()
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        for name in self.services:
+            await self.transport.declare(name)
+        for name, hosted in self.services.items():
+            sub = await self.transport.consume(
+                name, lambda d, h=hosted: self._on_delivery(h, d), concurrency=self.concurrency
+            )
+            self._subscriptions.append(sub)
+
+    async def stop(self) -> None:
+        for sub in self._subscriptions:
+            await sub.stop()
+        self._subscriptions.clear()
+        for key in list(self._cache):
+            self._evict(key)
+
+    # --- delivery handling ----------------------------------------------------------------
+
+    async def _on_delivery(self, hosted: HostedService, delivery: Delivery) -> None:
+        try:
+            env = _wire.parse(delivery.message)
+        except MalformedMessage as exc:
+            self._reject(hosted, delivery.message, str(exc))
+            await delivery.term(str(exc))
+            return
+        key = (hosted.spec.name, env.routine_id)
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._handle(hosted, env, delivery.message)
+        except JournalConflict:
+            self.stats.conflicts += 1
+            self._evict(key)
+            await delivery.nak(0.0)
+        except MalformedMessage as exc:
+            self._reject(hosted, delivery.message, str(exc))
+            await delivery.term(str(exc))
+        except NonDeterminismError as exc:
+            self._evict(key)
+            _log.error("%s", exc)
+            self._reject(hosted, delivery.message, str(exc))
+            await delivery.nak(_backoff(delivery.attempt, cap=300.0))
+        except (TransportError, OSError, asyncio.TimeoutError) as exc:
+            self._evict(key)
+            _log.warning("retrying %s after infrastructure error: %r", delivery.message.msg_id, exc)
+            await delivery.nak(_backoff(delivery.attempt))
+        except Exception:
+            self._evict(key)
+            _log.exception("internal error on %s; will retry", delivery.message.msg_id)
+            await delivery.nak(_backoff(delivery.attempt))
+        else:
+            await delivery.ack()
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _handle(self, hosted: HostedService, env: _wire.Envelope, message: Message) -> None:
+        name = hosted.spec.name
+        inst = await self._instance(hosted, env.routine_id)
+        inp: Input
+        if env.kind == "start":
+            if inst is not None:  # duplicate call: its effects exist already
+                await self._resend(hosted, inst, "start")
+                return
+            meta = {"method": env.method}
+            if env.reply_to:
+                meta.update(
+                    reply_to=env.reply_to,
+                    reply_routine=env.reply_routine,
+                    reply_seq=str(env.reply_seq),
+                )
+            inp = Start(message.body, self.clock.now(), meta)
+            inst = self._new_instance(hosted, env.routine_id, inp)
+        elif inst is None:
+            raise MalformedMessage(
+                f"{env.kind} for routine {env.routine_id!r} of {name}, which does not exist"
+            )
+        elif env.kind == "reply":
+            inp = Resolve(env.seq, env.ok, message.body, self.clock.now())
+        elif env.kind == "timer":
+            inp = FireTimer(env.seq, self.clock.now())
+        else:
+            inp = Cancel(self.clock.now())
+
+        if inp.key in inst.consumed:
+            await self._resend(hosted, inst, inp.key)
+            return
+        step = await inst.activate(inp)
+        self.stats.activations += 1
+        if step.noop:
+            self._release(hosted, inst)
+            return
+        try:
+            await self.store.append(name, inst.routine_id, encode_step(step), expected=step.index)
+        except BaseException:
+            self._evict((name, inst.routine_id))
+            raise
+        await self._send(hosted, inst, step.commands)
+        self._release(hosted, inst)
+
+    # --- instances ------------------------------------------------------------------------
+
+    async def _instance(self, hosted: HostedService, routine_id: str) -> RoutineInstance | None:
+        key = (hosted.spec.name, routine_id)
+        inst = self._cache.get(key)
+        if inst is not None:
+            self._cache.move_to_end(key)
+            return inst
+        entries = await self.store.load(hosted.spec.name, routine_id)
+        if not entries:
+            return None
+        records = [decode_step(e) for e in entries]
+        first = records[0].input
+        if not isinstance(first, Start):
+            raise MalformedMessage(f"journal of {routine_id!r} does not begin with a start")
+        inst = self._new_instance(hosted, routine_id, first)
+        self.stats.replays += 1
+        self.stats.replayed_steps += len(records)
+        await inst.replay(records)
+        return inst
+
+    def _new_instance(self, hosted: HostedService, routine_id: str, start: Start) -> RoutineInstance:
+        method = start.meta.get("method", "")
+        inst = RoutineInstance(
+            routine_id,
+            hosted.spec.name,
+            method,
+            _body(hosted, method),
+            encode_failure,
+            context=dict(start.meta),
+        )
+        key = (hosted.spec.name, routine_id)
+        self._cache[key] = inst
+        while len(self._cache) > max(self.cache_size, 1):
+            self._evict(next(iter(self._cache)))
+        return inst
+
+    def _release(self, hosted: HostedService, inst: RoutineInstance) -> None:
+        """After a commit: keep the live routine cached unless replay is forced or it is done."""
+        if self.force_replay or inst.done:
+            self._evict((hosted.spec.name, inst.routine_id))
+
+    def _evict(self, key: tuple[str, str]) -> None:
+        inst = self._cache.pop(key, None)
+        if inst is not None:
+            inst.evict()
+
+    # --- outbox ---------------------------------------------------------------------------
+
+    async def _send(
+        self, hosted: HostedService, inst: RoutineInstance, commands: Sequence[Command]
+    ) -> None:
+        own = hosted.spec.name
+        for command in commands:
+            if isinstance(command, Call | StartTimer):
+                queue, msg = _wire.outgoing(inst.routine_id, own, command)
+                try:
+                    await self.transport.send(queue, msg)
+                except UnknownService as exc:
+                    if not isinstance(command, Call):
+                        raise
+                    await self._fail_call(own, inst.routine_id, command, exc)
+            elif isinstance(command, CancelCall):
+                callee = _wire.child_id(inst.routine_id, command.target)
+                try:
+                    await self.transport.send(command.service, _wire.cancel_message(callee))
+                except UnknownService:
+                    pass
+            elif isinstance(command, Complete):
+                await self._reply(inst, command)
+
+    async def _fail_call(self, own: str, routine_id: str, call: Call, exc: DasyncError) -> None:
+        """A call to a service that does not exist resolves as a failure the caller can catch."""
+        env = _wire.Envelope("start", "", reply_routine=routine_id, reply_seq=call.seq)
+        callee = _wire.child_id(routine_id, call.seq)
+        done = Complete(0, False, encode_failure(exc))
+        await self.transport.send(own, _wire.reply_message(env, callee, done))
+
+    async def _reply(self, inst: RoutineInstance, done: Complete) -> None:
+        meta = inst.context
+        reply_to = meta.get("reply_to")
+        if not reply_to:
+            return
+        env = _wire.Envelope(
+            "start",
+            inst.routine_id,
+            reply_routine=meta.get("reply_routine", ""),
+            reply_seq=int(meta.get("reply_seq", "0")),
+        )
+        try:
+            await self.transport.send(reply_to, _wire.reply_message(env, inst.routine_id, done))
+        except UnknownService:
+            if not reply_to.startswith(_wire.INBOX_PREFIX):
+                raise
+            # the client went away; its result stays readable in the journal
+
+    async def _resend(self, hosted: HostedService, inst: RoutineInstance, key: str) -> None:
+        """Re-send what the step that consumed ``key`` sent (it may have been lost in a crash)."""
+        self.stats.redeliveries_resent += 1
+        index = inst.consumed.get(key)
+        entries = await self.store.load(hosted.spec.name, inst.routine_id)
+        if index is not None and index < len(entries):
+            await self._send(hosted, inst, decode_step(entries[index]).commands)
+        if key == "start" and inst.completion is not None:
+            await self._reply(inst, inst.completion)
+
+
+def _body(hosted: HostedService, method_name: str) -> Any:
+    spec = hosted.spec
+    obj = hosted.instance
+
+    async def run(args: bytes) -> bytes:
+        method = spec.methods.get(method_name)
+        if method is None:
+            raise UnknownMethod(
+                f"service {spec.name!r} has no method {method_name!r}; "
+                f"it has: {', '.join(sorted(spec.methods)) or '(none)'}"
+            )
+        kwargs = decode_args(method, args)
+        fn = getattr(type(obj), method_name)
+        result = await fn(obj, **kwargs)
+        return encode_result(method, result)
+
+    return run
+
+
+def _backoff(attempt: int, cap: float = 30.0) -> float:
+    return float(min(cap, 0.05 * (2 ** min(max(attempt - 1, 0), 16))))

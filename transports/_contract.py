@@ -1,0 +1,95 @@
+"""What the runtime needs from a message transport and a journal store.
+
+Structural types (``Protocol``), so an implementation needs no base class: the
+conformance suite in ``dasync.testing`` checks behaviour instead. Queues are
+named by the runtime (one per service, one per client inbox); the transport
+does not interpret headers or bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Delivery", "Handler", "JournalStore", "Message", "Subscription", "Transport"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An immutable message: a dedupe id, string headers and an opaque body."""
+
+    msg_id: str
+    """Same id = same message: a transport drops duplicates published within its window."""
+    headers: Mapping[str, str]
+    body: bytes = b""
+    deliver_at: float | None = field(default=None, compare=False)
+    """Wall-clock time (epoch seconds) before which the message must not be delivered."""
+
+
+@runtime_checkable
+class Delivery(Protocol):
+    """One delivery of a message to a consumer; settle it exactly once."""
+
+    @property
+    def message(self) -> Message: ...
+
+    @property
+    def attempt(self) -> int:
+        """1 on first delivery, then counts redeliveries."""
+        ...
+
+    async def ack(self) -> None:
+        """Done: the message will not be delivered again."""
+
+    async def nak(self, delay: float = 0.0) -> None:
+        """Not done: deliver again after ``delay`` seconds."""
+
+    async def in_progress(self) -> None:
+        """Still working: postpone the redelivery that an unacked message gets."""
+
+    async def term(self, reason: str) -> None:
+        """Never deliver again (poison); ``reason`` is kept for operators."""
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Subscription(Protocol):
+    async def stop(self) -> None:
+        """Stop fetching; in-flight deliveries may still be settled."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Durable, at-least-once queues with publish-side dedupe and delayed delivery."""
+
+    async def declare(self, queue: str) -> None:
+        """Create ``queue`` if it does not exist (idempotent)."""
+
+    async def send(self, queue: str, message: Message) -> None:
+        """Persist ``message`` on ``queue``; raises ``UnknownService`` if it was never declared."""
+
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> Subscription:
+        """Deliver messages of ``queue`` to ``handler``, shared with other consumers of it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class JournalStore(Protocol):
+    """Append-only journals with optimistic concurrency, one per routine."""
+
+    async def load(self, service: str, routine_id: str) -> list[bytes]:
+        """Every entry of the routine's journal, in order (empty if it does not exist)."""
+        ...
+
+    async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
+        """Append one entry if the journal has exactly ``expected`` entries.
+
+        Raises ``JournalConflict`` otherwise: another worker won the race, so the
+        caller must reload. ``expected == 0`` is how a routine is created once.
+        """
+
+    async def close(self) -> None: ...

@@ -1,0 +1,290 @@
+"""In-process transport and journal store, for unit tests and ``dasync.testing``.
+
+``MemoryBroker`` is the durable part (queues, scheduled messages, dedupe ids,
+journals) and outlives any runtime using it, as a NATS server outlives its
+workers: drop a runtime with ``MemoryTransport.kill()`` and its unacknowledged
+deliveries go back to their queues for the next runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from .._clock import Clock, SystemClock
+from .._errors import JournalConflict, UnknownService
+from ._contract import Handler, Message
+
+__all__ = ["MemoryBroker", "MemoryStore", "MemoryTransport"]
+
+
+@dataclass
+class _Entry:
+    message: Message
+    queue: str
+    attempt: int = 0
+    deadline: float = 0.0
+    terminated: str | None = None
+
+
+@dataclass
+class _Queue:
+    name: str
+    pending: deque[_Entry] = field(default_factory=deque)
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    inflight: int = 0
+
+
+class MemoryBroker:
+    """Queues and journals kept in this process; shared by every runtime given it."""
+
+    def __init__(
+        self, clock: Clock | None = None, *, ack_wait: float = 30.0, dedupe_window: int = 100_000
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.ack_wait = ack_wait
+        self.dedupe_window = dedupe_window
+        self.queues: dict[str, _Queue] = {}
+        self.journals: dict[tuple[str, str], list[bytes]] = {}
+        self.dead: list[tuple[str, Message, str]] = []
+        self._scheduled: list[tuple[float, int, _Entry]] = []
+        self._counter = itertools.count()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._schedule_changed = asyncio.Event()
+        self.sent = 0
+        self.duplicates_dropped = 0
+
+    # --- queues ---------------------------------------------------------------------------
+
+    def declare(self, queue: str) -> None:
+        if queue not in self.queues:
+            self.queues[queue] = _Queue(queue)
+
+    def publish(self, queue: str, message: Message) -> None:
+        q = self.queues.get(queue)
+        if q is None:
+            raise UnknownService(f"no service or inbox named {queue!r} is deployed")
+        if message.msg_id in q.seen:
+            self.duplicates_dropped += 1
+            return
+        q.seen[message.msg_id] = None
+        if len(q.seen) > self.dedupe_window:
+            q.seen.popitem(last=False)
+        self.sent += 1
+        entry = _Entry(message, queue)
+        if message.deliver_at is not None and message.deliver_at > self.clock.now():
+            self._schedule(message.deliver_at, entry)
+        else:
+            self._push(entry)
+
+    def redeliver_later(self, entry: _Entry, delay: float) -> None:
+        if delay > 0:
+            self._schedule(self.clock.now() + delay, entry)
+        else:
+            self._push(entry)
+
+    def _push(self, entry: _Entry) -> None:
+        q = self.queues[entry.queue]
+        q.pending.append(entry)
+        q.wakeup.set()
+
+    def _schedule(self, at: float, entry: _Entry) -> None:
+        heapq.heappush(self._scheduled, (at, next(self._counter), entry))
+        self._schedule_changed.set()
+        if self._scheduler is None or self._scheduler.done():
+            self._scheduler = asyncio.get_running_loop().create_task(self._run_scheduler())
+
+    async def _run_scheduler(self) -> None:
+        while self._scheduled:
+            at = self._scheduled[0][0]
+            if at <= self.clock.now():
+                _, _, entry = heapq.heappop(self._scheduled)
+                self._push(entry)
+                continue
+            self._schedule_changed.clear()
+            sleeper = asyncio.ensure_future(self.clock.sleep_until(at))
+            changed = asyncio.ensure_future(self._schedule_changed.wait())
+            await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+            sleeper.cancel()
+            changed.cancel()
+
+    def next_scheduled(self) -> float | None:
+        return self._scheduled[0][0] if self._scheduled else None
+
+    def busy(self) -> bool:
+        """True while any message is queued or being handled (virtual clocks wait for idle)."""
+        return any(q.pending or q.inflight for q in self.queues.values())
+
+    # --- journals -------------------------------------------------------------------------
+
+    def load(self, service: str, routine_id: str) -> list[bytes]:
+        return list(self.journals.get((service, routine_id), ()))
+
+    def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
+        journal = self.journals.setdefault((service, routine_id), [])
+        if len(journal) != expected:
+            raise JournalConflict(
+                f"journal of {routine_id!r} has {len(journal)} entries, expected {expected}"
+            )
+        journal.append(entry)
+
+
+class _MemoryDelivery:
+    __slots__ = ("_entry", "_consumer", "_settled")
+
+    def __init__(self, entry: _Entry, consumer: _Consumer) -> None:
+        self._entry = entry
+        self._consumer = consumer
+        self._settled = False
+
+    @property
+    def message(self) -> Message:
+        return self._entry.message
+
+    @property
+    def attempt(self) -> int:
+        return self._entry.attempt
+
+    def _settle(self) -> bool:
+        if self._settled:
+            return False
+        self._settled = True
+        self._consumer.finished(self._entry)
+        return True
+
+    async def ack(self) -> None:
+        self._settle()
+
+    async def nak(self, delay: float = 0.0) -> None:
+        if self._settle():
+            self._consumer.broker.redeliver_later(self._entry, delay)
+
+    async def in_progress(self) -> None:
+        self._entry.deadline = self._consumer.broker.clock.now() + self._consumer.broker.ack_wait
+
+    async def term(self, reason: str) -> None:
+        if self._settle():
+            self._entry.terminated = reason
+            self._consumer.broker.dead.append((self._entry.queue, self._entry.message, reason))
+
+
+class _Consumer:
+    def __init__(
+        self, broker: MemoryBroker, queue: str, handler: Handler, concurrency: int
+    ) -> None:
+        self.broker = broker
+        self.queue = broker.queues[queue]
+        self.handler = handler
+        self.slots = asyncio.Semaphore(concurrency)
+        self.inflight: dict[int, _Entry] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.pump = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        q = self.queue
+        while True:
+            if not q.pending:
+                q.wakeup.clear()
+                await q.wakeup.wait()
+                continue
+            await self.slots.acquire()
+            if not q.pending:
+                self.slots.release()
+                continue
+            entry = q.pending.popleft()
+            entry.attempt += 1
+            entry.deadline = self.broker.clock.now() + self.broker.ack_wait
+            self.inflight[id(entry)] = entry
+            q.inflight += 1
+            task = asyncio.get_running_loop().create_task(self._handle(entry))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, entry: _Entry) -> None:
+        delivery = _MemoryDelivery(entry, self)
+        try:
+            await self.handler(delivery)
+        finally:
+            self.slots.release()
+
+    def finished(self, entry: _Entry) -> None:
+        if self.inflight.pop(id(entry), None) is not None:
+            self.queue.inflight -= 1
+
+    async def stop(self) -> None:
+        self.pump.cancel()
+        await asyncio.gather(self.pump, return_exceptions=True)
+
+    def kill(self) -> None:
+        """Drop everything in flight as a crashed process would; the broker redelivers it."""
+        self.pump.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        for entry in list(self.inflight.values()):
+            self.finished(entry)
+            self.broker.redeliver_later(entry, 0.0)
+
+
+class MemoryTransport:
+    """``Transport`` over a ``MemoryBroker``."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+        self._consumers: list[_Consumer] = []
+
+    async def declare(self, queue: str) -> None:
+        self.broker.declare(queue)
+
+    async def send(self, queue: str, message: Message) -> None:
+        self.broker.publish(queue, message)
+
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> _Consumer:
+        self.broker.declare(queue)
+        consumer = _Consumer(self.broker, queue, handler, concurrency)
+        self._consumers.append(consumer)
+        return consumer
+
+    async def close(self) -> None:
+        for consumer in self._consumers:
+            await consumer.stop()
+        tasks = [t for c in self._consumers for t in c.tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        self.kill()
+
+    def kill(self) -> None:
+        """Simulate ``kill -9`` of every worker using this transport."""
+        for consumer in self._consumers:
+            consumer.kill()
+        self._consumers.clear()
+
+
+class MemoryStore:
+    """``JournalStore`` over a ``MemoryBroker``."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    async def load(self, service: str, routine_id: str) -> list[bytes]:
+        return self.broker.load(service, routine_id)
+
+    async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
+        self.broker.append(service, routine_id, entry, expected)
+
+    async def close(self) -> None:
+        pass
+
+
+_default: MemoryBroker | None = None
+
+
+def default_broker() -> MemoryBroker:
+    """The process-wide broker that ``dasync.connect("memory://")`` and ``dasync run`` share."""
+    global _default
+    if _default is None:
+        _default = MemoryBroker()
+    return _default
