@@ -12,11 +12,11 @@ import importlib
 import traceback as _traceback
 import typing
 from functools import lru_cache
-from typing import Any
+from typing import Any, NotRequired
 
 import orjson
 import pydantic
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from ._contract import MethodSpec
 from ._errors import ContractError, InvalidArguments, MalformedMessage, RemoteError
@@ -48,11 +48,12 @@ def decode_json(data: bytes | str) -> Any:
 @lru_cache(maxsize=4096)
 def _args_adapter(method: MethodSpec) -> pydantic.TypeAdapter[Any]:
     fields: dict[str, Any] = {
-        p.name: (NotRequired[p.annotation] if p.has_default else p.annotation)  # type: ignore[valid-type]
+        p.name: (NotRequired[p.annotation] if p.has_default else p.annotation)
         for p in method.params
     }
-    typed = TypedDict(f"{method.service}_{method.name}_args", fields)  # type: ignore[operator]
-    typed.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    make_typed_dict: Any = TypedDict
+    typed = make_typed_dict(f"{method.service}_{method.name}_args", fields)
+    typed.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")
     return pydantic.TypeAdapter(typed)
 
 
@@ -211,7 +212,8 @@ def _short(value: Any) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or typing._type_repr(annotation)  # type: ignore[attr-defined]
+    name: str = getattr(annotation, "__name__", None) or typing._type_repr(annotation)
+    return name
 
 
 def args_json_schema(method: MethodSpec) -> dict[str, Any]:

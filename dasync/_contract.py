@@ -13,7 +13,16 @@ from typing import Any
 
 from ._errors import ContractError
 
-__all__ = ["MethodSpec", "ParamSpec", "ServiceSpec", "contract_of", "implementation_spec", "method_of_function", "is_contract", "spec_of"]
+__all__ = [
+    "MethodSpec",
+    "ParamSpec",
+    "ServiceSpec",
+    "contract_of",
+    "implementation_spec",
+    "is_contract",
+    "method_of_function",
+    "spec_of",
+]
 
 _SPEC_ATTR = "__dasync_spec__"
 _BY_FUNCTION: dict[Any, MethodSpec] = {}
@@ -27,7 +36,9 @@ class ParamSpec:
     annotation: Any
     has_default: bool
     default: Any = field(compare=False)
-    kind: inspect._ParameterKind = field(compare=False, default=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    kind: inspect._ParameterKind = field(
+        compare=False, default=inspect.Parameter.POSITIONAL_OR_KEYWORD
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,9 @@ def _build_spec(contract: type, name: str, include_implementation: bool = False)
     if not methods:
         problems.append(f"{name}: a contract needs at least one public 'async def' method")
     if problems:
-        raise ContractError(f"contract {contract.__qualname__} is invalid:\n  " + "\n  ".join(problems))
+        raise ContractError(
+            f"contract {contract.__qualname__} is invalid:\n  " + "\n  ".join(problems)
+        )
     return ServiceSpec(name=name, contract=contract, methods=methods, doc=inspect.getdoc(contract))
 
 

@@ -102,5 +102,5 @@ class RemoteError(DasyncError):
         return (type(self), (self.type_name, self.message, self.traceback))
 
 
-class _RoutineEvicted(BaseException):  # noqa: N818 - private control-flow signal
+class _RoutineEvicted(BaseException):
     """Thrown into a routine's tasks when its live instance is dropped from the cache."""

@@ -35,14 +35,16 @@ class Injector:
 
     def construct(self, cls: type) -> object:
         """Build a service instance with its constructor parameters injected."""
-        init = cls.__init__
+        init = cls.__init__  # type: ignore[misc]
         kwargs = self.resolve(init, where=f"{cls.__qualname__}.__init__", skip_first=True)
         name = f"service_{cls.__module__}_{cls.__qualname__}".replace(".", "_")
         provider = providers.Singleton(cls, **{k: providers.Object(v) for k, v in kwargs.items()})
         setattr(self._own, name, provider)
         return provider()
 
-    def resolve(self, fn: Callable[..., Any], *, where: str, skip_first: bool = False) -> dict[str, Any]:
+    def resolve(
+        self, fn: Callable[..., Any], *, where: str, skip_first: bool = False
+    ) -> dict[str, Any]:
         """Keyword arguments for ``fn``; raises ContractError listing every unmet parameter."""
         if fn is object.__init__:
             return {}

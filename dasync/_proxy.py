@@ -46,7 +46,7 @@ def _no_fallback(method: MethodSpec, payload: bytes) -> Awaitable[Any]:
     return durable_call(method, payload)
 
 
-class ContractProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class ContractProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
     """A stand-in for a remote service; behaves like its contract."""
 
     def __repr__(self) -> str:
@@ -57,7 +57,7 @@ class ContractProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 def make_proxy(contract: type[T], fallback: Fallback | None = None) -> T:
     """A proxy for ``contract`` whose calls are durable inside routines."""
     spec = spec_of(contract)
-    stub_cls = _stub_class(contract, spec)
+    stub_cls: Any = _stub_class(cast(Any, contract), spec)
     stub = stub_cls.__new__(stub_cls)
     stub._dasync_spec = spec
     stub._dasync_fallback = fallback or _no_fallback
@@ -65,7 +65,7 @@ def make_proxy(contract: type[T], fallback: Fallback | None = None) -> T:
 
 
 @functools.cache
-def _stub_class(contract: type, spec: ServiceSpec) -> type:
+def _stub_class(contract: Any, spec: ServiceSpec) -> type:
     namespace: dict[str, Any] = {"__slots__": ("_dasync_spec", "_dasync_fallback")}
     for name, method in spec.methods.items():
         namespace[name] = _stub_method(method)

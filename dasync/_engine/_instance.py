@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from .._errors import NonDeterminismError, _RoutineEvicted
+from .._errors import NonDeterminismError
 from ._loop import RoutineLoop
 from ._model import (
     Call,
@@ -72,7 +72,7 @@ class RoutineInstance:
         self.context = context or {}
         self._body = body
         self._encode_failure = encode_failure
-        self._loop = RoutineLoop(self, routine_id)
+        self._loop = RoutineLoop(self, routine_id)  # type: ignore[abstract]
         self._main: asyncio.Task[bytes] | None = None
         self._seq = 0
         self._calls: dict[int, asyncio.Future[tuple[bool, bytes]]] = {}

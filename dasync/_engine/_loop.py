@@ -117,14 +117,17 @@ class RoutineLoop(asyncio.AbstractEventLoop):
     def time(self) -> float:
         return self._now
 
-    def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+    def call_soon(  # type: ignore[override]
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
     ) -> asyncio.Handle:
         handle = asyncio.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
 
-    def call_later(
+    def call_later(  # type: ignore[override]
         self,
         delay: float,
         callback: Callable[..., object],
@@ -133,7 +136,7 @@ class RoutineLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.TimerHandle:
         return self.call_at(self._now + delay, callback, *args, context=context)
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self,
         when: float,
         callback: Callable[..., object],
@@ -151,7 +154,7 @@ class RoutineLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
         *,
@@ -210,14 +213,14 @@ class _Bridge(collections.abc.Coroutine[Any, Any, Any]):
 
     def _intercept(self, yielded: Any) -> Any:
         if getattr(yielded, "_asyncio_future_blocking", None) is not None:
-            if futures._get_loop(yielded) is not self._loop:
+            if futures._get_loop(yielded) is not self._loop:  # type: ignore[attr-defined]
                 return self._loop._bridge(yielded)
         return yielded
 
     def send(self, value: Any) -> Any:
         return self._intercept(self._coro.send(value))
 
-    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:  # type: ignore[override]
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         if val is None and tb is None:
             return self._intercept(self._coro.throw(typ))
         return self._intercept(self._coro.throw(typ, val, tb))

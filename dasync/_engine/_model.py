@@ -209,7 +209,9 @@ def encode_step(step: Step | StepRecord) -> bytes:
     cmds: list[dict[str, Any]] = []
     for c in step.commands:
         if isinstance(c, Call):
-            cmds.append({"k": "call", "s": c.seq, "svc": c.service, "m": c.method, "a": _frag(c.args)})
+            cmds.append(
+                {"k": "call", "s": c.seq, "svc": c.service, "m": c.method, "a": _frag(c.args)}
+            )
         elif isinstance(c, CancelCall):
             cmds.append({"k": "cancel", "s": c.seq, "t": c.target, "svc": c.service})
         elif isinstance(c, StartTimer):

@@ -34,7 +34,7 @@ class RoutineHandle(Generic[R]):
     def service(self) -> str:
         return self.method.service
 
-    async def result(self, timeout: float | None = None) -> R:
+    async def result(self, timeout: float | None = None) -> R:  # noqa: ASYNC109
         """The routine's return value, or its exception raised here."""
         return cast(R, await asyncio.wait_for(self._client._outcome(self), timeout))
 
@@ -78,11 +78,18 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def proxy(self, contract: type[T]) -> T:
-        """A proxy whose calls start routines and return their results."""
-        if not is_contract(contract):
-            contract = contract_of(contract)
-        return make_proxy(contract, self._call)
+    def proxy(self, contract: Callable[..., T]) -> T:
+        """A proxy whose calls start routines and return their results.
+
+        Typed as ``Callable[..., T]`` rather than ``type[T]`` because mypy
+        refuses Protocol classes for ``type[T]`` ("Only concrete class can be
+        given"); a Protocol class still matches ``Callable[..., T]``.
+        """
+        if not isinstance(contract, type):
+            raise ContractError(f"proxy() takes a contract class, not {contract!r}")
+        target: type = contract if is_contract(contract) else contract_of(contract)
+        proxy: T = make_proxy(target, self._call)
+        return proxy
 
     async def start(
         self, method: Callable[..., Any], *args: Any, routine_id: str | None = None, **kwargs: Any

@@ -8,12 +8,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._errors import ContractError
-from .._service import service
 from .._contract import spec_of
+from .._errors import ContractError
 from .._injection import Container, Injector
 from .._proxy import make_proxy, self_call
-from .._service import validate_service
+from .._service import service, validate_service
 from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
 from ._client import Client
 from ._worker import HostedService, Worker
@@ -42,12 +41,12 @@ class Runtime:
         concurrency: int = 64,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
+        self.broker: MemoryBroker | None = broker
         if transport is None or store is None:
-            self.broker = broker or MemoryBroker(self.clock)
-            transport = transport or MemoryTransport(self.broker)
-            store = store or MemoryStore(self.broker)
-        else:
-            self.broker = broker
+            memory = broker or MemoryBroker(self.clock)
+            self.broker = memory
+            transport = transport or MemoryTransport(memory)
+            store = store or MemoryStore(memory)
         self.transport: Transport = transport
         self.store: JournalStore = store
         self.service_classes = list(services)

@@ -72,7 +72,9 @@ def parse(message: Message) -> Envelope:
             ok=h.get(OK, "1") == "1",
         )
     except ValueError as exc:
-        raise MalformedMessage(f"message {message.msg_id!r}: bad number in headers ({exc})") from None
+        raise MalformedMessage(
+            f"message {message.msg_id!r}: bad number in headers ({exc})"
+        ) from None
 
 
 def call_message(
@@ -96,7 +98,9 @@ def reply_message(env: Envelope, callee_id: str, done: Complete) -> Message:
     return Message(f"reply:{callee_id}", headers, done.payload)
 
 
-def outgoing(routine_id: str, own_queue: str, command: Call | CancelCall | StartTimer) -> tuple[str, Message]:
+def outgoing(
+    routine_id: str, own_queue: str, command: Call | CancelCall | StartTimer
+) -> tuple[str, Message]:
     """The (queue, message) that a call, cancel or timer command sends."""
     if isinstance(command, Call):
         callee = child_id(routine_id, command.seq)
@@ -106,7 +110,8 @@ def outgoing(routine_id: str, own_queue: str, command: Call | CancelCall | Start
     if isinstance(command, CancelCall):
         raise TypeError("cancel commands are routed by the worker (it knows the callee's service)")
     headers = {KIND: "timer", ROUTINE: routine_id, SEQ: str(command.seq)}
-    return own_queue, Message(f"timer:{routine_id}:{command.seq}", headers, deliver_at=command.fire_at)
+    msg_id = f"timer:{routine_id}:{command.seq}"
+    return own_queue, Message(msg_id, headers, deliver_at=command.fire_at)
 
 
 def cancel_message(callee_id: str) -> Message:

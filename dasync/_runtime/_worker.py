@@ -17,6 +17,7 @@ redelivery with backoff; user code never sees them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -106,7 +107,7 @@ class Worker:
             await self.transport.declare(name)
         for name, hosted in self.services.items():
             sub = await self.transport.consume(
-                name, lambda d, h=hosted: self._on_delivery(h, d), concurrency=self.concurrency
+                name, functools.partial(self._on_delivery, hosted), concurrency=self.concurrency
             )
             self._subscriptions.append(sub)
 
@@ -144,7 +145,7 @@ class Worker:
             _log.error("%s", exc)
             self._reject(hosted, delivery.message, str(exc))
             await delivery.nak(_backoff(delivery.attempt, cap=300.0))
-        except (TransportError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TransportError, OSError) as exc:
             self._evict(key)
             _log.warning("retrying %s after infrastructure error: %r", delivery.message.msg_id, exc)
             await delivery.nak(_backoff(delivery.attempt))
@@ -205,6 +206,12 @@ class Worker:
         await self._send(hosted, inst, step.commands)
         self._release(hosted, inst)
 
+    def _reject(self, hosted: HostedService, message: Message, reason: str) -> None:
+        """Record a message that cannot be processed, so that operators can see why."""
+        _log.error("%s: rejected message %s: %s", hosted.spec.name, message.msg_id, reason)
+        self.stats.rejected.append(f"{message.msg_id}: {reason}")
+        del self.stats.rejected[:-1000]
+
     # --- instances ------------------------------------------------------------------------
 
     async def _instance(self, hosted: HostedService, routine_id: str) -> RoutineInstance | None:
@@ -226,7 +233,9 @@ class Worker:
         await inst.replay(records)
         return inst
 
-    def _new_instance(self, hosted: HostedService, routine_id: str, start: Start) -> RoutineInstance:
+    def _new_instance(
+        self, hosted: HostedService, routine_id: str, start: Start
+    ) -> RoutineInstance:
         method = start.meta.get("method", "")
         inst = RoutineInstance(
             routine_id,
