@@ -10,6 +10,7 @@ a client starts a routine and waits for its result.
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -66,6 +67,11 @@ def make_proxy(contract: type[T], fallback: Fallback | None = None) -> T:
 
 @functools.cache
 def _stub_class(contract: Any, spec: ServiceSpec) -> type:
+    if getattr(contract, "_is_protocol", False) and not getattr(
+        contract, "_is_runtime_protocol", False
+    ):
+        # isinstance() refuses plain Protocols; a contract's proxy must pass it
+        typing.runtime_checkable(contract)
     namespace: dict[str, Any] = {"__slots__": ("_dasync_spec", "_dasync_fallback")}
     for name, method in spec.methods.items():
         namespace[name] = _stub_method(method)

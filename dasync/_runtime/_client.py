@@ -155,17 +155,19 @@ class Client:
         fut = self._waiters.get(handle.routine_id)
         try:
             while True:
-                done = await self._stored_completion(handle)
-                if done is not None:
-                    ok, payload = done.ok, done.payload
-                    break
-                if fut is not None:
+                if fut is not None:  # our own start: the reply comes to our inbox
                     try:
                         ok, payload = await asyncio.wait_for(asyncio.shield(fut), self._poll)
                         break
                     except TimeoutError:
-                        continue
-                await asyncio.sleep(self._poll)
+                        pass
+                # started elsewhere, or the reply went astray: read the journal
+                done = await self._stored_completion(handle)
+                if done is not None:
+                    ok, payload = done.ok, done.payload
+                    break
+                if fut is None:
+                    await asyncio.sleep(self._poll)
         finally:
             if fut is not None and fut.done():
                 self._waiters.pop(handle.routine_id, None)

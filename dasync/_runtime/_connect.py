@@ -12,6 +12,8 @@ from ._client import Client
 
 __all__ = ["connect"]
 
+NATS_SCHEMES = ("nats://", "tls://")
+
 
 @asynccontextmanager
 async def connect(
@@ -23,17 +25,31 @@ async def connect(
     """Connect a client: ``async with dasync.connect(url) as client: ...``.
 
     ``memory://`` reaches runtimes of this process that use the default memory
-    broker. Pass ``transport`` and ``store`` to use your own.
+    broker. ``nats://host:4222`` (comma-separate several servers; ``tls://``
+    for TLS) reaches runtimes anywhere through NATS JetStream, with credentials
+    from the ``DASYNC_NATS_*`` environment variables. Pass ``transport`` and
+    ``store`` to use your own.
     """
+    owned: list[Transport | JournalStore] = []
     if transport is None or store is None:
-        if not url.startswith("memory://"):
-            raise ValueError(f"unsupported dasync URL {url!r}: only memory:// is available")
-        broker = default_broker()
-        transport = transport or MemoryTransport(broker)
-        store = store or MemoryStore(broker)
+        if url.startswith("memory://"):
+            broker = default_broker()
+            transport = transport or MemoryTransport(broker)
+            store = store or MemoryStore(broker)
+        elif url.startswith(NATS_SCHEMES):
+            from ..transports.nats import connect_nats
+
+            nats_transport, nats_store = await connect_nats(url)
+            owned = [nats_transport, nats_store]
+            transport = transport or nats_transport
+            store = store or nats_store
+        else:
+            raise ValueError(f"unsupported dasync URL {url!r}: use memory:// or nats://host:port")
     client = Client(transport, store, SystemClock())
-    await client.open()
     try:
+        await client.open()
         yield client
     finally:
         await client.close()
+        for resource in owned:
+            await resource.close()

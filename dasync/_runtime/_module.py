@@ -87,9 +87,15 @@ def load_module(path: str | Path) -> ModuleType:
         sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
+        detail = _user_traceback(exc, str(file))
+        if isinstance(exc, ImportError) and "relative import" in str(exc):
+            detail += (
+                f"\nhint: the file is imported as the top-level module {name!r}, with its "
+                "folder on sys.path; import siblings absolutely (from contracts import ...)"
+            )
         raise ModuleLoadError(
-            f"{path}: importing it failed with {type(exc).__name__}: {exc}\n"
-            + _user_traceback(exc, str(file))
+            f"{path}: importing it failed with {type(exc).__name__}: {exc}"
+            + (f"\n{detail}" if detail else "")
         ) from exc
     return module
 
@@ -138,7 +144,7 @@ def discover(module: ModuleType) -> tuple[list[type], Callable[..., Any] | None]
 
 
 def _find_main(module: ModuleType, where: str) -> Callable[..., Any] | None:
-    main = getattr(module, "main", None)
+    main: Callable[..., Any] | None = getattr(module, "main", None)
     if main is None:
         return None
     if not callable(main):
@@ -156,13 +162,13 @@ def _is_protocol(cls: type) -> bool:
 
 
 def _user_traceback(exc: BaseException, file: str) -> str:
-    """The traceback from the user's file on, without importlib's own frames."""
+    """The traceback from the user's file on, without importlib's or dasync's frames."""
+    if isinstance(exc, SyntaxError):  # no frame in the file: show the offending line
+        return "".join(traceback.format_exception_only(exc)).rstrip()
     frames = traceback.extract_tb(exc.__traceback__)
     for i, frame in enumerate(frames):
         if frame.filename == file:
-            frames = traceback.StackSummary.from_list(
-                [f for f in frames[i:] if not f.filename.startswith("<frozen importlib")]
-            )
-            break
-    text = "".join(traceback.format_list(frames))
-    return "Traceback (most recent call last):\n" + text if text else ""
+            kept = [f for f in frames[i:] if not f.filename.startswith("<frozen importlib")]
+            text = "".join(traceback.StackSummary.from_list(kept).format())
+            return ("Traceback (most recent call last):\n" + text).rstrip()
+    return ""

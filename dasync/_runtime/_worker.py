@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from .._engine import (
     RoutineInstance,
     Start,
     StartTimer,
+    StepRecord,
     decode_step,
     encode_step,
 )
@@ -89,8 +90,10 @@ class Worker:
         cache_size: int = 10_000,
         force_replay: bool = False,
         concurrency: int = 64,
+        heartbeat: float = 10.0,
     ) -> None:
         self.services = {s.spec.name: s for s in services}
+        self.heartbeat = heartbeat
         self.transport = transport
         self.store = store
         self.clock = clock
@@ -101,6 +104,9 @@ class Worker:
         self._cache: OrderedDict[tuple[str, str], RoutineInstance] = OrderedDict()
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._subscriptions: list[Subscription] = []
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._active: dict[int, tuple[Delivery, float]] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         for name in self.services:
@@ -110,11 +116,22 @@ class Worker:
                 name, functools.partial(self._on_delivery, hosted), concurrency=self.concurrency
             )
             self._subscriptions.append(sub)
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._keep_alive())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop fetching, let in-flight activations finish (up to ``grace`` s), drop the cache.
+
+        Work still running after the grace period is abandoned unacknowledged:
+        the transport redelivers it to another worker, and nothing committed is lost.
+        """
         for sub in self._subscriptions:
             await sub.stop()
         self._subscriptions.clear()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
         for key in list(self._cache):
             self._evict(key)
 
@@ -130,6 +147,10 @@ class Worker:
         key = (hosted.spec.name, env.routine_id)
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
+        current = asyncio.current_task()
+        if current is not None:
+            self._inflight.add(current)
+        self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time())
         try:
             async with lock:
                 await self._handle(hosted, env, delivery.message)
@@ -156,6 +177,9 @@ class Worker:
         else:
             await delivery.ack()
         finally:
+            self._active.pop(id(delivery), None)
+            if current is not None:
+                self._inflight.discard(current)
             lock, users = self._locks[key]
             if users <= 1:
                 del self._locks[key]
@@ -164,11 +188,20 @@ class Worker:
 
     async def _handle(self, hosted: HostedService, env: _wire.Envelope, message: Message) -> None:
         name = hosted.spec.name
-        inst = await self._instance(hosted, env.routine_id)
+        inst = self._cached(hosted, env.routine_id)
+        if inst is None:
+            records = await self._load(hosted, env.routine_id)
+            if any(r.input.key == _input_key(env) for r in records):
+                # a redelivery: resend from the journal, never re-run the routine's code
+                await self._resend(hosted, env.routine_id, records, _input_key(env))
+                return
+            if _completion(records) is not None:
+                return  # news for a finished routine (a late timer or reply) changes nothing
+            inst = await self._replay(hosted, env.routine_id, records) if records else None
         inp: Input
         if env.kind == "start":
             if inst is not None:  # duplicate call: its effects exist already
-                await self._resend(hosted, inst, "start")
+                await self._resend(hosted, env.routine_id, None, "start")
                 return
             meta = {"method": env.method}
             if env.reply_to:
@@ -191,7 +224,7 @@ class Worker:
             inp = Cancel(self.clock.now())
 
         if inp.key in inst.consumed:
-            await self._resend(hosted, inst, inp.key)
+            await self._resend(hosted, inst.routine_id, None, inp.key)
             return
         step = await inst.activate(inp)
         self.stats.activations += 1
@@ -203,8 +236,22 @@ class Worker:
         except BaseException:
             self._evict((name, inst.routine_id))
             raise
-        await self._send(hosted, inst, step.commands)
+        await self._send(hosted, inst.routine_id, inst.context, step.commands)
         self._release(hosted, inst)
+
+    async def _keep_alive(self) -> None:
+        """Tell the transport that long activations are still working, so they are not
+        redelivered to another worker while this one is busy with them."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            due = loop.time() - self.heartbeat
+            for delivery, started in list(self._active.values()):
+                if started <= due:
+                    try:
+                        await delivery.in_progress()
+                    except Exception as exc:  # a missed heartbeat only risks a redelivery
+                        _log.debug("in_progress failed: %r", exc)
 
     def _reject(self, hosted: HostedService, message: Message, reason: str) -> None:
         """Record a message that cannot be processed, so that operators can see why."""
@@ -215,18 +262,31 @@ class Worker:
     # --- instances ------------------------------------------------------------------------
 
     async def _instance(self, hosted: HostedService, routine_id: str) -> RoutineInstance | None:
+        """The live routine: cached, or rebuilt by replaying its journal (None if none)."""
+        inst = self._cached(hosted, routine_id)
+        if inst is not None:
+            return inst
+        records = await self._load(hosted, routine_id)
+        return await self._replay(hosted, routine_id, records) if records else None
+
+    def _cached(self, hosted: HostedService, routine_id: str) -> RoutineInstance | None:
         key = (hosted.spec.name, routine_id)
         inst = self._cache.get(key)
         if inst is not None:
             self._cache.move_to_end(key)
-            return inst
-        entries = await self.store.load(hosted.spec.name, routine_id)
-        if not entries:
-            return None
-        records = [decode_step(e) for e in entries]
-        first = records[0].input
-        if not isinstance(first, Start):
+        return inst
+
+    async def _load(self, hosted: HostedService, routine_id: str) -> list[StepRecord]:
+        records = [decode_step(e) for e in await self.store.load(hosted.spec.name, routine_id)]
+        if records and not isinstance(records[0].input, Start):
             raise MalformedMessage(f"journal of {routine_id!r} does not begin with a start")
+        return records
+
+    async def _replay(
+        self, hosted: HostedService, routine_id: str, records: list[StepRecord]
+    ) -> RoutineInstance:
+        first = records[0].input
+        assert isinstance(first, Start)
         inst = self._new_instance(hosted, routine_id, first)
         self.stats.replays += 1
         self.stats.replayed_steps += len(records)
@@ -264,26 +324,30 @@ class Worker:
     # --- outbox ---------------------------------------------------------------------------
 
     async def _send(
-        self, hosted: HostedService, inst: RoutineInstance, commands: Sequence[Command]
+        self,
+        hosted: HostedService,
+        routine_id: str,
+        meta: Mapping[str, str],
+        commands: Sequence[Command],
     ) -> None:
         own = hosted.spec.name
         for command in commands:
             if isinstance(command, Call | StartTimer):
-                queue, msg = _wire.outgoing(inst.routine_id, own, command)
+                queue, msg = _wire.outgoing(routine_id, own, command)
                 try:
                     await self.transport.send(queue, msg)
                 except UnknownService as exc:
                     if not isinstance(command, Call):
                         raise
-                    await self._fail_call(own, inst.routine_id, command, exc)
+                    await self._fail_call(own, routine_id, command, exc)
             elif isinstance(command, CancelCall):
-                callee = _wire.child_id(inst.routine_id, command.target)
+                callee = _wire.child_id(routine_id, command.target)
                 try:
                     await self.transport.send(command.service, _wire.cancel_message(callee))
                 except UnknownService:
                     pass
             elif isinstance(command, Complete):
-                await self._reply(inst, command)
+                await self._reply(routine_id, meta, command)
 
     async def _fail_call(self, own: str, routine_id: str, call: Call, exc: DasyncError) -> None:
         """A call to a service that does not exist resolves as a failure the caller can catch."""
@@ -292,33 +356,48 @@ class Worker:
         done = Complete(0, False, encode_failure(exc))
         await self.transport.send(own, _wire.reply_message(env, callee, done))
 
-    async def _reply(self, inst: RoutineInstance, done: Complete) -> None:
-        meta = inst.context
+    async def _reply(self, routine_id: str, meta: Mapping[str, str], done: Complete) -> None:
         reply_to = meta.get("reply_to")
         if not reply_to:
             return
         env = _wire.Envelope(
             "start",
-            inst.routine_id,
+            routine_id,
             reply_routine=meta.get("reply_routine", ""),
             reply_seq=int(meta.get("reply_seq", "0")),
         )
         try:
-            await self.transport.send(reply_to, _wire.reply_message(env, inst.routine_id, done))
+            await self.transport.send(reply_to, _wire.reply_message(env, routine_id, done))
         except UnknownService:
             if not reply_to.startswith(_wire.INBOX_PREFIX):
                 raise
             # the client went away; its result stays readable in the journal
 
-    async def _resend(self, hosted: HostedService, inst: RoutineInstance, key: str) -> None:
-        """Re-send what the step that consumed ``key`` sent (it may have been lost in a crash)."""
+    async def _resend(
+        self,
+        hosted: HostedService,
+        routine_id: str,
+        records: list[StepRecord] | None,
+        key: str,
+    ) -> None:
+        """Re-send what the step that consumed ``key`` sent (it may have been lost in a crash).
+
+        Works from the journal alone: a redelivery never runs the routine's code.
+        """
         self.stats.redeliveries_resent += 1
-        index = inst.consumed.get(key)
-        entries = await self.store.load(hosted.spec.name, inst.routine_id)
-        if index is not None and index < len(entries):
-            await self._send(hosted, inst, decode_step(entries[index]).commands)
-        if key == "start" and inst.completion is not None:
-            await self._reply(inst, inst.completion)
+        if records is None:
+            records = await self._load(hosted, routine_id)
+        if not records:
+            return
+        first = records[0].input
+        meta = first.meta if isinstance(first, Start) else {}
+        for record in records:
+            if record.input.key == key:
+                await self._send(hosted, routine_id, meta, record.commands)
+                break
+        done = _completion(records)
+        if key == "start" and done is not None:
+            await self._reply(routine_id, meta, done)
 
 
 def _body(hosted: HostedService, method_name: str) -> Any:
@@ -338,6 +417,23 @@ def _body(hosted: HostedService, method_name: str) -> Any:
         return encode_result(method, result)
 
     return run
+
+
+def _input_key(env: _wire.Envelope) -> str:
+    """The key of the input a message carries (``Input.key``), without decoding its body."""
+    if env.kind == "reply":
+        return f"reply:{env.seq}"
+    if env.kind == "timer":
+        return f"timer:{env.seq}"
+    return env.kind
+
+
+def _completion(records: Sequence[StepRecord]) -> Complete | None:
+    for record in reversed(records):
+        for command in record.commands:
+            if isinstance(command, Complete):
+                return command
+    return None
 
 
 def _backoff(attempt: int, cap: float = 30.0) -> float:

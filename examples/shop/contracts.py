@@ -1,0 +1,59 @@
+"""The shop's contracts: a payment terminal, a warehouse and the shop itself.
+
+Contracts are ``typing.Protocol`` classes with ``async def`` methods; every
+service and client imports this file, never the implementations. Exceptions a
+caller is meant to catch, such as ``OutOfStock``, live here too, so the
+caller can import them and dasync can re-raise the callee's exception as the
+same class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    tx: UUID
+    kind: Literal["credit", "refund"]
+    customer: str
+    amount: Decimal
+
+
+class OutOfStock(Exception):
+    """The warehouse cannot reserve the quantity asked for.
+
+    The constructor arguments are passed on to ``Exception.__init__`` so that
+    they end up in ``args``: the exception crosses services as its class name
+    plus ``args`` and is rebuilt at the caller as ``OutOfStock(*args)``.
+    """
+
+    def __init__(self, item: str, requested: int, available: int) -> None:
+        super().__init__(item, requested, available)
+        self.item, self.requested, self.available = item, requested, available
+
+    def __str__(self) -> str:
+        return f"{self.requested} x {self.item} requested, {self.available} in stock"
+
+
+class PaymentTerminal(Protocol):
+    # credit: the shop is credited the amount (the customer is charged).
+    async def credit(self, tx: UUID, customer: str, amount: Decimal) -> None: ...
+
+    # refund: undo the credit of transaction ``tx``.
+    async def refund(self, tx: UUID) -> None: ...
+
+    async def ledger(self) -> list[LedgerEntry]: ...
+
+
+class Warehouse(Protocol):
+    # Raises OutOfStock when there is not enough of ``item``.
+    async def reserve(self, tx: UUID, item: str, qty: int) -> None: ...
+
+
+class Shop(Protocol):
+    # Returns "ok", or "refunded" when the item was out of stock.
+    async def place_order(self, customer: str, item: str, qty: int) -> str: ...

@@ -1,0 +1,185 @@
+"""Bad input gets a clear error (or a dead letter) and the worker keeps serving."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pytest
+
+import dasync
+from dasync._codec import decode_failure
+from dasync.transports import Message
+
+from ..semantics._helpers import wait_until
+
+
+class Calc(Protocol):
+    async def add(self, a: int, b: int) -> int: ...
+    async def wrong_result(self) -> int: ...
+
+
+class CalcImpl(Calc):
+    async def add(self, a: int, b: int) -> int:
+        return a + b
+
+    async def wrong_result(self) -> int:
+        return "not a number"  # type: ignore[return-value]
+
+
+class Nowhere(Protocol):
+    """A contract that no runtime deploys."""
+
+    async def ping(self) -> str: ...
+
+
+class Caller(Protocol):
+    async def call_nowhere(self) -> str: ...
+    async def call_nowhere_uncaught(self) -> str: ...
+
+
+class CallerImpl(Caller):
+    def __init__(self, nowhere: Nowhere, calc: Calc) -> None:
+        self.nowhere = nowhere
+        self.calc = calc
+
+    async def call_nowhere(self) -> str:
+        try:
+            return await self.nowhere.ping()
+        except dasync.UnknownService as exc:
+            total = await self.calc.add(1, 1)  # the routine goes on after catching it
+            return f"caught {type(exc).__name__} ({'Nowhere' in str(exc)}), then {total}"
+
+    async def call_nowhere_uncaught(self) -> str:
+        return await self.nowhere.ping()
+
+
+SERVICES = [CalcImpl, CallerImpl]
+
+
+async def _still_serves(rt: dasync.Runtime) -> None:
+    assert await rt.client.proxy(Calc).add(20, 22) == 42
+
+
+async def test_client_call_to_an_unknown_service(make_runtime):
+    async with make_runtime(SERVICES) as rt:
+        with pytest.raises(dasync.UnknownService, match="Nowhere"):
+            await rt.client.proxy(Nowhere).ping()
+        with pytest.raises(dasync.UnknownService):
+            await rt.client.call_raw("Nowhere", "ping", b"{}")
+        await _still_serves(rt)
+
+
+async def test_routine_call_to_an_unknown_service_raises_at_its_await(make_runtime):
+    async with make_runtime(SERVICES) as rt:
+        caller = rt.client.proxy(Caller)
+        assert await caller.call_nowhere() == "caught UnknownService (True), then 2"
+        with pytest.raises(dasync.UnknownService, match="Nowhere"):
+            await caller.call_nowhere_uncaught()
+        await _still_serves(rt)
+
+
+async def test_unknown_method(make_runtime):
+    async with make_runtime(SERVICES) as rt:
+        ok, payload = await rt.client.call_raw("Calc", "nope", b"{}")
+        assert not ok
+        err = decode_failure(payload)
+        assert isinstance(err, dasync.UnknownMethod)
+        assert "'nope'" in str(err) and "add" in str(err)  # says what exists
+        await _still_serves(rt)
+
+
+async def test_client_side_argument_errors(make_runtime):
+    async with make_runtime(SERVICES) as rt:
+        calc = rt.client.proxy(Calc)
+        with pytest.raises(dasync.InvalidArguments, match="'b'") as info:
+            await calc.add(1, "two")  # type: ignore[arg-type]
+        assert "Calc.add" in str(info.value) and "'two'" in str(info.value)
+        with pytest.raises(dasync.InvalidArguments, match="'b'"):
+            await calc.add(1)  # type: ignore[call-arg]
+        with pytest.raises(dasync.InvalidArguments, match="'c'"):
+            await calc.add(1, 2, c=3)  # type: ignore[call-arg]
+        with pytest.raises(dasync.InvalidArguments):
+            await calc.add(1, 2, 3)  # type: ignore[call-arg]
+        with pytest.raises(dasync.InvalidArguments):
+            await rt.client.start(Calc.add, 1, b=[])
+        assert isinstance(dasync.InvalidArguments("x"), TypeError)
+        await _still_serves(rt)
+
+
+@pytest.mark.parametrize(
+    ("payload", "names"),
+    [
+        (b'{"a": 1, "b": "two"}', ["argument 'b'"]),
+        (b'{"a": "x", "b": "y"}', ["argument 'a'", "argument 'b'"]),
+        (b'{"a": 1}', ["missing argument 'b'"]),
+        (b'{"a": 1, "b": 2, "c": 3}', ["unexpected argument 'c'"]),
+        (b"[1, 2]", ["Calc.add"]),
+    ],
+)
+async def test_raw_payload_with_wrong_arguments(make_runtime, payload, names):
+    async with make_runtime(SERVICES) as rt:
+        ok, body = await rt.client.call_raw("Calc", "add", payload)
+        assert not ok
+        err = decode_failure(body)
+        assert isinstance(err, dasync.InvalidArguments)
+        for name in names:
+            assert name in str(err)
+        await _still_serves(rt)
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"", b'{"a": 1,', b"\xff\xfe"])
+async def test_undecodable_payload(make_runtime, payload):
+    async with make_runtime(SERVICES) as rt:
+        ok, body = await rt.client.call_raw("Calc", "add", payload)
+        assert not ok
+        err = decode_failure(body)
+        assert isinstance(err, dasync.MalformedMessage), err
+        assert "Calc.add" in str(err)
+        await _still_serves(rt)
+
+
+async def test_result_that_does_not_match_the_contract(make_runtime):
+    async with make_runtime(SERVICES) as rt:
+        with pytest.raises(dasync.ContractError, match="wrong_result"):
+            await rt.client.proxy(Calc).wrong_result()
+        await _still_serves(rt)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"dasync-kind": "start"},
+        {"dasync-routine": "r1"},
+        {"dasync-kind": "explode", "dasync-routine": "r1"},
+        {"dasync-kind": "reply", "dasync-routine": "r1", "dasync-seq": "one"},
+        {"dasync-kind": "reply", "dasync-routine": "no-such-routine", "dasync-seq": "1"},
+        {"dasync-kind": "timer", "dasync-routine": "no-such-routine", "dasync-seq": "1"},
+    ],
+)
+async def test_message_with_bad_headers_is_dead_lettered(make_runtime, headers):
+    async with make_runtime(SERVICES) as rt:
+        assert rt.broker is not None
+        broker = rt.broker
+        rt.broker.publish("Calc", Message("garbage-1", headers, b"{}"))
+        await wait_until(lambda: len(broker.dead) == 1)
+        queue, message, reason = broker.dead[0]
+        assert (queue, message.msg_id) == ("Calc", "garbage-1")
+        assert reason
+        assert len(rt.worker.stats.rejected) == 1
+        assert "garbage-1" in rt.worker.stats.rejected[0]
+        assert reason in rt.worker.stats.rejected[0]
+        await _still_serves(rt)
+        assert len(broker.dead) == 1  # nothing else was rejected
+
+
+async def test_many_bad_inputs_interleaved_with_good_calls(make_runtime):
+    async with make_runtime(SERVICES) as rt:
+        assert rt.broker is not None
+        broker = rt.broker
+        for i in range(20):
+            broker.publish("Calc", Message(f"junk-{i}", {"x": "y"}, b"\x00"))
+        results = [await rt.client.call_raw("Calc", "add", b"not json") for _ in range(5)]
+        assert all(not ok for ok, _ in results)
+        assert [await rt.client.proxy(Calc).add(i, i) for i in range(5)] == [0, 2, 4, 6, 8]
+        await wait_until(lambda: len(broker.dead) == 20)

@@ -1,0 +1,137 @@
+"""A routine whose code changed between runs is stopped with a NonDeterminismError.
+
+The routine runs on one runtime until it waits on a service that no runtime
+hosts yet; then its code changes (a module-level flag) and a new runtime on the
+same broker hosts that service, so the reply makes the routine replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import pytest
+
+import dasync
+from dasync._codec import encode_failure
+from dasync._engine import RoutineInstance
+from dasync._runtime._worker import _body
+from dasync.testing import runtime
+
+from ._helpers import journal, wait_until
+
+VERSION = {"code": "v1"}
+
+
+class Leaf(Protocol):
+    async def a(self) -> int: ...
+    async def b(self) -> int: ...
+
+
+class LeafImpl(Leaf):
+    async def a(self) -> int:
+        return 1
+
+    async def b(self) -> int:
+        return 2
+
+
+class Later(Protocol):
+    async def answer(self) -> int: ...
+
+
+class LaterImpl(Later):
+    async def answer(self) -> int:
+        return 40
+
+
+class Flow(Protocol):
+    async def run(self) -> int: ...
+
+
+class FlowImpl(Flow):
+    def __init__(self, leaf: Leaf, later: Later) -> None:
+        self.leaf = leaf
+        self.later = later
+
+    async def run(self) -> int:
+        total = await self.leaf.a()  # step 0 issues call seq 1
+        total += await self.leaf.a()  # step 1 issues call seq 2
+        code = VERSION["code"]  # step 2 issues seq 3, which depends on the code version
+        if code == "v1":
+            await asyncio.sleep(5)
+        elif code == "v2-call":
+            total += await self.leaf.b()
+        elif code == "v2-record":
+            dasync.uuid4()
+            await asyncio.sleep(5)
+        # v2-removed: issues nothing here
+        return total + await self.later.answer()  # step 3 (or 2) issues the call to Later
+
+
+CHANGES = {
+    "v2-call": ("timer (seq 3)", "call Leaf.b (seq 3)"),
+    "v2-record": ("timer (seq 3)", "dasync.uuid4() (seq 3)"),
+    "v2-removed": ("timer (seq 3)", "call Later.answer (seq 3)"),
+}
+
+
+async def _run_v1_until_waiting(rid: str) -> dasync.Runtime:
+    """Run the v1 routine until it waits on Later; return the (closed) runtime."""
+    VERSION["code"] = "v1"
+    async with runtime([LeafImpl, FlowImpl]) as rt:
+        assert rt.broker is not None
+        rt.broker.declare("Later")  # deployed, but nobody consumes it yet
+        await rt.client.start(Flow.run, routine_id=rid)
+        await wait_until(lambda: len(journal(rt, "Flow", rid)) == 4)
+    return rt
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+async def test_changed_code_is_detected_on_replay(change, replay_mode):
+    rid = f"flow-{change}"
+    old = await _run_v1_until_waiting(rid)
+    records = journal(old, "Flow", rid)
+    expected, actual = CHANGES[change]
+
+    VERSION["code"] = change
+    try:
+        # the engine itself: replaying the journal raises, naming everything
+        hosted = old.worker.services["Flow"]
+        inst = RoutineInstance(rid, "Flow", "run", _body(hosted, "run"), encode_failure)
+        with pytest.raises(dasync.NonDeterminismError) as info:
+            await inst.replay(records)
+        err = info.value
+        assert (err.routine_id, err.step, err.expected, err.actual) == (rid, 2, expected, actual)
+        for part in (rid, "step 2", expected, actual):
+            assert part in str(err)
+
+        # the runtime: the reply that makes the routine replay is refused, not committed
+        async with runtime(
+            [LeafImpl, FlowImpl, LaterImpl],
+            broker=old.broker,
+            force_replay=replay_mode == "forced",
+        ) as rt:
+            await wait_until(lambda: any(rid in r for r in rt.worker.stats.rejected))
+            reason = next(r for r in rt.worker.stats.rejected if rid in r)
+            for part in (rid, "step 2", expected, actual):
+                assert part in reason
+            assert len(journal(rt, "Flow", rid)) == 4  # nothing committed
+
+            # deploying the original code again lets the routine finish
+            VERSION["code"] = "v1"
+            handle = rt.client.handle(Flow.run, rid)
+            assert await handle.result(timeout=10) == 42
+    finally:
+        VERSION["code"] = "v1"
+
+
+async def test_unchanged_code_resumes_on_a_new_runtime(replay_mode):
+    rid = "flow-same"
+    old = await _run_v1_until_waiting(rid)
+    async with runtime(
+        [LeafImpl, FlowImpl, LaterImpl], broker=old.broker, force_replay=replay_mode == "forced"
+    ) as rt:
+        assert await rt.client.handle(Flow.run, rid).result(timeout=10) == 42
+        assert rt.worker.stats.rejected == []
+        assert rt.worker.stats.replays >= 1

@@ -1,0 +1,334 @@
+"""The only module that talks to nats-py: one shared connection, errors mapped to dasync's.
+
+Everything else in this package sees plain ``RawMsg`` values and dasync
+exceptions: ``TransportError`` for anything infrastructural (disconnected,
+timed out, refused by JetStream), ``NoResponders`` when nothing listens on a
+subject (no stream), ``ApiError`` with JetStream's error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+
+from ..._errors import TransportError
+from ._options import NatsOptions
+
+__all__ = [
+    "API_PREFIX",
+    "ApiError",
+    "Connection",
+    "Inbox",
+    "NoResponders",
+    "PubAck",
+    "RECONNECTED",
+    "RawMsg",
+]
+
+_log = logging.getLogger("dasync.nats")
+
+API_PREFIX = "$JS.API"
+WRONG_LAST_SEQUENCE = 10071
+STREAM_NOT_FOUND = 10059
+CONSUMER_NOT_FOUND = 10014
+
+
+class NoResponders(TransportError):
+    """Nothing listens on the subject: for JetStream, the stream (or consumer) does not exist."""
+
+
+class ApiError(TransportError):
+    """JetStream refused a request; ``err_code`` is its stable error code."""
+
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        super().__init__(f"JetStream error {code}/{err_code}: {description}")
+
+
+@dataclass(frozen=True, slots=True)
+class RawMsg:
+    """A received NATS message, free of nats-py types."""
+
+    subject: str
+    data: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reply: str = ""
+
+    @property
+    def status(self) -> str:
+        """The status code of a control message (``100`` heartbeat, ``408`` expired...), or ''."""
+        return self.headers.get("Status", "") if not self.data else ""
+
+    @property
+    def description(self) -> str:
+        return self.headers.get("Description", "")
+
+
+@dataclass(frozen=True, slots=True)
+class PubAck:
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+class _Reconnected:
+    def __repr__(self) -> str:
+        return "RECONNECTED"
+
+
+RECONNECTED = _Reconnected()
+"""Put in every open inbox when the connection comes back: outstanding pulls are lost."""
+
+
+class Inbox:
+    """A subscription whose messages (and reconnect markers) queue up for ``get``."""
+
+    def __init__(self, conn: Connection, subject: str) -> None:
+        self.subject = subject
+        self._conn = conn
+        self._queue: asyncio.Queue[RawMsg | _Reconnected] = asyncio.Queue()
+        self._sub: NatsSubscription | None = None
+
+    async def _start(self) -> None:
+        async def on_msg(msg: Msg) -> None:
+            self._queue.put_nowait(_raw(msg))
+
+        with self._conn.mapped(f"subscribe {self.subject}"):
+            self._sub = await self._conn.nc.subscribe(self.subject, cb=on_msg)
+
+    def _reconnected(self) -> None:
+        self._queue.put_nowait(RECONNECTED)
+
+    async def get(self, wait: float | None) -> RawMsg | _Reconnected | None:
+        """The next message, ``RECONNECTED``, or ``None`` after ``wait`` seconds."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), wait)
+        except TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        self._conn._inboxes.discard(self)
+        sub, self._sub = self._sub, None
+        if sub is not None and not self._conn.nc.is_closed:
+            try:
+                await sub.unsubscribe()
+            except nats.errors.Error as exc:
+                _log.debug("unsubscribe %s: %r", self.subject, exc)
+
+
+class Connection:
+    """One nats-py connection shared by a transport and a store (reference-counted)."""
+
+    def __init__(self, nc: NatsClient, options: NatsOptions) -> None:
+        self.nc = nc
+        self.options = options
+        self._users = 0
+        self._inboxes: set[Inbox] = set()
+        self._closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, options: NatsOptions) -> Connection:
+        holder: list[Connection] = []
+
+        async def on_error(exc: Exception) -> None:
+            _log.warning("NATS connection error: %r", exc)
+
+        async def on_disconnected() -> None:
+            if holder and not holder[0]._closed:
+                _log.warning("disconnected from NATS; reconnecting")
+
+        async def on_reconnected() -> None:
+            _log.warning("reconnected to NATS at %s", holder[0].nc.connected_url if holder else "?")
+            if holder:
+                for inbox in list(holder[0]._inboxes):
+                    inbox._reconnected()
+
+        kwargs: dict[str, Any] = dict(
+            servers=list(options.servers),
+            name=options.name,
+            connect_timeout=options.connect_timeout,
+            reconnect_time_wait=options.reconnect_wait,
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+        if options.user is not None:
+            kwargs.update(user=options.user, password=options.password)
+        if options.token is not None:
+            kwargs["token"] = options.token
+        if options.creds is not None:
+            kwargs["user_credentials"] = options.creds
+        if (context := options.ssl_context()) is not None:
+            kwargs["tls"] = context
+        kwargs.update(options.extra)
+        try:
+            nc = await nats.connect(**kwargs)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise TransportError(
+                f"cannot connect to NATS at {', '.join(options.servers)}: {exc!r}"
+            ) from exc
+        conn = cls(nc, options)
+        holder.append(conn)
+        return conn
+
+    def retain(self) -> Connection:
+        self._users += 1
+        return self
+
+    async def release(self) -> None:
+        """Drop one user; the last one drains and closes the connection."""
+        self._users -= 1
+        if self._users <= 0:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for inbox in list(self._inboxes):
+            await inbox.close()
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), self.options.close_timeout)
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            _log.debug("drain: %r", exc)
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+    def abort(self) -> None:
+        """Drop the connection without draining, as a killed process would (tests)."""
+        self._closed = True
+        self._inboxes.clear()
+        asyncio.get_running_loop().create_task(self.nc.close())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.nc.is_closed
+
+    @property
+    def server_version(self) -> tuple[int, int, int]:
+        v = self.nc.connected_server_version
+        return (v.major, v.minor, v.patch)
+
+    # --- errors ---------------------------------------------------------------------------
+
+    def mapped(self, what: str) -> _Mapped:
+        """``with conn.mapped("publish x"):`` turns nats-py failures into dasync errors."""
+        return _Mapped(what)
+
+    # --- operations -----------------------------------------------------------------------
+
+    async def publish(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> PubAck:
+        """Persist a message in the stream that owns ``subject`` and return its ack."""
+        with self.mapped(f"publish to {subject}"):
+            msg = await self.nc.request(
+                subject, data, timeout=self.options.request_timeout, headers=dict(headers or {})
+            )
+        resp = _json(msg, subject)
+        if "error" in resp:
+            raise _api_error(resp["error"])
+        return PubAck(
+            str(resp.get("stream", "")), int(resp.get("seq", 0)), bool(resp.get("duplicate"))
+        )
+
+    async def send(
+        self,
+        subject: str,
+        data: bytes = b"",
+        *,
+        reply: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Fire-and-forget core publish (acks, pull requests)."""
+        with self.mapped(f"publish to {subject}"):
+            await self.nc.publish(
+                subject, data, reply=reply, headers=dict(headers) if headers else None
+            )
+
+    async def request(self, subject: str, data: bytes = b"") -> RawMsg:
+        with self.mapped(f"request {subject}"):
+            msg = await self.nc.request(subject, data, timeout=self.options.request_timeout)
+        return _raw(msg)
+
+    async def api(self, endpoint: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Call the JetStream API (``STREAM.CREATE.X``...) and return its JSON answer."""
+        subject = f"{API_PREFIX}.{endpoint}"
+        data = json.dumps(payload).encode() if payload is not None else b""
+        try:
+            with self.mapped(f"JetStream {endpoint}"):
+                msg = await self.nc.request(subject, data, timeout=self.options.request_timeout)
+        except NoResponders as exc:
+            raise TransportError(
+                f"JetStream is not enabled on this NATS server ({endpoint})"
+            ) from exc
+        resp = _json(msg, subject)
+        if "error" in resp:
+            raise _api_error(resp["error"])
+        return resp
+
+    async def subscribe(self, subject: str | None = None) -> Inbox:
+        inbox = Inbox(self, subject or self.nc.new_inbox())
+        await inbox._start()
+        self._inboxes.add(inbox)
+        return inbox
+
+    def new_inbox(self) -> str:
+        return self.nc.new_inbox()
+
+
+class _Mapped:
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is None or isinstance(exc, TransportError):
+            return
+        if isinstance(exc, nats.errors.NoRespondersError):
+            raise NoResponders(f"{self.what}: no responders") from exc
+        if isinstance(exc, nats.errors.Error | OSError | TimeoutError):
+            raise TransportError(f"{self.what}: {type(exc).__name__} {exc}".strip()) from exc
+
+
+def _raw(msg: Msg) -> RawMsg:
+    headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
+    return RawMsg(msg.subject, msg.data or b"", headers, msg.reply or "")
+
+
+def _json(msg: Msg, subject: str) -> dict[str, Any]:
+    try:
+        resp = json.loads(msg.data)
+    except ValueError as exc:
+        raise TransportError(f"unexpected answer from {subject}: {msg.data[:200]!r}") from exc
+    if not isinstance(resp, dict):
+        raise TransportError(f"unexpected answer from {subject}: {msg.data[:200]!r}")
+    return resp
+
+
+def _api_error(error: Mapping[str, Any]) -> ApiError:
+    return ApiError(
+        int(error.get("code", 0)), int(error.get("err_code", 0)), str(error.get("description", ""))
+    )

@@ -1,0 +1,296 @@
+"""Pulling from a durable JetStream consumer and settling deliveries.
+
+One loop per ``consume()`` call issues pull requests for exactly as many
+messages as it has free handler slots and hands each message to its own task
+as soon as it arrives (no batching latency). Each request has its own reply
+subject, so the loop knows which expiry or error status belongs to it. The
+loop survives disconnects: a reconnect, a missing heartbeat or an expired
+request just leads to a new pull; a deleted consumer is provisioned again.
+
+While a handler runs, its delivery is kept alive with ``+WPI`` every third of
+``ack_wait``, so a slow step is never handed to a second worker while this one
+lives; a killed worker stops doing it and the message is redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from ..._errors import TransportError
+from .._contract import Handler, Message
+from . import _envelope as env
+from ._connection import Connection, Inbox, RawMsg
+from ._provision import Provisioner
+
+__all__ = ["NatsDelivery", "PullConsumer"]
+
+_log = logging.getLogger("dasync.nats")
+_NS = 1_000_000_000
+
+
+class _ConsumerGone(TransportError):
+    """The consumer (or its stream) no longer exists."""
+
+
+class NatsDelivery:
+    """One delivery from JetStream; settling sends the matching ack to the server.
+
+    Settling never raises: if the ack cannot be sent (disconnected), the server
+    redelivers the message after ``ack_wait``, which the runtime tolerates.
+    """
+
+    __slots__ = ("_consumer", "_message", "_raw", "attempt", "settled", "stream_seq")
+
+    def __init__(self, raw: RawMsg, consumer: PullConsumer) -> None:
+        self._raw = raw
+        self._consumer = consumer
+        self.attempt, self.stream_seq = env.ack_info(raw.reply)
+        self._message = env.to_message(raw, f"{consumer.stream}:{self.stream_seq}")
+        self.settled = False
+
+    @property
+    def message(self) -> Message:
+        return self._message
+
+    async def ack(self) -> None:
+        await self._settle(b"+ACK")
+
+    async def nak(self, delay: float = 0.0) -> None:
+        if delay > 0:
+            await self._settle(b"-NAK " + json.dumps({"delay": int(delay * _NS)}).encode())
+        else:
+            await self._settle(b"-NAK")
+
+    async def in_progress(self) -> None:
+        if not self.settled:
+            await self._consumer.send_ack(self._raw.reply, b"+WPI")
+
+    async def term(self, reason: str) -> None:
+        if self.settled:
+            return
+        if not await self._consumer.keep_dead(self._raw, self._message, reason):
+            await self.nak(1.0)  # could not record it: try again rather than lose the reason
+            return
+        await self._settle(b"+TERM " + env.header_safe(reason, 1000).encode())
+
+    async def _settle(self, payload: bytes) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        await self._consumer.send_ack(self._raw.reply, payload)
+
+
+class PullConsumer:
+    """The pull loop over one durable consumer; a ``Subscription`` for the runtime."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        provisioner: Provisioner,
+        queue: str,
+        handler: Handler,
+        concurrency: int,
+        *,
+        stream: str,
+        consumer: str,
+        dead_subject: str | None,
+    ) -> None:
+        self.conn = conn
+        self.provisioner = provisioner
+        self.queue = queue
+        self.handler = handler
+        self.concurrency = max(1, concurrency)
+        self.stream = stream
+        self.consumer = consumer
+        self.dead_subject = dead_subject
+        opts = conn.options
+        self.expires = max(1.0, opts.pull_expires)
+        self.heartbeat = max(0.5, min(5.0, self.expires / 4))
+        self.keepalive = max(0.2, opts.ack_wait / 3)
+        self.inflight: dict[NatsDelivery, asyncio.Task[None]] = {}
+        self.killed = False
+        self._freed = asyncio.Event()
+        self._requests = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop pulling; in-flight deliveries may still be settled."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def drain(self, grace: float) -> None:
+        """Stop, give handlers ``grace`` seconds, hand the rest back for redelivery now."""
+        await self.stop()
+        tasks = list(self.inflight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for delivery, task in list(self.inflight.items()):
+            await delivery.nak(0.0)
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def kill(self) -> None:
+        """Vanish like a killed process: nothing more is settled, the server redelivers."""
+        self.killed = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for task in self.inflight.values():
+            task.cancel()
+
+    # --- settling -------------------------------------------------------------------------
+
+    async def send_ack(self, reply: str, payload: bytes) -> None:
+        if self.killed or not reply or self.conn.closed:
+            return
+        try:
+            await self.conn.send(reply, payload)
+        except TransportError as exc:
+            _log.debug("ack %r on %s not sent (%s); the server will redeliver", payload, reply, exc)
+
+    async def keep_dead(self, raw: RawMsg, message: Message, reason: str) -> bool:
+        """Store a copy of a poison message with its reason (the dead-letter subject)."""
+        if self.dead_subject is None or self.killed:
+            return True
+        headers = {k: v for k, v in raw.headers.items() if not k.startswith("Nats-")}
+        headers.update(
+            {
+                env.MSG_ID: message.msg_id,
+                env.DEAD_REASON: env.header_safe(reason),
+                env.DEAD_QUEUE: self.queue,
+                env.NATS_MSG_ID: f"dead:{self.stream}:{env.ack_info(raw.reply)[1]}",
+            }
+        )
+        try:
+            await self.conn.publish(self.dead_subject, raw.data, headers)
+        except TransportError as exc:
+            _log.warning("could not keep dead message %s: %s", message.msg_id, exc)
+            return False
+        return True
+
+    # --- pulling --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        inbox = await self.conn.subscribe(f"{self.conn.new_inbox()}.*")
+        base = inbox.subject[:-2]
+        pause = 0.0
+        try:
+            while not self.conn.closed:
+                try:
+                    await self._pull(inbox, base)
+                except _ConsumerGone as exc:
+                    _log.info(
+                        "consumer %s/%s is gone (%s); recreating", self.stream, self.consumer, exc
+                    )
+                    self.provisioner.forget(self.queue)
+                    try:
+                        await self.provisioner.queue(self.queue)
+                        pause = 0.0
+                    except TransportError as err:
+                        _log.warning("recreating %s/%s: %s", self.stream, self.consumer, err)
+                        pause = _next_pause(pause)
+                except TransportError as exc:
+                    _log.warning("pulling from %s/%s: %s", self.stream, self.consumer, exc)
+                    pause = _next_pause(pause)
+                else:
+                    pause = 0.0
+                if pause:
+                    await asyncio.sleep(pause)
+        finally:
+            await inbox.close()
+
+    async def _pull(self, inbox: Inbox, base: str) -> None:
+        """Issue pull requests until one fails; returns normally to simply start over."""
+        loop = asyncio.get_running_loop()
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
+        while True:
+            free = self.concurrency - len(self.inflight)
+            if free <= 0:
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            self._requests += 1
+            reply = f"{base}.{self._requests}"
+            request = {
+                "batch": free,
+                "expires": int(self.expires * _NS),
+                "idle_heartbeat": int(self.heartbeat * _NS),
+            }
+            await self.conn.send(subject, json.dumps(request).encode(), reply=reply)
+            remaining = free
+            deadline = loop.time() + self.expires + self.heartbeat
+            heard = loop.time()
+            while remaining > 0:
+                now = loop.time()
+                if now >= deadline or now - heard > 2.5 * self.heartbeat:
+                    return  # expired or lost (no heartbeat): pull again
+                item = await inbox.get(min(deadline - now, 2.5 * self.heartbeat - (now - heard)))
+                if item is None:
+                    continue
+                if not isinstance(item, RawMsg):
+                    return  # reconnected: the server forgot our pull request
+                heard = loop.time()
+                status = item.status
+                if not status:
+                    self._dispatch(item)
+                    if item.subject == reply:
+                        remaining -= 1
+                elif item.subject != reply or status == "100":
+                    continue
+                elif status in ("408", "404"):
+                    break
+                elif status == "503":
+                    raise _ConsumerGone(item.description or "no responders")
+                elif status == "409":
+                    if "deleted" in item.description.lower():
+                        raise _ConsumerGone(item.description)
+                    _log.debug("pull %s/%s: 409 %s", self.stream, self.consumer, item.description)
+                    await asyncio.sleep(0.2)
+                    break
+                else:
+                    raise TransportError(f"pull refused: {status} {item.description}")
+
+    # --- handling -------------------------------------------------------------------------
+
+    def _dispatch(self, raw: RawMsg) -> None:
+        delivery = NatsDelivery(raw, self)
+        task = asyncio.get_running_loop().create_task(self._handle(delivery))
+        self.inflight[delivery] = task
+
+    async def _handle(self, delivery: NatsDelivery) -> None:
+        keeper: asyncio.Task[None] | None = None
+        try:
+            due = delivery.message.deliver_at
+            if due is not None and (wait := due - time.time()) > 0:
+                await delivery.nak(wait)  # early (no server scheduler, or clock skew)
+                return
+            keeper = asyncio.get_running_loop().create_task(self._keep_alive(delivery))
+            await self.handler(delivery)
+        except Exception:
+            _log.exception("handler failed on %s", delivery.message.msg_id)
+            await delivery.nak(1.0)
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+            self.inflight.pop(delivery, None)
+            self._freed.set()
+
+    async def _keep_alive(self, delivery: NatsDelivery) -> None:
+        while not delivery.settled:
+            await asyncio.sleep(self.keepalive)
+            await delivery.in_progress()
+
+
+def _next_pause(pause: float, first: float = 0.1, cap: float = 2.0) -> float:
+    return min(cap, pause * 2) if pause else first

@@ -1,0 +1,110 @@
+"""Connection and provisioning settings for the NATS transport, from code or environment."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["NatsOptions"]
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """How to reach NATS and how dasync sets up its streams and consumers.
+
+    Every worker of a deployment should use the same provisioning settings
+    (``ack_wait``, ``duplicate_window``...): the last one to declare a queue
+    wins, so differing values would flip the server configuration back and forth.
+    """
+
+    servers: tuple[str, ...] = (DEFAULT_URL,)
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: str | None = None
+    """Path of a ``.creds`` file (JWT + NKey seed)."""
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    name: str = "dasync"
+    """Client name shown by ``nats server report connections``."""
+
+    connect_timeout: float = 5.0
+    reconnect_wait: float = 1.0
+    """Pause between reconnect attempts; attempts never stop."""
+    request_timeout: float = 5.0
+    """Publish acknowledgements and JetStream API calls fail with ``TransportError`` after this."""
+
+    ack_wait: float = 30.0
+    """An unacknowledged delivery goes to another worker after this (the worker died)."""
+    duplicate_window: float = 120.0
+    """Messages re-sent with the same id within this window are dropped by the server."""
+    max_ack_pending: int = 20_000
+    """Deliveries in flight per service, across all its workers."""
+    replicas: int = 1
+    """Stream replicas (use 3 on a cluster)."""
+    pull_expires: float = 30.0
+    """Lifetime of one pull request; idle heartbeats every quarter of it detect a lost one."""
+    inbox_max_age: float = 3600.0
+    """Replies to a client that never reads them are dropped after this."""
+    inbox_inactive: float = 300.0
+    """A client inbox's consumer is deleted after this long without a pull (client gone)."""
+    journal_cache: int = 100_000
+    """Routines whose last journal (count, sequence) is remembered, saving a read per append."""
+    use_schedules: bool = True
+    """Use server-side scheduled messages (NATS 2.12+) for delayed delivery when available."""
+    close_timeout: float = 5.0
+    """How long ``close()`` waits for in-flight handlers before handing their messages back."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``nats.connect`` (escape hatch)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> NatsOptions:
+        """Read ``DASYNC_NATS_*`` variables; keyword arguments win over them.
+
+        ``DASYNC_NATS_URL`` (comma-separated servers), ``DASYNC_NATS_USER``,
+        ``DASYNC_NATS_PASSWORD``, ``DASYNC_NATS_TOKEN``, ``DASYNC_NATS_CREDS``,
+        ``DASYNC_NATS_TLS_CA``, ``DASYNC_NATS_TLS_CERT``, ``DASYNC_NATS_TLS_KEY``.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if url := env.get("DASYNC_NATS_URL", "").strip():
+            values["servers"] = split_servers(url)
+        for key in ("user", "password", "token", "creds", "tls_ca", "tls_cert", "tls_key"):
+            if value := env.get(f"DASYNC_NATS_{key.upper()}"):
+                values[key] = value
+        values.update(overrides)
+        if isinstance(values.get("servers"), str):
+            values["servers"] = split_servers(values["servers"])
+        return cls(**values)
+
+    def with_servers(self, url: str) -> NatsOptions:
+        """A copy using the servers of ``url`` (``nats://a:4222,nats://b:4222``)."""
+        return replace(self, servers=split_servers(url))
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert) or any(
+            s.startswith("tls://") for s in self.servers
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context, or ``None`` for plain connections."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+def split_servers(url: str) -> tuple[str, ...]:
+    servers = tuple(s.strip() for s in url.split(",") if s.strip())
+    if not servers:
+        raise ValueError(f"no NATS server in {url!r}")
+    return servers

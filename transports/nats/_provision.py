@@ -1,0 +1,191 @@
+"""Idempotent creation of the streams and consumers dasync uses (see docs/nats.md).
+
+``declare`` may run in every worker at every start: creating an existing
+stream with the same configuration is a no-op on the server, and a different
+configuration is applied with an update. Results are remembered per
+connection so the hot path (``send``, ``append``) never provisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..._errors import TransportError
+from . import _naming as naming
+from ._connection import STREAM_NOT_FOUND, ApiError, Connection
+
+__all__ = ["Provisioner"]
+
+STREAM_NAME_IN_USE = 10058
+_NS = 1_000_000_000
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * _NS)
+
+
+class Provisioner:
+    """Creates (once per connection) the stream and consumer behind each queue and journal."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.options = conn.options
+        self._done: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def schedules(self) -> bool:
+        """Whether delayed messages use the server's scheduler (NATS 2.12+)."""
+        return self.options.use_schedules and self.conn.server_version >= (2, 12, 0)
+
+    # --- public ---------------------------------------------------------------------------
+
+    async def queue(self, queue: str) -> None:
+        """The stream and the shared durable consumer of ``queue`` exist."""
+        if naming.is_inbox(queue):
+            await self._once("stream:" + naming.INBOX_STREAM, self._inbox_stream)
+            await self._once("consumer:" + queue, lambda: self._inbox_consumer(queue))
+        else:
+            await self._once(
+                "stream:" + naming.work_stream(queue), lambda: self._work_stream(queue)
+            )
+            await self._once("consumer:" + queue, lambda: self._work_consumer(queue))
+
+    async def journal(self, service: str) -> None:
+        """The journal stream of ``service`` exists (with direct get enabled)."""
+        name = naming.journal_stream(service)
+        await self._once("stream:" + name, lambda: self._journal_stream(service))
+
+    def forget(self, queue: str) -> None:
+        """Provision again next time (the consumer or stream was deleted under us)."""
+        self._done.pop("consumer:" + queue, None)
+        stream = naming.INBOX_STREAM if naming.is_inbox(queue) else naming.work_stream(queue)
+        self._done.pop("stream:" + stream, None)
+
+    def forget_journal(self, service: str) -> None:
+        self._done.pop("stream:" + naming.journal_stream(service), None)
+
+    async def stream_config(self, name: str) -> dict[str, Any] | None:
+        """The configuration of stream ``name``, or ``None`` if it does not exist."""
+        try:
+            info = await self.conn.api(f"STREAM.INFO.{name}")
+        except ApiError as exc:
+            if exc.err_code == STREAM_NOT_FOUND or exc.code == 404:
+                return None
+            raise
+        config = info.get("config")
+        return config if isinstance(config, dict) else {}
+
+    # --- once -----------------------------------------------------------------------------
+
+    async def _once(self, key: str, create: Callable[[], Awaitable[None]]) -> None:
+        fut = self._done.get(key)
+        if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+            fut = self._done[key] = asyncio.ensure_future(create())
+        try:
+            await asyncio.shield(fut)
+        except BaseException:
+            if fut.done() and self._done.get(key) is fut:
+                del self._done[key]
+            raise
+
+    # --- streams --------------------------------------------------------------------------
+
+    async def _stream(self, config: dict[str, Any]) -> None:
+        name = config["name"]
+        config.setdefault("storage", "file")
+        config.setdefault("num_replicas", self.options.replicas)
+        config.setdefault("discard", "old")
+        try:
+            await self.conn.api(f"STREAM.CREATE.{name}", config)
+        except ApiError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise TransportError(f"cannot create stream {name}: {exc.description}") from exc
+            try:
+                await self.conn.api(f"STREAM.UPDATE.{name}", config)
+            except ApiError as upd:
+                raise TransportError(
+                    f"stream {name} exists with an incompatible configuration: {upd.description}"
+                ) from upd
+
+    async def _work_stream(self, service: str) -> None:
+        config: dict[str, Any] = {
+            "name": naming.work_stream(service),
+            "description": f"dasync: calls, replies, timers and cancels for service {service}",
+            "subjects": naming.work_subjects(service),
+            "retention": "workqueue",
+            "duplicate_window": _ns(self.options.duplicate_window),
+            "metadata": {"dasync.kind": "work", "dasync.service": service},
+        }
+        if self.schedules:
+            config["allow_msg_schedules"] = True
+        await self._stream(config)
+
+    async def _journal_stream(self, service: str) -> None:
+        await self._stream(
+            {
+                "name": naming.journal_stream(service),
+                "description": f"dasync: routine journals of service {service}, a subject each",
+                "subjects": naming.journal_subjects(service),
+                "retention": "limits",
+                "allow_direct": True,
+                "max_msgs_per_subject": -1,
+                "metadata": {"dasync.kind": "journal", "dasync.service": service},
+            }
+        )
+
+    async def _inbox_stream(self) -> None:
+        await self._stream(
+            {
+                "name": naming.INBOX_STREAM,
+                "description": "dasync: replies to clients, one subject per client inbox",
+                "subjects": naming.inbox_subjects(),
+                "retention": "workqueue",
+                "max_age": _ns(self.options.inbox_max_age),
+                "duplicate_window": _ns(
+                    min(self.options.duplicate_window, self.options.inbox_max_age)
+                ),
+                "metadata": {"dasync.kind": "inboxes"},
+            }
+        )
+
+    # --- consumers ------------------------------------------------------------------------
+
+    async def _consumer(self, stream: str, config: dict[str, Any]) -> None:
+        name = config["durable_name"]
+        config.setdefault("name", name)
+        config.update(ack_policy="explicit", deliver_policy="all", replay_policy="instant")
+        config.setdefault("max_deliver", -1)
+        config.setdefault("ack_wait", _ns(self.options.ack_wait))
+        try:
+            await self.conn.api(
+                f"CONSUMER.CREATE.{stream}.{name}", {"stream_name": stream, "config": config}
+            )
+        except ApiError as exc:
+            raise TransportError(
+                f"cannot create consumer {name} on stream {stream}: {exc.description}"
+            ) from exc
+
+    async def _work_consumer(self, service: str) -> None:
+        await self._consumer(
+            naming.work_stream(service),
+            {
+                "durable_name": naming.WORK_CONSUMER,
+                "description": f"dasync: the workers of service {service} (competing consumers)",
+                "filter_subject": naming.work_subject(service),
+                "max_ack_pending": self.options.max_ack_pending,
+            },
+        )
+
+    async def _inbox_consumer(self, queue: str) -> None:
+        await self._consumer(
+            naming.INBOX_STREAM,
+            {
+                "durable_name": naming.inbox_consumer(queue),
+                "description": "dasync: one client's replies",
+                "filter_subject": naming.inbox_subject(queue),
+                "inactive_threshold": _ns(self.options.inbox_inactive),
+                "max_ack_pending": 10_000,
+            },
+        )

@@ -1,0 +1,192 @@
+"""``JournalStore`` on JetStream: a journal stream per service, one subject per routine.
+
+Entry ``i`` of a routine is the ``i``-th message on its subject and carries
+``Dasync-Index: i``. Appending entry ``n`` publishes with
+``Nats-Expected-Last-Subject-Sequence`` = stream sequence of entry ``n-1``
+(0 for the first entry), so the server enforces the count-based optimistic
+concurrency of the ``JournalStore`` protocol: a concurrent writer makes the
+publish fail with "wrong last sequence", which becomes ``JournalConflict``.
+The (count, last sequence) pair of recently used routines is cached; on a
+miss one direct get of the subject's last message recovers it. ``load`` is a
+batched direct get (one round trip per 1,000 entries).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+from ..._errors import JournalConflict, TransportError
+from . import _naming as naming
+from ._connection import WRONG_LAST_SEQUENCE, ApiError, Connection, NoResponders, RawMsg
+from ._provision import Provisioner
+
+__all__ = ["NatsStore"]
+
+INDEX = "Dasync-Index"
+_PAGE = 1000
+
+
+class NatsStore:
+    """Append-only journals with optimistic concurrency, one subject per routine."""
+
+    def __init__(self, conn: Connection, provisioner: Provisioner | None = None) -> None:
+        self.conn = conn.retain()
+        self.provisioner = provisioner or Provisioner(conn)
+        self._tips: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
+        self._closed = False
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def load(self, service: str, routine_id: str) -> list[bytes]:
+        self._check_open()
+        stream = naming.journal_stream(service)
+        subject = naming.journal_subject(service, routine_id)
+        entries: list[bytes] = []
+        start, last_seq = 1, 0
+        while True:
+            page, pending = await self._page(service, stream, subject, start)
+            for raw in page:
+                index = _index(raw)
+                if index != len(entries):
+                    raise TransportError(
+                        f"journal of {routine_id!r} ({subject}) is corrupt: entry {len(entries)} "
+                        f"has {INDEX} {index}"
+                    )
+                entries.append(raw.data)
+                last_seq = int(raw.headers.get("Nats-Sequence", "0"))
+            if not page or pending == 0:
+                break
+            start = last_seq + 1
+        if entries:
+            self._remember(service, routine_id, len(entries), last_seq)
+        return entries
+
+    async def _page(
+        self, service: str, stream: str, subject: str, start: int
+    ) -> tuple[list[RawMsg], int]:
+        """Up to ``_PAGE`` entries from sequence ``start`` on, and how many remain after them."""
+        request = json.dumps({"seq": start, "next_by_subj": subject, "batch": _PAGE}).encode()
+        inbox = await self.conn.subscribe()
+        try:
+            await self.conn.send(f"$JS.API.DIRECT.GET.{stream}", request, reply=inbox.subject)
+            found: list[RawMsg] = []
+            while True:
+                item = await inbox.get(self.conn.options.request_timeout)
+                if item is None:
+                    raise TransportError(f"reading {subject}: timed out")
+                if not isinstance(item, RawMsg):
+                    raise TransportError(f"reading {subject}: connection lost")
+                status = item.status
+                if not status:
+                    found.append(item)
+                elif status == "204":  # end of batch
+                    return found, int(item.headers.get("Nats-Num-Pending", "0") or 0)
+                elif status == "404":
+                    return found, 0
+                elif status == "503":
+                    return await self._missing_stream(service, stream), 0
+                else:
+                    raise TransportError(f"reading {subject}: {status} {item.description}")
+        finally:
+            await inbox.close()
+
+    async def _missing_stream(self, service: str, stream: str) -> list[RawMsg]:
+        """Nobody answered a direct get: no journal stream yet, or direct get is off."""
+        config = await self.provisioner.stream_config(stream)
+        if config is None:
+            return []
+        if not config.get("allow_direct"):
+            self.provisioner.forget_journal(service)
+            await self.provisioner.journal(service)  # older stream: turn direct get on
+        raise TransportError(f"stream {stream} did not answer a direct get; retry")
+
+    async def _tip(self, service: str, routine_id: str) -> tuple[int, int]:
+        """(entries, stream sequence of the last one) of a routine's journal."""
+        stream = naming.journal_stream(service)
+        subject = naming.journal_subject(service, routine_id)
+        try:
+            raw = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+        except NoResponders:
+            await self._missing_stream(service, stream)
+            return 0, 0
+        if raw.status == "404":
+            return 0, 0
+        if raw.status:
+            raise TransportError(f"reading the end of {subject}: {raw.status} {raw.description}")
+        return _index(raw) + 1, int(raw.headers.get("Nats-Sequence", "0"))
+
+    # --- writing --------------------------------------------------------------------------
+
+    async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
+        self._check_open()
+        key = (service, routine_id)
+        await self.provisioner.journal(service)
+        if expected == 0:
+            last_seq = 0
+        else:
+            count, last_seq = self._tips.get(key, (-1, 0))
+            if count > expected:
+                raise JournalConflict(
+                    f"journal of {routine_id!r} has {count} entries or more, expected {expected}"
+                )
+            if count != expected:
+                count, last_seq = await self._tip(service, routine_id)
+                if count != expected:
+                    self._forget(key)
+                    raise JournalConflict(
+                        f"journal of {routine_id!r} has {count} entries, expected {expected}"
+                    )
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(last_seq),
+            "Nats-Expected-Stream": naming.journal_stream(service),
+            INDEX: str(expected),
+        }
+        subject = naming.journal_subject(service, routine_id)
+        try:
+            ack = await self.conn.publish(subject, entry, headers)
+        except ApiError as exc:
+            self._forget(key)
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise JournalConflict(
+                    f"journal of {routine_id!r} changed: another worker appended entry {expected}"
+                ) from None
+            raise
+        except BaseException:
+            self._forget(key)  # the append may or may not have happened
+            raise
+        self._remember(service, routine_id, expected + 1, ack.seq)
+
+    # --- cache ----------------------------------------------------------------------------
+
+    def _remember(self, service: str, routine_id: str, count: int, seq: int) -> None:
+        key = (service, routine_id)
+        known = self._tips.get(key)
+        if known is not None and known[0] > count:
+            return  # a load raced with a newer append of ours
+        self._tips[key] = (count, seq)
+        self._tips.move_to_end(key)
+        while len(self._tips) > max(1, self.conn.options.journal_cache):
+            self._tips.popitem(last=False)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._tips.pop(key, None)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.conn.release()
+
+    def _check_open(self) -> None:
+        if self._closed or self.conn.closed:
+            raise TransportError("the NATS journal store is closed")
+
+
+def _index(raw: RawMsg) -> int:
+    try:
+        return int(raw.headers[INDEX])
+    except (KeyError, ValueError):
+        raise TransportError(
+            f"message {raw.headers.get('Nats-Sequence', '?')} on {raw.subject} is not a dasync "
+            f"journal entry (no {INDEX} header)"
+        ) from None

@@ -1,0 +1,122 @@
+"""``Transport`` on NATS JetStream: a work-queue stream per service, a shared inbox stream.
+
+``send`` is a JetStream publish with ``Nats-Msg-Id`` (server-side dedupe
+within ``duplicate_window``). A delayed message becomes a server-side schedule
+(``Nats-Schedule: @at ...``, NATS 2.12+) on its own subject of the service's
+stream, which the server turns into a normal work message when due; without
+scheduler support it is published at once and the consumer naks it until due.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..._errors import TransportError, UnknownService
+from .._contract import Handler, Message
+from . import _envelope as env
+from . import _naming as naming
+from ._connection import ApiError, Connection, NoResponders
+from ._consume import PullConsumer
+from ._provision import Provisioner
+
+__all__ = ["NatsTransport"]
+
+_log = logging.getLogger("dasync.nats")
+
+
+class NatsTransport:
+    """Durable queues on JetStream; see ``docs/nats.md`` for every name and setting."""
+
+    def __init__(self, conn: Connection, provisioner: Provisioner | None = None) -> None:
+        self.conn = conn.retain()
+        self.provisioner = provisioner or Provisioner(conn)
+        self._consumers: list[PullConsumer] = []
+        self._closed = False
+        self._fallback_logged = False
+
+    async def declare(self, queue: str) -> None:
+        self._check_open()
+        await self.provisioner.queue(queue)
+
+    async def send(self, queue: str, message: Message) -> None:
+        self._check_open()
+        inbox = naming.is_inbox(queue)
+        target = naming.inbox_subject(queue) if inbox else naming.work_subject(queue)
+        stream = naming.INBOX_STREAM if inbox else naming.work_stream(queue)
+        headers = dict(message.headers)
+        headers[env.NATS_MSG_ID] = message.msg_id
+        headers["Nats-Expected-Stream"] = stream
+        subject = target
+        due = message.deliver_at
+        if due is not None and due > time.time():
+            headers[env.DELIVER_AT] = repr(due)
+            if not inbox and self.provisioner.schedules:
+                subject = naming.schedule_subject(queue, message.msg_id)
+                headers[env.MSG_ID] = message.msg_id
+                headers["Nats-Schedule"] = env.at_spec(due)
+                headers["Nats-Schedule-Target"] = target
+        try:
+            try:
+                await self.conn.publish(subject, message.body, headers)
+            except ApiError as exc:
+                if subject == target:
+                    raise
+                self._log_fallback(queue, exc)
+                for key in ("Nats-Schedule", "Nats-Schedule-Target", env.MSG_ID):
+                    headers.pop(key, None)
+                await self.conn.publish(target, message.body, headers)
+        except NoResponders:
+            if await self.provisioner.stream_config(stream) is None:
+                raise UnknownService(f"no service or inbox named {queue!r} is deployed") from None
+            raise TransportError(f"stream {stream} did not answer a publish to {subject}") from None
+
+    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> PullConsumer:
+        await self.declare(queue)
+        inbox = naming.is_inbox(queue)
+        consumer = PullConsumer(
+            self.conn,
+            self.provisioner,
+            queue,
+            handler,
+            concurrency,
+            stream=naming.INBOX_STREAM if inbox else naming.work_stream(queue),
+            consumer=naming.inbox_consumer(queue) if inbox else naming.WORK_CONSUMER,
+            dead_subject=None if inbox else naming.dead_subject(queue),
+        )
+        consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def close(self) -> None:
+        """Stop pulling, let handlers finish (``close_timeout``), hand back the rest, disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        for consumer in self._consumers:
+            await consumer.stop()
+        for consumer in self._consumers:
+            await consumer.drain(self.conn.options.close_timeout)
+        self._consumers.clear()
+        await self.conn.release()
+
+    def kill(self) -> None:
+        """Simulate ``kill -9`` of this worker (tests): unacknowledged messages get redelivered."""
+        self._closed = True
+        for consumer in self._consumers:
+            consumer.kill()
+        self._consumers.clear()
+        self.conn.abort()
+
+    def _check_open(self) -> None:
+        if self._closed or self.conn.closed:
+            raise TransportError("the NATS transport is closed")
+
+    def _log_fallback(self, queue: str, exc: ApiError) -> None:
+        if not self._fallback_logged:
+            self._fallback_logged = True
+            _log.warning(
+                "stream of %s refused a scheduled message (%s); delaying by redelivery instead",
+                queue,
+                exc.description,
+            )
