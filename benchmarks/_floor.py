@@ -40,7 +40,9 @@ class Floor:
             with contextlib.suppress(Exception):
                 await self.js.delete_stream(name)
             await self.js.add_stream(
-                StreamConfig(name=name, subjects=[f"{p}.{svc}"], retention=RetentionPolicy.WORK_QUEUE)
+                StreamConfig(
+                    name=name, subjects=[f"{p}.{svc}"], retention=RetentionPolicy.WORK_QUEUE
+                )
             )
         with contextlib.suppress(Exception):
             await self.js.delete_key_value(f"{p}_journal")
@@ -73,7 +75,8 @@ class Floor:
 
     async def _serve(self, svc: str, handle: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         sub = await self.js.pull_subscribe(
-            f"{self.prefix}.{svc}", durable=f"{svc}_workers",
+            f"{self.prefix}.{svc}",
+            durable=f"{svc}_workers",
             config=ConsumerConfig(max_ack_pending=1024),
         )
         running: set[asyncio.Task[None]] = set()
@@ -94,12 +97,20 @@ class Floor:
 
     async def _call(self, rid: str, seq: int, value: int) -> None:
         body = orjson.dumps({"kind": "call", "rid": rid, "seq": seq, "v": value})
-        await self.js.publish(f"{self.prefix}.leaf", body, headers={"Nats-Msg-Id": f"c:{rid}:{seq}"})
+        await self.js.publish(
+            f"{self.prefix}.leaf", body, headers={"Nats-Msg-Id": f"c:{rid}:{seq}"}
+        )
 
     async def _orchestrate(self, m: dict[str, Any]) -> None:
         rid = m["rid"]
         if m["kind"] == "start":
-            st = self._state[rid] = {"w": m["w"], "reply": m["reply"], "step": 0, "got": 0, "sum": 0}
+            st = self._state[rid] = {
+                "w": m["w"],
+                "reply": m["reply"],
+                "step": 0,
+                "got": 0,
+                "sum": 0,
+            }
             await self.kv.put(f"{rid}.0", orjson.dumps(m))
             if st["w"] == "W1":
                 await self._call(rid, 1, 1)
@@ -124,4 +135,6 @@ class Floor:
         rid, seq = m["rid"], m["seq"]
         await self.kv.put(f"{rid}-{seq}.0", orjson.dumps(m))
         reply = orjson.dumps({"kind": "reply", "rid": rid, "seq": seq, "v": m["v"] + 1})
-        await self.js.publish(f"{self.prefix}.orch", reply, headers={"Nats-Msg-Id": f"r:{rid}:{seq}"})
+        await self.js.publish(
+            f"{self.prefix}.orch", reply, headers={"Nats-Msg-Id": f"r:{rid}:{seq}"}
+        )

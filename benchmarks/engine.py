@@ -93,8 +93,10 @@ async def main(quick: bool) -> None:
     print("engine only (RoutineInstance.activate + step encoding, no transport)")
     for steps in (10, 100, 1000):
         per_step, journal = await engine_only(steps)
-        print(f"  {steps:>5} steps: {per_step * 1e6:8.1f} us/step, journal {journal:>8} bytes "
-              f"({journal / (steps + 1):.0f} B/step)")
+        print(
+            f"  {steps:>5} steps: {per_step * 1e6:8.1f} us/step, journal {journal:>8} bytes "
+            f"({journal / (steps + 1):.0f} B/step)"
+        )
     print()
     print("runtime on the memory transport (N sequential durable calls to a leaf service)")
     repeat = 2 if quick else 5
@@ -104,12 +106,16 @@ async def main(quick: bool) -> None:
         best, med = min(times), statistics.median(times)
         rows.append((steps, best))
         # each call is two activations (the caller's call + reply) plus the callee's routine
-        print(f"  {steps:>5} steps: median {med * 1e3:9.2f} ms, best {best * 1e3:9.2f} ms, "
-              f"{best / steps * 1e6:8.1f} us per call")
+        print(
+            f"  {steps:>5} steps: median {med * 1e3:9.2f} ms, best {best * 1e3:9.2f} ms, "
+            f"{best / steps * 1e6:8.1f} us per call"
+        )
     (s10, t10), (s100, t100), (s1000, t1000) = rows
     print()
-    print(f"growth: 100/10 steps = {t100 / t10:.1f}x time, 1000/100 steps = {t1000 / t100:.1f}x "
-          f"time (linear = 10x)")
+    print(
+        f"growth: 100/10 steps = {t100 / t10:.1f}x time, 1000/100 steps = {t1000 / t100:.1f}x "
+        f"time (linear = 10x)"
+    )
 
 
 if __name__ == "__main__":

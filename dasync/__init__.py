@@ -7,6 +7,9 @@ Layout: ``_contract`` (Protocol -> ServiceSpec), ``_proxy`` (wrapt proxies),
 ``codegen`` (specs), ``cli`` and ``testing``.
 """
 
+import importlib as _importlib
+import typing as _typing
+
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._contract import MethodSpec as MethodSpec
@@ -27,13 +30,37 @@ from ._errors import RemoteError as RemoteError
 from ._errors import TransportError as TransportError
 from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
-from ._runtime import Client as Client
-from ._runtime import RoutineHandle as RoutineHandle
-from ._runtime import Runtime as Runtime
-from ._runtime._connect import connect as connect
 from ._service import service as service
 
+if _typing.TYPE_CHECKING:
+    from ._runtime import Client as Client
+    from ._runtime import RoutineHandle as RoutineHandle
+    from ._runtime import Runtime as Runtime
+    from ._runtime._connect import connect as connect
+
 __version__ = "0.1.0"
+
+# The runtime pulls in wrapt, dependency_injector and the transports; it is imported on
+# first use so that ``import dasync._engine`` (which runs this file) stays free of them.
+_LAZY = {
+    "Client": "._runtime",
+    "RoutineHandle": "._runtime",
+    "Runtime": "._runtime",
+    "connect": "._runtime._connect",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "Client",

@@ -9,6 +9,7 @@ rebuild the same class when it can import it.
 from __future__ import annotations
 
 import importlib
+import os
 import traceback as _traceback
 import typing
 from functools import lru_cache
@@ -139,32 +140,52 @@ def decode_result(method: MethodSpec, data: bytes) -> Any:
 
 
 def encode_failure(exc: BaseException) -> bytes:
-    """Encode an exception so that the caller can raise the same class."""
+    """Encode an exception so that the caller can raise the same class.
+
+    Carries the constructor arguments (from ``__reduce__``, which exceptions
+    with custom ``__init__`` keep right), the instance attributes that are
+    JSON-encodable, and the callee's traceback without dasync's own frames.
+    """
     cls = type(exc)
     ctor_args: Any = exc.args
+    state: dict[str, Any] = {}
     if isinstance(exc, RemoteError):
         ctor_args = (exc.type_name, exc.message, exc.traceback)
     else:
         reduced = exc.__reduce__()
         if isinstance(reduced, tuple) and len(reduced) >= 2 and reduced[0] is cls:
             ctor_args = reduced[1]
-    tb = "".join(_traceback.format_exception(exc))
+        for key, value in getattr(exc, "__dict__", {}).items():
+            if key.startswith("__"):
+                continue
+            try:
+                orjson.dumps(value)
+            except TypeError:
+                continue
+            state[key] = value
     payload = {
         "type": f"{cls.__module__}:{cls.__qualname__}",
         "message": str(exc),
         "args": list(ctor_args),
-        "traceback": tb,
+        "state": state,
+        "traceback": _user_traceback(exc),
     }
     return orjson.dumps(payload, default=repr)
 
 
 def decode_failure(data: bytes) -> BaseException:
-    """Rebuild a callee's exception: same class if importable and constructible."""
+    """Rebuild a callee's exception: same class if importable, else ``RemoteError``.
+
+    When the class's constructor does not accept the carried arguments, the
+    instance is rebuilt without calling ``__init__`` (args and attributes
+    restored), so ``except OutOfStock:`` still matches.
+    """
     try:
         payload = orjson.loads(data)
         type_path, message = str(payload["type"]), str(payload.get("message", ""))
-        args, tb = payload.get("args") or [], str(payload.get("traceback", ""))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        args, tb = list(payload.get("args") or []), str(payload.get("traceback", ""))
+        state = dict(payload.get("state") or {})
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return MalformedMessage(f"undecodable failure payload: {bytes(data)[:200]!r}")
     cls = _import_exception(type_path)
     exc: BaseException | None = None
@@ -172,12 +193,41 @@ def decode_failure(data: bytes) -> BaseException:
         try:
             exc = cls(*args)
         except Exception:
-            exc = None
+            exc = _rebuild_without_init(cls, args)
+        if exc is not None and state:
+            try:
+                exc.__dict__.update({k: v for k, v in state.items() if k not in exc.__dict__})
+            except AttributeError:
+                pass
     if exc is None:
         return RemoteError(type_path.replace(":", "."), message, tb)
     if tb:
-        exc.add_note("Remote traceback (most recent call last, from the callee):\n" + tb)
+        exc.add_note("Remote traceback (from the callee):\n" + tb.rstrip())
     return exc
+
+
+def _rebuild_without_init(cls: type[BaseException], args: list[Any]) -> BaseException | None:
+    try:
+        exc = cls.__new__(cls, *args)
+        exc.args = tuple(args)
+    except Exception:
+        return None
+    return exc
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without frames from dasync's own modules."""
+    frames = [
+        f
+        for f in _traceback.extract_tb(exc.__traceback__)
+        if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
+    ]
+    lines = _traceback.format_list(frames)
+    lines += _traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
 
 
 def _import_exception(type_path: str) -> type[BaseException] | None:

@@ -37,6 +37,7 @@ class _Queue:
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     inflight: int = 0
+    consumers: int = 0
 
 
 class MemoryBroker:
@@ -116,8 +117,12 @@ class MemoryBroker:
         return self._scheduled[0][0] if self._scheduled else None
 
     def busy(self) -> bool:
-        """True while any message is queued or being handled (virtual clocks wait for idle)."""
-        return any(q.pending or q.inflight for q in self.queues.values())
+        """True while any message is queued or being handled (virtual clocks wait for idle).
+
+        Messages on a queue nobody consumes (the inbox of a client that went away)
+        cannot be handled, so they do not count.
+        """
+        return any((q.pending and q.consumers) or q.inflight for q in self.queues.values())
 
     # --- journals -------------------------------------------------------------------------
 
@@ -134,12 +139,13 @@ class MemoryBroker:
 
 
 class _MemoryDelivery:
-    __slots__ = ("_entry", "_consumer", "_settled")
+    __slots__ = ("_entry", "_consumer", "_settled", "_attempt")
 
     def __init__(self, entry: _Entry, consumer: _Consumer) -> None:
         self._entry = entry
         self._consumer = consumer
         self._settled = False
+        self._attempt = entry.attempt  # the entry's count moves on with later deliveries
 
     @property
     def message(self) -> Message:
@@ -147,7 +153,7 @@ class _MemoryDelivery:
 
     @property
     def attempt(self) -> int:
-        return self._entry.attempt
+        return self._attempt
 
     def _settle(self) -> bool:
         if self._settled:
@@ -182,7 +188,14 @@ class _Consumer:
         self.slots = asyncio.Semaphore(concurrency)
         self.inflight: dict[int, _Entry] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.queue.consumers += 1
+        self._attached = True
         self.pump = asyncio.get_running_loop().create_task(self._pump())
+
+    def _detach(self) -> None:
+        if self._attached:
+            self._attached = False
+            self.queue.consumers -= 1
 
     async def _pump(self) -> None:
         q = self.queue
@@ -216,11 +229,13 @@ class _Consumer:
             self.queue.inflight -= 1
 
     async def stop(self) -> None:
+        self._detach()
         self.pump.cancel()
         await asyncio.gather(self.pump, return_exceptions=True)
 
     def kill(self) -> None:
         """Drop everything in flight as a crashed process would; the broker redelivers it."""
+        self._detach()
         self.pump.cancel()
         for task in list(self.tasks):
             task.cancel()

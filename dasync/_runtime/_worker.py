@@ -229,6 +229,10 @@ class Worker:
         step = await inst.activate(inp)
         self.stats.activations += 1
         if step.noop:
+            # nothing to commit, so no append can reveal a stale cached instance (another
+            # worker may have advanced the routine): check before the message is acked
+            if len(await self.store.load(name, inst.routine_id)) != inst.steps:
+                raise JournalConflict(f"cached state of {inst.routine_id!r} is behind its journal")
             self._release(hosted, inst)
             return
         try:
@@ -260,14 +264,6 @@ class Worker:
         del self.stats.rejected[:-1000]
 
     # --- instances ------------------------------------------------------------------------
-
-    async def _instance(self, hosted: HostedService, routine_id: str) -> RoutineInstance | None:
-        """The live routine: cached, or rebuilt by replaying its journal (None if none)."""
-        inst = self._cached(hosted, routine_id)
-        if inst is not None:
-            return inst
-        records = await self._load(hosted, routine_id)
-        return await self._replay(hosted, routine_id, records) if records else None
 
     def _cached(self, hosted: HostedService, routine_id: str) -> RoutineInstance | None:
         key = (hosted.spec.name, routine_id)

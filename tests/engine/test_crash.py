@@ -114,13 +114,16 @@ def new_broker() -> MemoryBroker:
 
 
 @asynccontextmanager
-async def worker(broker: MemoryBroker, replay_mode: str, duplicate: bool = False) -> Any:
+async def worker(
+    broker: MemoryBroker, replay_mode: str, duplicate: bool = False, concurrency: int = 64
+) -> Any:
     rt = dasync.Runtime(
         [LedgerImpl, FlowImpl],
         transport=YieldingTransport(broker, duplicate),
         store=YieldingStore(broker),
         broker=broker,
         force_replay=replay_mode == "forced",
+        concurrency=concurrency,
     )
     rt.client._poll = 0.02  # handles from an earlier runtime read the journal; poll it often
     async with rt:
@@ -199,15 +202,46 @@ async def test_kill_at_any_point_then_resume(replay_mode):
         await wait_until(lambda: not broker.busy())
 
     assert kills == 2
+    assert cut_short  # the kills did land in the middle of executions
     calls = ledger_calls(broker)
     assert len(calls) == total
     assert set(EFFECTS) == calls  # each call's effect happened, keyed by its call id
     assert EFFECTS[f"{rids[7]}-1"] == ("acct-7", 7)
     assert sum(EXECUTIONS.values()) >= total
     rerun = {k for k, v in EXECUTIONS.items() if v > 1}
-    assert rerun <= cut_short  # only calls cut short by a kill ran again...
+    assert rerun  # executions cut short ran again after the restart...
+    assert rerun <= cut_short  # ...but only those
     assert all(v <= kills + 1 for v in EXECUTIONS.values())
-    assert all(EXECUTIONS[k] == 1 for k in committed_before_kill)  # ...never committed ones
+    assert all(EXECUTIONS[k] == 1 for k in committed_before_kill)  # never committed ones
+    check_journals(broker)
+
+
+async def test_two_workers_share_the_work_and_one_is_killed(replay_mode):
+    """Competing consumers: two runtimes on one broker; one dies, the other finishes."""
+    EXECUTIONS.clear()
+    EFFECTS.clear()
+    broker = new_broker()
+    total = 30 * BOOKS_PER_WORKFLOW
+    async with (
+        worker(broker, replay_mode, concurrency=4) as survivor,
+        worker(broker, replay_mode, concurrency=4) as doomed,
+    ):
+        handles = [
+            await survivor.client.start(Flow.run, n, routine_id=f"two-{n}") for n in range(30)
+        ]
+        await wait_until(lambda: len(EFFECTS) >= total // 3 and inflight(doomed) > 0)
+        cut_short = uncommitted_executions(broker)
+        committed = set(EXECUTIONS) - cut_short
+        doomed.kill()
+        results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
+        assert results == [expected(n) for n in range(30)]
+        await wait_until(lambda: not broker.busy())
+        assert survivor.worker.stats.activations > 0
+        assert doomed.worker.stats.activations > 0  # both did part of the work
+    calls = ledger_calls(broker)
+    assert len(calls) == total and set(EFFECTS) == calls
+    assert {k for k, v in EXECUTIONS.items() if v > 1} <= cut_short
+    assert all(EXECUTIONS[k] == 1 for k in committed)
     check_journals(broker)
 
 
@@ -217,9 +251,7 @@ async def test_duplicate_deliveries_run_nothing_twice(replay_mode):
     EFFECTS.clear()
     broker = new_broker()
     async with worker(broker, replay_mode, duplicate=True) as rt:
-        handles = [
-            await rt.client.start(Flow.run, n, routine_id=f"dup-{n}") for n in range(10)
-        ]
+        handles = [await rt.client.start(Flow.run, n, routine_id=f"dup-{n}") for n in range(10)]
         results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
         assert results == [expected(n) for n in range(10)]
         await wait_until(lambda: not broker.busy() and broker.next_scheduled() is None)

@@ -50,7 +50,10 @@ async def _run(n: int) -> tuple[int, float, float]:
         # one full replay (as after a crash) is linear too
         rt.worker._evict(("Long", f"long-{n}"))
         started = time.perf_counter()
-        inst = await rt.worker._instance(rt.worker.services["Long"], f"long-{n}")
+        hosted = rt.worker.services["Long"]
+        inst = await rt.worker._replay(
+            hosted, f"long-{n}", await rt.worker._load(hosted, f"long-{n}")
+        )
         replay = time.perf_counter() - started
         assert inst is not None and inst.done and len(journal(rt, "Long", f"long-{n}")) == n + 1
     return size, elapsed, replay

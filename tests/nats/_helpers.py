@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from dasync.transports import Delivery, Message
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(0.005)
 
 
@@ -43,8 +43,8 @@ class Recorder:
         else:
             await self.settle(delivery)
 
-    async def next(self, timeout: float = 10.0) -> Received:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def next(self, within: float = 10.0) -> Received:
+        return await asyncio.wait_for(self.queue.get(), within)
 
     async def nothing_within(self, seconds: float) -> None:
         try:

@@ -17,6 +17,7 @@ import pytest
 from dasync.testing._nats_server import NatsServer
 from dasync.transports.nats import NatsOptions, NatsStore, NatsTransport, connect_nats
 
+
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     with NatsServer(store_dir=tmp_path_factory.mktemp("nats-session")) as server:

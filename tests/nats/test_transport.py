@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
 import pytest
 
 import dasync
 from dasync.transports import Delivery, Transport
-from dasync.transports.nats import NatsTransport, naming
+from dasync.transports.nats import naming
 
 from ._helpers import Recorder, msg, wait_until
 
@@ -115,19 +116,13 @@ async def test_term_stops_redelivery_and_keeps_the_reason(connect, service):
     await transport.send(service, msg("bad", b"junk"))
     await rec.next()
     await rec.nothing_within(1.5)  # beyond ack_wait: terminated, not redelivered
-    conn = transport.conn
-    raw = await conn.request(
-        f"$JS.API.DIRECT.GET.{naming.work_stream(service)}.{naming.dead_subject(service)}"
-    ) if False else None
-    del raw
-    info = await conn.api(
+    info = await transport.conn.api(
         f"STREAM.MSG.GET.{naming.work_stream(service)}",
         {"last_by_subj": naming.dead_subject(service)},
     )
-    import base64
-
     headers = base64.b64decode(info["message"]["hdrs"]).decode()
     assert "Dasync-Dead-Reason: poison: cannot decode" in headers
+    assert f"Dasync-Dead-Queue: {service}" in headers
     assert base64.b64decode(info["message"]["data"]) == b"junk"
 
 
@@ -144,7 +139,7 @@ async def test_unacked_message_of_a_dead_worker_is_redelivered_after_ack_wait(co
     survivor, _ = await connect(ack_wait=1)
     rec = Recorder()
     await survivor.consume(service, rec)
-    got = await rec.next(timeout=5)
+    got = await rec.next(within=5)
     assert got.message.msg_id == "orphan"
     assert got.attempt == 2
     assert time.monotonic() - started >= 0.5
@@ -178,7 +173,7 @@ async def test_close_hands_unfinished_messages_back_at_once(connect, service):
     second, _ = await connect(ack_wait=30)
     rec = Recorder()
     await second.consume(service, rec)
-    got = await rec.next(timeout=3)  # far sooner than ack_wait
+    got = await rec.next(within=3)  # far sooner than ack_wait
     assert got.message.msg_id == "unfinished"
 
 
@@ -256,7 +251,7 @@ async def test_stop_stops_fetching(connect, service):
     other, _ = await connect()
     rec2 = Recorder()
     await other.consume(service, rec2)
-    assert (await rec2.next(timeout=3)).message.msg_id == "after"
+    assert (await rec2.next(within=3)).message.msg_id == "after"
 
 
 @pytest.mark.parametrize("schedules", [True, False], ids=["scheduled", "nak-until-due"])
@@ -269,7 +264,7 @@ async def test_delayed_delivery_is_never_early(connect, service, schedules):
     await transport.send(service, msg("t1", deliver_at=now + 0.4))
     await transport.send(service, msg("now"))
     await transport.send(service, msg("past", deliver_at=now - 10))
-    got = [await rec.next(timeout=5) for _ in range(4)]
+    got = [await rec.next(within=5) for _ in range(4)]
     order = [g.message.msg_id for g in got]
     assert set(order[:2]) == {"now", "past"}
     assert order[2:] == ["t1", "t2"]
@@ -295,10 +290,15 @@ async def test_client_inbox_queues(connect):
     inbox = "_inbox.0123456789abcdef"
     await transport.declare(inbox)
     rec = Recorder()
-    await transport.consume(inbox, rec)
+    sub = await transport.consume(inbox, rec)
     await transport.send(inbox, msg("reply:1", b"42"))
     got = await rec.next()
     assert (got.message.msg_id, got.message.body) == ("reply:1", b"42")
+    consumer = f"CONSUMER.INFO.{naming.INBOX_STREAM}.{naming.inbox_consumer(inbox)}"
+    await transport.conn.api(consumer)
+    await sub.stop()  # a client going away removes its consumer at once
+    with pytest.raises(dasync.TransportError, match="10014"):
+        await transport.conn.api(consumer)
 
 
 async def test_reply_to_a_vanished_inbox_does_not_raise(connect):
@@ -313,7 +313,3 @@ async def test_closed_transport_refuses_to_send(connect, service):
     await transport.close()
     with pytest.raises(dasync.TransportError):
         await transport.send(service, msg("late"))
-
-
-def test_is_a_transport_type():
-    assert issubclass(NatsTransport, object)

@@ -9,13 +9,13 @@ import dasync
 from dasync._engine import StepRecord, decode_step
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Yield to the loop until ``condition()`` holds; fail after ``timeout`` real seconds."""
+async def wait_until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Yield to the loop until ``condition()`` holds; fail after ``within`` real seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+            raise AssertionError(f"condition not met within {within}s: {condition}")
         await asyncio.sleep(0.001)
 
 

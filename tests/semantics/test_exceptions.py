@@ -172,7 +172,7 @@ async def test_unimportable_exception_becomes_remote_error(make_runtime):
     assert type_name.endswith("HiddenError")
     assert "_make_hidden_error" in type_name  # the qualified name says where it came from
     assert message == "secret reason"
-    assert "Traceback" in traceback and "raise HiddenError(msg)" in traceback
+    assert "test_exceptions.py" in traceback and "raise HiddenError(msg)" in traceback
 
 
 async def test_uncaught_callee_exception_reaches_the_client_through_two_hops(make_runtime):

@@ -48,8 +48,9 @@ class AppContainer(containers.DeclarativeContainer):
 
 
 async def test_contract_parameters_get_proxies_that_pass_isinstance(make_runtime):
-    async with make_runtime([GreeterImpl, FrontImpl], container={"greeting": "Hi",
-                                                                  "settings": Settings("")}) as rt:
+    async with make_runtime(
+        [GreeterImpl, FrontImpl], container={"greeting": "Hi", "settings": Settings("")}
+    ) as rt:
         front = rt.instance_of(FrontImpl)
         assert isinstance(front.greeter, Greeter)
         assert not isinstance(front.greeter, GreeterImpl)  # a proxy, not the implementation

@@ -113,10 +113,22 @@ class Inbox:
 
     async def get(self, wait: float | None) -> RawMsg | _Reconnected | None:
         """The next message, ``RECONNECTED``, or ``None`` after ``wait`` seconds."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+        # that races with the queue delivering, and a stopped pull loop would run on
         try:
-            return await asyncio.wait_for(self._queue.get(), wait)
+            async with asyncio.timeout(wait):
+                return await self._queue.get()
         except TimeoutError:
             return None
+
+    def pending(self) -> list[RawMsg]:
+        """Messages received but not taken yet (emptying the queue)."""
+        items = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, RawMsg):
+                items.append(item)
+        return items
 
     async def close(self) -> None:
         self._conn._inboxes.discard(self)
@@ -137,6 +149,7 @@ class Connection:
         self._users = 0
         self._inboxes: set[Inbox] = set()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -145,14 +158,16 @@ class Connection:
         holder: list[Connection] = []
 
         async def on_error(exc: Exception) -> None:
-            _log.warning("NATS connection error: %r", exc)
+            reconnecting = bool(holder) and holder[0].nc.is_reconnecting
+            _log.log(logging.DEBUG if reconnecting else logging.WARNING, "NATS: %r", exc)
 
         async def on_disconnected() -> None:
             if holder and not holder[0]._closed:
                 _log.warning("disconnected from NATS; reconnecting")
 
         async def on_reconnected() -> None:
-            _log.warning("reconnected to NATS at %s", holder[0].nc.connected_url if holder else "?")
+            url = holder[0].nc.connected_url if holder else None
+            _log.warning("reconnected to NATS at %s", url.netloc if url else "?")
             if holder:
                 for inbox in list(holder[0]._inboxes):
                     inbox._reconnected()
@@ -216,7 +231,7 @@ class Connection:
         """Drop the connection without draining, as a killed process would (tests)."""
         self._closed = True
         self._inboxes.clear()
-        asyncio.get_running_loop().create_task(self.nc.close())
+        self._closing = asyncio.get_running_loop().create_task(self.nc.close())
 
     @property
     def closed(self) -> bool:

@@ -3,7 +3,9 @@
 One loop per ``consume()`` call issues pull requests for exactly as many
 messages as it has free handler slots and hands each message to its own task
 as soon as it arrives (no batching latency). Each request has its own reply
-subject, so the loop knows which expiry or error status belongs to it. The
+subject, so the loop knows which expiry or error status belongs to it (messages
+themselves arrive with their own subject and are counted against the current
+request: an old request's late message costs at most a little overshoot). The
 loop survives disconnects: a reconnect, a missing heartbeat or an expired
 request just leads to a new pull; a deleted consumer is provisioned again.
 
@@ -97,6 +99,7 @@ class PullConsumer:
         stream: str,
         consumer: str,
         dead_subject: str | None,
+        delete_on_stop: bool = False,
     ) -> None:
         self.conn = conn
         self.provisioner = provisioner
@@ -106,6 +109,7 @@ class PullConsumer:
         self.stream = stream
         self.consumer = consumer
         self.dead_subject = dead_subject
+        self.delete_on_stop = delete_on_stop
         opts = conn.options
         self.expires = max(1.0, opts.pull_expires)
         self.heartbeat = max(0.5, min(5.0, self.expires / 4))
@@ -114,6 +118,7 @@ class PullConsumer:
         self.killed = False
         self._freed = asyncio.Event()
         self._requests = 0
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -123,10 +128,20 @@ class PullConsumer:
 
     async def stop(self) -> None:
         """Stop pulling; in-flight deliveries may still be settled."""
+        if self._stopping:
+            return
+        self._stopping = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self.delete_on_stop and not self.conn.closed:
+            # a client inbox: nobody will pull from it again (replies left expire with max_age)
+            try:
+                await self.conn.api(f"CONSUMER.DELETE.{self.stream}.{self.consumer}")
+            except TransportError as exc:
+                _log.debug("deleting consumer %s/%s: %s", self.stream, self.consumer, exc)
+            self.provisioner.forget(self.queue)
 
     async def drain(self, grace: float) -> None:
         """Stop, give handlers ``grace`` seconds, hand the rest back for redelivery now."""
@@ -142,7 +157,7 @@ class PullConsumer:
 
     def kill(self) -> None:
         """Vanish like a killed process: nothing more is settled, the server redelivers."""
-        self.killed = True
+        self.killed = self._stopping = True
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -186,7 +201,7 @@ class PullConsumer:
         base = inbox.subject[:-2]
         pause = 0.0
         try:
-            while not self.conn.closed:
+            while not self.conn.closed and not self._stopping:
                 try:
                     await self._pull(inbox, base)
                 except _ConsumerGone as exc:
@@ -209,12 +224,15 @@ class PullConsumer:
                     await asyncio.sleep(pause)
         finally:
             await inbox.close()
+            for raw in inbox.pending():  # arrived as we stopped: hand back at once
+                if not raw.status:
+                    await self.send_ack(raw.reply, b"-NAK")
 
     async def _pull(self, inbox: Inbox, base: str) -> None:
         """Issue pull requests until one fails; returns normally to simply start over."""
         loop = asyncio.get_running_loop()
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.consumer}"
-        while True:
+        while not self._stopping:
             free = self.concurrency - len(self.inflight)
             if free <= 0:
                 self._freed.clear()
@@ -231,7 +249,7 @@ class PullConsumer:
             remaining = free
             deadline = loop.time() + self.expires + self.heartbeat
             heard = loop.time()
-            while remaining > 0:
+            while remaining > 0 and not self._stopping:
                 now = loop.time()
                 if now >= deadline or now - heard > 2.5 * self.heartbeat:
                     return  # expired or lost (no heartbeat): pull again
@@ -242,10 +260,9 @@ class PullConsumer:
                     return  # reconnected: the server forgot our pull request
                 heard = loop.time()
                 status = item.status
-                if not status:
+                if not status:  # a message; it carries its own subject, not our reply subject
                     self._dispatch(item)
-                    if item.subject == reply:
-                        remaining -= 1
+                    remaining -= 1
                 elif item.subject != reply or status == "100":
                     continue
                 elif status in ("408", "404"):

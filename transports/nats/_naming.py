@@ -54,7 +54,7 @@ def token(name: str, max_length: int = _MAX) -> str:
     if _SAFE.fullmatch(name) and not name.startswith("_") and len(name) <= max_length:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    readable = _UNSAFE_CHAR.sub("_", name)[: max_length - 13]
+    readable = _UNSAFE_CHAR.sub("_", name).strip("_")[: max_length - 13] or "x"
     return f"{readable}-{digest}"
 
 

@@ -128,13 +128,16 @@ class NatsServer:
             *self.args,
         ]  # fmt: skip
         with open(stderr_path, "ab") as stderr:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=self.detached,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    start_new_session=self.detached,
+                )
+            except OSError as exc:
+                raise NatsServerError(f"cannot run {command[0]}: {exc}") from exc
         try:
             self.port = self._wait_ready(offset, stderr_path)
         except BaseException:
@@ -260,9 +263,10 @@ def ensure_embedded(
         if info is not None and _alive(info["pid"]) and _answers(info["port"]):
             _take_lease(home)
             return EmbeddedServer(info["url"], info["pid"], info["port"], False, home)
-        server = _start_detached(home, info["port"] if info else None, binary)
+        server = _start_detached(home, info["port"] if info else _last_port(home), binary)
         assert server.pid is not None and server.port is not None
         _write_info(home, {"url": server.url, "pid": server.pid, "port": server.port})
+        (home / "last-port").write_text(str(server.port))
         _take_lease(home)
         return EmbeddedServer(server.url, server.pid, server.port, True, home)
 
@@ -323,7 +327,7 @@ def _stop(home: Path) -> bool:
         time.sleep(0.05)
     if _alive(pid):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
     return True
 
 
@@ -332,6 +336,13 @@ def _read_info(home: Path) -> dict[str, Any] | None:
         info = json.loads((home / "server.json").read_text())
         return {"url": str(info["url"]), "pid": int(info["pid"]), "port": int(info["port"])}
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _last_port(home: Path) -> int | None:
+    try:
+        return int((home / "last-port").read_text())
+    except (OSError, ValueError):
         return None
 
 

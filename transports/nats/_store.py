@@ -13,8 +13,12 @@ batched direct get (one round trip per 1,000 entries).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 from ..._errors import JournalConflict, TransportError
 from . import _naming as naming
@@ -25,6 +29,12 @@ __all__ = ["NatsStore"]
 
 INDEX = "Dasync-Index"
 _PAGE = 1000
+_DIRECT_RETRIES = 40
+T = TypeVar("T")
+
+
+class _NoAnswer(Exception):
+    """No responder for a direct get."""
 
 
 class NatsStore:
@@ -45,7 +55,10 @@ class NatsStore:
         entries: list[bytes] = []
         start, last_seq = 1, 0
         while True:
-            page, pending = await self._page(service, stream, subject, start)
+            answer = await self._direct(service, partial(self._page, stream, subject, start))
+            if answer is None:
+                return []  # no journal stream: no routine of this service ever ran
+            page, pending = answer
             for raw in page:
                 index = _index(raw)
                 if index != len(entries):
@@ -62,9 +75,7 @@ class NatsStore:
             self._remember(service, routine_id, len(entries), last_seq)
         return entries
 
-    async def _page(
-        self, service: str, stream: str, subject: str, start: int
-    ) -> tuple[list[RawMsg], int]:
+    async def _page(self, stream: str, subject: str, start: int) -> tuple[list[RawMsg], int]:
         """Up to ``_PAGE`` entries from sequence ``start`` on, and how many remain after them."""
         request = json.dumps({"seq": start, "next_by_subj": subject, "batch": _PAGE}).encode()
         inbox = await self.conn.subscribe()
@@ -85,36 +96,50 @@ class NatsStore:
                 elif status == "404":
                     return found, 0
                 elif status == "503":
-                    return await self._missing_stream(service, stream), 0
+                    raise _NoAnswer
                 else:
                     raise TransportError(f"reading {subject}: {status} {item.description}")
         finally:
             await inbox.close()
 
-    async def _missing_stream(self, service: str, stream: str) -> list[RawMsg]:
-        """Nobody answered a direct get: no journal stream yet, or direct get is off."""
-        config = await self.provisioner.stream_config(stream)
-        if config is None:
-            return []
-        if not config.get("allow_direct"):
-            self.provisioner.forget_journal(service)
-            await self.provisioner.journal(service)  # older stream: turn direct get on
-        raise TransportError(f"stream {stream} did not answer a direct get; retry")
-
     async def _tip(self, service: str, routine_id: str) -> tuple[int, int]:
         """(entries, stream sequence of the last one) of a routine's journal."""
         stream = naming.journal_stream(service)
         subject = naming.journal_subject(service, routine_id)
-        try:
-            raw = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
-        except NoResponders:
-            await self._missing_stream(service, stream)
-            return 0, 0
-        if raw.status == "404":
+
+        async def last() -> RawMsg:
+            try:
+                return await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+            except NoResponders:
+                raise _NoAnswer from None
+
+        raw = await self._direct(service, last)
+        if raw is None or raw.status == "404":
             return 0, 0
         if raw.status:
             raise TransportError(f"reading the end of {subject}: {raw.status} {raw.description}")
         return _index(raw) + 1, int(raw.headers.get("Nats-Sequence", "0"))
+
+    async def _direct(self, service: str, read: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a direct get; ``None`` if the journal stream does not exist.
+
+        Nobody answers a direct get when the stream does not exist, and also for
+        a moment after another process created it (its responders start a little
+        later), or if direct get is off (an older stream): retry briefly then.
+        """
+        stream = naming.journal_stream(service)
+        for _ in range(_DIRECT_RETRIES):
+            try:
+                return await read()
+            except _NoAnswer:
+                config = await self.provisioner.stream_config(stream)
+                if config is None:
+                    return None
+                if not config.get("allow_direct"):
+                    self.provisioner.forget_journal(service)
+                    await self.provisioner.journal(service)  # turns direct get on
+                await asyncio.sleep(0.05)
+        raise TransportError(f"stream {stream} does not answer direct gets")
 
     # --- writing --------------------------------------------------------------------------
 

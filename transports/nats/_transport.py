@@ -83,6 +83,7 @@ class NatsTransport:
             stream=naming.INBOX_STREAM if inbox else naming.work_stream(queue),
             consumer=naming.inbox_consumer(queue) if inbox else naming.WORK_CONSUMER,
             dead_subject=None if inbox else naming.dead_subject(queue),
+            delete_on_stop=inbox,
         )
         consumer.start()
         self._consumers.append(consumer)

@@ -1,0 +1,373 @@
+"""Conformance checks for ``Transport`` and ``JournalStore`` implementations.
+
+Written once, run against every backend (memory, NATS, yours)::
+
+    @asynccontextmanager
+    async def my_backend():
+        server = await start_something()
+        yield Backend(connect=lambda: MyTransport.connect(server.url),
+                      store=lambda: MyStore.connect(server.url),
+                      now=time.time)
+        await server.stop()
+
+    await dasync.testing.check_transport(my_backend)
+
+Each check opens what it needs through the factory and closes it again; queue
+and routine names are unique per check, so one server may serve them all.
+Absence ("delivered once", "never again") is checked with a sentinel sent
+after the message in question to a consumer taking one message at a time,
+which assumes that a single such consumer receives a queue in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from .._errors import JournalConflict, UnknownService
+from ..transports import Delivery, JournalStore, Message, Transport
+
+__all__ = ["CHECKS", "Backend", "BackendFactory", "check_transport"]
+
+TIMEOUT = 10.0
+"""Real seconds any expected delivery may take before a check fails."""
+DELAY = 0.3
+"""Seconds of the delays the checks ask for (delayed delivery, nak with delay)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How the checks reach one backend."""
+
+    connect: Callable[[], Awaitable[Transport]]
+    """A new, independent client of the backend (as another worker process would open)."""
+    store: Callable[[], Awaitable[JournalStore]]
+    """A new client of the backend's journal store."""
+    now: Callable[[], float]
+    """The clock the backend compares ``Message.deliver_at`` with."""
+
+
+BackendFactory = Callable[[], AbstractAsyncContextManager[Backend]]
+
+
+@dataclass(eq=False)
+class _Inbox:
+    """Records deliveries; ``settle`` decides what to do with each (default: ack)."""
+
+    now: Callable[[], float]
+    settle: Callable[[Delivery], Awaitable[None]] | None = None
+    received: list[tuple[Delivery, float]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.received.append((delivery, self.now()))
+        self.changed.set()
+        if self.settle is None:
+            await delivery.ack()
+        else:
+            await self.settle(delivery)
+
+    def ids(self) -> list[str]:
+        return [d.message.msg_id for d, _ in self.received]
+
+    async def wait_for(self, what: str, condition: Callable[[], bool]) -> None:
+        async def wait() -> None:
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+        try:
+            await asyncio.wait_for(wait(), TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out after {TIMEOUT}s waiting for {what}; received {self.ids()}"
+            ) from None
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def _msg(msg_id: str, body: bytes = b"", **headers: str) -> Message:
+    return Message(msg_id, {"check": "1", **headers}, body)
+
+
+@asynccontextmanager
+async def _opened(factory: BackendFactory) -> AsyncIterator[tuple[Backend, AsyncExitStack]]:
+    async with factory() as backend, AsyncExitStack() as stack:
+        yield backend, stack
+
+
+async def _transport(backend: Backend, stack: AsyncExitStack) -> Transport:
+    transport = await backend.connect()
+    stack.push_async_callback(transport.close)
+    return transport
+
+
+async def _consume(
+    stack: AsyncExitStack, transport: Transport, queue: str, inbox: _Inbox, concurrency: int = 1
+) -> None:
+    sub = await transport.consume(queue, inbox, concurrency=concurrency)
+    stack.push_async_callback(sub.stop)
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+async def check_publish_consume_ack(factory: BackendFactory) -> None:
+    """Messages keep id, headers and body; an acked message is not delivered again."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        queue = _name("q")
+        await t.declare(queue)
+        await t.declare(queue)  # idempotent
+        sent = [_msg(f"m{i}", f'{{"n": {i}}}'.encode(), kind=f"k{i}") for i in range(3)]
+        for m in sent[:2]:
+            await t.send(queue, m)  # sent before anyone consumes: kept
+        inbox = _Inbox(backend.now)
+        await _consume(stack, t, queue, inbox)
+        await t.send(queue, sent[2])
+        await inbox.wait_for("three messages", lambda: len(inbox.received) >= 3)
+        got = {d.message.msg_id: d for d, _ in inbox.received}
+        for m in sent:
+            d = got[m.msg_id]
+            assert d.message.body == m.body, (d.message.body, m.body)
+            assert dict(d.message.headers) == dict(m.headers), d.message.headers
+            assert d.attempt == 1, d.attempt
+        await t.send(queue, _msg("sentinel"))
+        await inbox.wait_for("the sentinel", lambda: "sentinel" in inbox.ids())
+        assert sorted(inbox.ids()) == ["m0", "m1", "m2", "sentinel"], inbox.ids()
+
+
+async def check_nak_redelivers(factory: BackendFactory) -> None:
+    """nak() redelivers with attempt + 1; nak(delay) not before the delay has passed."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        queue = _name("q")
+        await t.declare(queue)
+        naked_at: dict[str, float] = {}
+
+        async def settle(d: Delivery) -> None:
+            if d.message.msg_id == "now" and d.attempt < 3:
+                await d.nak()
+            elif d.message.msg_id == "later" and d.attempt == 1:
+                naked_at["later"] = backend.now()
+                await d.nak(DELAY)
+            else:
+                await d.ack()
+
+        inbox = _Inbox(backend.now, settle)
+        await _consume(stack, t, queue, inbox)
+        await t.send(queue, _msg("now"))
+        await t.send(queue, _msg("later"))
+        await inbox.wait_for("three attempts", lambda: inbox.ids().count("now") == 3)
+        attempts = [d.attempt for d, _ in inbox.received if d.message.msg_id == "now"]
+        assert attempts == [1, 2, 3], attempts
+        await inbox.wait_for("the delayed redelivery", lambda: inbox.ids().count("later") == 2)
+        (_, first), (second, at) = [x for x in inbox.received if x[0].message.msg_id == "later"]
+        assert second.attempt == 2, second.attempt
+        assert at >= naked_at["later"] + DELAY, (naked_at["later"], at)
+
+
+async def check_dedupe_by_msg_id(factory: BackendFactory) -> None:
+    """A message sent twice under the same id is delivered once."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        queue = _name("q")
+        await t.declare(queue)
+        await t.send(queue, _msg("same", b"1"))
+        await t.send(queue, _msg("same", b"2"))
+        inbox = _Inbox(backend.now)
+        await _consume(stack, t, queue, inbox)
+        await t.send(queue, _msg("same", b"3"))  # also after it was delivered and acked
+        await t.send(queue, _msg("sentinel"))
+        await inbox.wait_for("the sentinel", lambda: "sentinel" in inbox.ids())
+        assert inbox.ids() == ["same", "sentinel"], inbox.ids()
+        assert inbox.received[0][0].message.body == b"1"
+
+
+async def check_delayed_delivery(factory: BackendFactory) -> None:
+    """A message with ``deliver_at`` is not delivered before that time; others pass it."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        queue = _name("q")
+        await t.declare(queue)
+        inbox = _Inbox(backend.now)
+        await _consume(stack, t, queue, inbox)
+        at = backend.now() + DELAY
+        await t.send(queue, Message("delayed", {"check": "1"}, b"", deliver_at=at))
+        await t.send(queue, Message("past", {"check": "1"}, b"", deliver_at=backend.now() - 60))
+        await t.send(queue, _msg("now"))
+        await inbox.wait_for("the delayed message", lambda: "delayed" in inbox.ids())
+        assert inbox.ids()[-1] == "delayed" and sorted(inbox.ids()) == ["delayed", "now", "past"]
+        received_at = inbox.received[-1][1]
+        assert received_at >= at, (at, received_at)
+
+
+async def check_unknown_queue(factory: BackendFactory) -> None:
+    """Sending to a queue nobody declared raises ``UnknownService``."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        try:
+            await t.send(_name("nobody"), _msg("lost"))
+        except UnknownService:
+            pass
+        else:
+            raise AssertionError("send() to an undeclared queue did not raise UnknownService")
+
+
+async def check_term(factory: BackendFactory) -> None:
+    """A terminated message is never delivered again."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        queue = _name("q")
+        await t.declare(queue)
+
+        async def settle(d: Delivery) -> None:
+            if d.message.msg_id == "poison":
+                await d.term("cannot be processed")
+            else:
+                await d.ack()
+
+        inbox = _Inbox(backend.now, settle)
+        await _consume(stack, t, queue, inbox)
+        await t.send(queue, _msg("poison"))
+        await t.send(queue, _msg("sentinel"))
+        await inbox.wait_for("the sentinel", lambda: "sentinel" in inbox.ids())
+        await t.send(queue, _msg("sentinel-2"))
+        await inbox.wait_for("the second sentinel", lambda: "sentinel-2" in inbox.ids())
+        assert inbox.ids() == ["poison", "sentinel", "sentinel-2"], inbox.ids()
+
+
+async def check_competing_consumers(factory: BackendFactory) -> None:
+    """Two clients consuming one queue share its messages: each is delivered once."""
+    async with _opened(factory) as (backend, stack):
+        first, second = await _transport(backend, stack), await _transport(backend, stack)
+        queue = _name("q")
+        await first.declare(queue)
+        both = asyncio.Event()
+        inboxes: list[_Inbox] = []
+        starved: list[str] = []
+
+        async def settle(d: Delivery) -> None:
+            # hold the first message until the other consumer got one: that proves that
+            # an unacknowledged message does not block the queue for other consumers
+            if all(inbox.received for inbox in inboxes):
+                both.set()
+            if not both.is_set():
+                try:
+                    await asyncio.wait_for(both.wait(), TIMEOUT)
+                except TimeoutError:
+                    starved.append(d.message.msg_id)
+                    both.set()  # stop holding: let the rest through and report
+            await d.ack()
+
+        changed = asyncio.Event()  # shared, so that waiting on one sees both inboxes
+        inboxes.extend([_Inbox(backend.now, settle, changed=changed) for _ in range(2)])
+        await _consume(stack, first, queue, inboxes[0])
+        await _consume(stack, second, queue, inboxes[1])
+        count = 40
+        for i in range(count):
+            await first.send(queue, _msg(f"m{i}"))
+        collected = inboxes[0]
+        await collected.wait_for(
+            f"{count} messages over both consumers",
+            lambda: sum(len(inbox.received) for inbox in inboxes) >= count,
+        )
+        ids = inboxes[0].ids() + inboxes[1].ids()
+        assert sorted(ids) == sorted(f"m{i}" for i in range(count)), ids
+        assert not starved, (
+            f"while one consumer held {starved[0]!r} unacknowledged for {TIMEOUT}s, "
+            f"the other consumer of the queue received nothing"
+        )
+        assert inboxes[0].received and inboxes[1].received, "one consumer got every message"
+
+
+async def check_journal_order(factory: BackendFactory) -> None:
+    """Entries load in append order; journals are separate per service and routine."""
+    async with _opened(factory) as (backend, stack):
+        store = await backend.store()
+        stack.push_async_callback(store.close)
+        service, rid = _name("svc"), _name("r")
+        assert await store.load(service, rid) == []
+        entries = [f'{{"step": {i}}}'.encode() for i in range(5)]
+        for i, entry in enumerate(entries):
+            await store.append(service, rid, entry, expected=i)
+        assert await store.load(service, rid) == entries
+        await store.append(service, rid + "x", b'"other routine"', expected=0)
+        await store.append(service + "x", rid, b'"other service"', expected=0)
+        assert await store.load(service, rid) == entries
+        assert await store.load(service, rid + "x") == [b'"other routine"']
+        again = await backend.store()  # another client sees the same journal
+        stack.push_async_callback(again.close)
+        assert await again.load(service, rid) == entries
+
+
+async def check_journal_conflict(factory: BackendFactory) -> None:
+    """An append with the wrong ``expected`` length raises JournalConflict and adds nothing."""
+    async with _opened(factory) as (backend, stack):
+        store = await backend.store()
+        stack.push_async_callback(store.close)
+        service, rid = _name("svc"), _name("r")
+        await store.append(service, rid, b"0", expected=0)
+        await store.append(service, rid, b"1", expected=1)
+        for wrong in (0, 1, 3):
+            try:
+                await store.append(service, rid, b"bad", expected=wrong)
+            except JournalConflict:
+                pass
+            else:
+                raise AssertionError(f"append(expected={wrong}) on 2 entries did not conflict")
+        assert await store.load(service, rid) == [b"0", b"1"]
+
+
+async def check_journal_create_once(factory: BackendFactory) -> None:
+    """Of many concurrent ``expected=0`` appends (from several clients) exactly one wins."""
+    async with _opened(factory) as (backend, stack):
+        stores = [await backend.store() for _ in range(3)]
+        for store in stores:
+            stack.push_async_callback(store.close)
+        service, rid = _name("svc"), _name("r")
+
+        async def create(i: int) -> bool:
+            try:
+                await stores[i % len(stores)].append(service, rid, f'"{i}"'.encode(), expected=0)
+            except JournalConflict:
+                return False
+            return True
+
+        won = await asyncio.gather(*(create(i) for i in range(9)))
+        assert sum(won) == 1, won
+        winner = won.index(True)
+        assert await stores[0].load(service, rid) == [f'"{winner}"'.encode()]
+
+
+CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
+    "publish_consume_ack": check_publish_consume_ack,
+    "nak_redelivers": check_nak_redelivers,
+    "dedupe_by_msg_id": check_dedupe_by_msg_id,
+    "delayed_delivery": check_delayed_delivery,
+    "unknown_queue": check_unknown_queue,
+    "term": check_term,
+    "competing_consumers": check_competing_consumers,
+    "journal_order": check_journal_order,
+    "journal_conflict": check_journal_conflict,
+    "journal_create_once": check_journal_create_once,
+}
+"""Every check by name, for test suites that want one test per check."""
+
+
+async def check_transport(factory: BackendFactory, only: Iterable[str] | None = None) -> None:
+    """Run the conformance checks (all, or those named in ``only``) against a backend.
+
+    Raises ``AssertionError`` naming the first check that fails.
+    """
+    names = list(CHECKS) if only is None else list(only)
+    for name in names:
+        try:
+            await CHECKS[name](factory)
+        except AssertionError as exc:
+            raise AssertionError(f"transport check {name!r} failed: {exc}") from exc

@@ -1,0 +1,69 @@
+"""Names operators can read, one-to-one; options from the environment."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from dasync.transports.nats import NatsOptions, naming
+
+
+def test_plain_service_names_are_kept():
+    assert naming.work_stream("Shop") == "DASYNC_Shop_WORK"
+    assert naming.journal_stream("Shop") == "DASYNC_Shop_JOURNAL"
+    assert naming.work_subject("Shop") == "dasync.Shop.work"
+    assert naming.journal_subject("Shop", "a1b2-3") == "dasync.Shop.journal.a1b2-3"
+    assert naming.dead_subject("Shop") == "dasync.Shop.dead"
+    assert naming.inbox_subject("_inbox.abc123") == "dasync._inbox.abc123"
+    assert naming.inbox_consumer("_inbox.abc123") == "inbox_abc123"
+
+
+@pytest.mark.parametrize("name", ["shop.v2", "a b", "$SYS", "_inbox", "x*", "é", "a" * 100])
+def test_odd_names_become_safe_single_tokens(name):
+    t = naming.token(name)
+    assert t and "." not in t and "*" not in t and ">" not in t and " " not in t
+    assert t.isascii() and not t.startswith("_") and len(t) <= 64
+
+
+def test_tokens_are_one_to_one():
+    names = ["a.b", "a_b", "a b", "a-b", "A.b", "_a", "a"]
+    assert len({naming.token(n) for n in names}) == len(names)
+
+
+def test_stream_kinds_cannot_collide():
+    assert naming.work_stream("X_JOURNAL") != naming.journal_stream("X")
+    assert naming.work_stream("INBOXES") != naming.INBOX_STREAM
+    assert naming.journal_stream("INBOXES") != naming.INBOX_STREAM
+    inbox = naming.inbox_subjects()[0]
+    assert not naming.work_subject("_inbox").startswith(inbox[:-1])
+
+
+def test_schedule_subjects_are_per_message():
+    a = naming.schedule_subject("Shop", "timer:r1:3")
+    b = naming.schedule_subject("Shop", "timer:r1:4")
+    assert a != b and a.startswith("dasync.Shop.schedule.")
+
+
+def test_options_from_env():
+    env = {
+        "DASYNC_NATS_URL": "nats://a:4222, nats://b:4222",
+        "DASYNC_NATS_USER": "u",
+        "DASYNC_NATS_PASSWORD": "p",
+        "DASYNC_NATS_TOKEN": "t",
+        "DASYNC_NATS_CREDS": "/x.creds",
+        "DASYNC_NATS_TLS_CA": "/ca.pem",
+    }
+    opts = NatsOptions.from_env(env, ack_wait=5)
+    assert opts.servers == ("nats://a:4222", "nats://b:4222")
+    assert (opts.user, opts.password, opts.token, opts.creds) == ("u", "p", "t", "/x.creds")
+    assert opts.tls_ca == "/ca.pem" and opts.uses_tls and opts.ack_wait == 5
+    assert NatsOptions.from_env({}).servers == ("nats://127.0.0.1:4222",)
+    assert NatsOptions.from_env({}, servers="nats://c:1").servers == ("nats://c:1",)
+
+
+def test_tls_context_only_when_asked():
+    assert NatsOptions().ssl_context() is None
+    assert isinstance(NatsOptions(servers=("tls://h:4222",)).ssl_context(), ssl.SSLContext)
+    with pytest.raises(ValueError):
+        NatsOptions().with_servers(" , ")
