@@ -30,6 +30,7 @@ from ._errors import RemoteError as RemoteError
 from ._errors import TransportError as TransportError
 from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
+from ._io import io as io
 from ._service import service as service
 
 if _typing.TYPE_CHECKING:
@@ -83,6 +84,7 @@ __all__ = [
     "UnknownService",
     "call_id",
     "connect",
+    "io",
     "now",
     "random",
     "service",

@@ -169,6 +169,13 @@ class RoutineInstance:
         self._issue(Record(seq, kind, value))
         return value
 
+    def host_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of the process, on which real I/O can run."""
+        host = self._loop.host
+        if host is None:
+            raise RuntimeError("the routine's loop has not been driven yet")
+        return host
+
     def time(self) -> float:
         """The routine's clock: the time its current input arrived."""
         return self._loop.time()

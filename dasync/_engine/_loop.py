@@ -46,6 +46,8 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         self._bridges = 0
         self._wakeup: asyncio.Event | None = None
         self.errors: list[dict[str, Any]] = []
+        self.host: asyncio.AbstractEventLoop | None = None
+        """The real event loop driving this one (where ``dasync.io`` work runs)."""
 
     # --- driving --------------------------------------------------------------------------
 
@@ -68,6 +70,8 @@ class RoutineLoop(asyncio.AbstractEventLoop):
     def run_ready(self) -> None:
         """Run handles until none is ready; never blocks."""
         previous = events._get_running_loop()
+        if previous is not None and previous is not self:
+            self.host = previous
         events._set_running_loop(self)
         self._running = True
         try:

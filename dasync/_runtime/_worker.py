@@ -59,6 +59,14 @@ __all__ = ["HostedService", "Worker", "WorkerStats"]
 
 _log = logging.getLogger("dasync.worker")
 
+MISSING_ROUTINE_ATTEMPTS = 8
+"""Deliveries of a reply, timer or cancel for a routine that does not exist before it is
+rejected (the start may still be in flight on another worker)."""
+
+
+class _RoutineMissing(MalformedMessage):
+    """A message addressed to a routine that is not (yet) in the store."""
+
 
 @dataclass
 class HostedService:
@@ -158,6 +166,13 @@ class Worker:
             self.stats.conflicts += 1
             self._evict(key)
             await delivery.nak(0.0)
+        except _RoutineMissing as exc:
+            # a cancel can overtake its routine's start on another worker: wait a little
+            if delivery.attempt >= MISSING_ROUTINE_ATTEMPTS:
+                self._reject(hosted, delivery.message, str(exc))
+                await delivery.term(str(exc))
+            else:
+                await delivery.nak(_backoff(delivery.attempt, cap=5.0))
         except MalformedMessage as exc:
             self._reject(hosted, delivery.message, str(exc))
             await delivery.term(str(exc))
@@ -213,7 +228,7 @@ class Worker:
             inp = Start(message.body, self.clock.now(), meta)
             inst = self._new_instance(hosted, env.routine_id, inp)
         elif inst is None:
-            raise MalformedMessage(
+            raise _RoutineMissing(
                 f"{env.kind} for routine {env.routine_id!r} of {name}, which does not exist"
             )
         elif env.kind == "reply":

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import pytest
 
+import dasync
+
 from dasync.testing import runtime
 
 from ._helpers import journal, wait_until
@@ -36,6 +38,8 @@ class Io(Protocol):
     async def connect_on_host(self, port: int, text: str) -> str: ...
     async def wait_event(self) -> str: ...
     async def connect_in_routine(self, port: int) -> str: ...
+    async def wait_event_via_io(self) -> str: ...
+    async def connect_via_io(self, port: int, text: str) -> str: ...
 
 
 class IoImpl(Io):
@@ -80,6 +84,23 @@ class IoImpl(Io):
         line = await reader.readline()
         writer.close()
         return line.decode().strip()
+
+
+    async def wait_event_via_io(self) -> str:
+        HOST["waiting"] = True
+        await dasync.io(HOST["event"].wait())
+        return await self.echo.shout("set")
+
+    async def connect_via_io(self, port: int, text: str) -> str:
+        async def exchange() -> str:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(text.encode() + b"\n")
+            line = await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            return line.decode().strip()
+
+        return await self.echo.shout(await dasync.io(exchange()))
 
 
 @pytest.fixture
@@ -144,7 +165,7 @@ async def test_opening_a_connection_as_a_host_task(make_runtime, echo_server):
     strict=True,
     raises=RuntimeError,
     reason="asyncio primitives check the running loop: an Event bound to the host loop "
-    "cannot be awaited on the routine's loop (await a host task or future instead)",
+    "cannot be awaited on the routine's loop (use dasync.io(event.wait()))",
 )
 async def test_awaiting_a_host_event_directly():
     HOST.clear()
@@ -163,8 +184,34 @@ async def test_awaiting_a_host_event_directly():
     strict=True,
     raises=NotImplementedError,
     reason="the routine loop does no I/O itself: asyncio.open_connection() inside a routine "
-    "asks the routine's loop for a connection (run it as a host-loop task instead)",
+    "asks the routine's loop for a connection (use dasync.io(...))",
 )
 async def test_open_connection_directly_in_a_routine(echo_server):
     async with runtime([EchoImpl, IoImpl]) as rt:
         assert await rt.client.proxy(Io).connect_in_routine(echo_server) == "echo direct"
+
+
+async def test_dasync_io_awaits_a_host_event(make_runtime):
+    HOST.clear()
+    event = HOST["event"] = asyncio.Event()
+    async with make_runtime([EchoImpl, IoImpl]) as rt:
+        handle = await rt.client.start(Io.wait_event_via_io, routine_id="io-event")
+        await wait_until(lambda: HOST.get("waiting", False))
+        assert journal(rt, "Io", "io-event") == []  # the step waits for the I/O
+        event.set()
+        assert await handle.result(timeout=10) == "SET"
+
+
+async def test_dasync_io_opens_connections_from_a_routine(make_runtime, echo_server):
+    async with make_runtime([EchoImpl, IoImpl]) as rt:
+        results = await asyncio.gather(
+            *(rt.client.proxy(Io).connect_via_io(echo_server, f"x{i}") for i in range(5))
+        )
+    assert results == [f"ECHO X{i}" for i in range(5)]
+
+
+async def test_dasync_io_outside_a_routine_just_awaits():
+    async def value() -> int:
+        return 7
+
+    assert await dasync.io(value()) == 7
