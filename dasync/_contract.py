@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ContractError
+from ._event import Event, EventSpec
 
 __all__ = [
     "MethodSpec",
@@ -65,6 +66,7 @@ class ServiceSpec:
     contract: type
     methods: dict[str, MethodSpec]
     doc: str | None = None
+    events: dict[str, EventSpec] = field(default_factory=dict)
 
     def method(self, name: str) -> MethodSpec | None:
         return self.methods.get(name)
@@ -76,8 +78,9 @@ def is_contract(obj: object) -> bool:
         return False
     if getattr(obj, _NAME_ATTR, None) is not None and _SPEC_ATTR in obj.__dict__:
         return True
-    return bool(getattr(obj, "_is_protocol", False)) and obj is not typing.Protocol and any(
-        inspect.iscoroutinefunction(v) for k, v in vars(obj).items() if not k.startswith("_")
+    return bool(getattr(obj, "_is_protocol", False)) and obj is not typing.Protocol and (
+        any(inspect.iscoroutinefunction(v) for k, v in vars(obj).items() if not k.startswith("_"))
+        or any(_is_event(a) for a in vars(obj).get("__annotations__", {}).values())
     )
 
 
@@ -150,13 +153,50 @@ def _build_spec(contract: type, name: str, include_implementation: bool = False)
             methods[attr] = method
             if not include_implementation:
                 _BY_FUNCTION[value] = method
-    if not methods:
-        problems.append(f"{name}: a contract needs at least one public 'async def' method")
+    events = _events(contract, name, problems)
+    if not methods and not events:
+        problems.append(
+            f"{name}: a contract needs at least one public 'async def' method or dasync.Event"
+        )
     if problems:
         raise ContractError(
             f"contract {contract.__qualname__} is invalid:\n  " + "\n  ".join(problems)
         )
-    return ServiceSpec(name=name, contract=contract, methods=methods, doc=inspect.getdoc(contract))
+    return ServiceSpec(name, contract, methods, inspect.getdoc(contract), events)
+
+
+def _is_event(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return "Event[" in annotation
+    return typing.get_origin(annotation) is Event or annotation is Event
+
+
+def _events(contract: type, service: str, problems: list[str]) -> dict[str, EventSpec]:
+    events: dict[str, EventSpec] = {}
+    for klass in reversed(contract.__mro__):
+        if klass in (object, typing.Protocol, typing.Generic) or not is_contract(klass):
+            continue
+        raw = vars(klass).get("__annotations__", {})
+        if not any(_is_event(a) for a in raw.values()):
+            continue
+        try:
+            hints = typing.get_type_hints(klass)
+        except Exception as exc:
+            problems.append(f"{service}: cannot resolve event annotations ({exc})")
+            continue
+        for attr in raw:
+            annotation = hints.get(attr)
+            if not _is_event(annotation):
+                continue
+            if attr.startswith("_"):
+                problems.append(f"{service}.{attr}: events must have public names")
+                continue
+            args = typing.get_args(annotation)
+            if len(args) != 1:
+                problems.append(f"{service}.{attr}: declare the payload type, Event[Payload]")
+                continue
+            events[attr] = EventSpec(service, attr, args[0])
+    return events
 
 
 def _public_members(contract: type, include_all: bool) -> list[tuple[str, Any]]:

@@ -7,6 +7,7 @@ from ._model import Cancel as Cancel
 from ._model import CancelCall as CancelCall
 from ._model import Command as Command
 from ._model import Complete as Complete
+from ._model import Emit as Emit
 from ._model import FireTimer as FireTimer
 from ._model import Input as Input
 from ._model import Record as Record
@@ -24,6 +25,7 @@ __all__ = [
     "CancelCall",
     "Command",
     "Complete",
+    "Emit",
     "FireTimer",
     "Input",
     "Record",

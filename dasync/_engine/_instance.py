@@ -22,6 +22,7 @@ from ._model import (
     CancelCall,
     Command,
     Complete,
+    Emit,
     FireTimer,
     Input,
     Record,
@@ -175,6 +176,10 @@ class RoutineInstance:
         if host is None:
             raise RuntimeError("the routine's loop has not been driven yet")
         return host
+
+    def emit(self, event: str, payload: bytes) -> None:
+        """Fire an event; it is published when the current step commits."""
+        self._issue(Emit(self._next_seq(), event, payload))
 
     def time(self) -> float:
         """The routine's clock: the time its current input arrived."""

@@ -19,6 +19,7 @@ __all__ = [
     "Cancel",
     "Command",
     "Complete",
+    "Emit",
     "FireTimer",
     "Input",
     "Record",
@@ -137,6 +138,18 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
+class Emit:
+    """Publish the event ``event`` of the routine's service once the step commits."""
+
+    seq: int
+    event: str
+    payload: bytes
+
+    def describe(self) -> str:
+        return f"event {self.event} (seq {self.seq})"
+
+
+@dataclass(frozen=True, slots=True)
 class Complete:
     """The routine finished: its encoded result or failure."""
 
@@ -148,7 +161,7 @@ class Complete:
         return f"completion (seq {self.seq})"
 
 
-Command = Call | CancelCall | StartTimer | Record | Complete
+Command = Call | CancelCall | StartTimer | Record | Emit | Complete
 
 
 def same_command(a: Command, b: Command) -> bool:
@@ -159,6 +172,8 @@ def same_command(a: Command, b: Command) -> bool:
         return (a.service, a.method) == (b.service, b.method)  # type: ignore[union-attr]
     if isinstance(a, Record):
         return a.kind == b.kind  # type: ignore[union-attr]
+    if isinstance(a, Emit):
+        return a.event == b.event  # type: ignore[union-attr]
     if isinstance(a, CancelCall):
         return a.target == b.target  # type: ignore[union-attr]
     return True
@@ -218,6 +233,8 @@ def encode_step(step: Step | StepRecord) -> bytes:
             cmds.append({"k": "timer", "s": c.seq, "at": c.fire_at})
         elif isinstance(c, Record):
             cmds.append({"k": "rec", "s": c.seq, "kind": c.kind, "v": c.value})
+        elif isinstance(c, Emit):
+            cmds.append({"k": "emit", "s": c.seq, "e": c.event, "p": _frag(c.payload)})
         else:
             cmds.append({"k": "done", "s": c.seq, "ok": c.ok, "p": _frag(c.payload)})
     return orjson.dumps({"in": i, "cmd": cmds})
@@ -247,6 +264,8 @@ def decode_step(data: bytes) -> StepRecord:
             cmds.append(StartTimer(c["s"], c["at"]))
         elif k == "rec":
             cmds.append(Record(c["s"], c["kind"], c["v"]))
+        elif k == "emit":
+            cmds.append(Emit(c["s"], c["e"], orjson.dumps(c["p"])))
         else:
             cmds.append(Complete(c["s"], c["ok"], orjson.dumps(c["p"])))
     return StepRecord(inp, tuple(cmds))

@@ -111,11 +111,6 @@ async def test_two_workers_share_services_and_calls_run_once(connect):
     await _two_workers(connect, force_replay=True)
 
 
-@pytest.mark.xfail(
-    reason="worker bug: a cached routine that another worker advanced treats a reply to a call "
-    "it has not seen as a no-op and acks it (lost input); see docs/nats.md 'Worker notes'",
-    strict=False,
-)
 async def test_two_caching_workers_share_services(connect):
     await _two_workers(connect)
 

@@ -12,13 +12,7 @@ from dasync.testing._nats_server import NatsServer, nats_backend
 
 from .conformance import TransportConformance
 
-_WAITS_ON_ONE_INBOX = pytest.mark.xfail(
-    strict=False,
-    reason="check bug: it waits for messages of both consumers on the first inbox's 'changed' "
-    "event only, so it times out when the last messages go to the second consumer",
-)
-KNOWN = {"competing_consumers": _WAITS_ON_ONE_INBOX}
-PARAMS = [pytest.param(name, marks=KNOWN.get(name, ())) for name in CHECKS]
+PARAMS = list(CHECKS)
 
 
 @pytest.fixture(scope="module")
