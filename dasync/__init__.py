@@ -30,6 +30,7 @@ from ._errors import RemoteError as RemoteError
 from ._errors import TransportError as TransportError
 from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
+from ._event import Event as Event
 from ._io import io as io
 from ._service import service as service
 
@@ -68,6 +69,7 @@ __all__ = [
     "Clock",
     "ContractError",
     "DasyncError",
+    "Event",
     "InvalidArguments",
     "JournalConflict",
     "MalformedMessage",

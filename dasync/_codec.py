@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 
 from ._contract import MethodSpec
 from ._errors import ContractError, InvalidArguments, MalformedMessage, RemoteError
+from ._event import EventSpec
 
 __all__ = [
     "check_method_types",
@@ -276,3 +277,16 @@ def args_json_schema(method: MethodSpec) -> dict[str, Any]:
 def result_json_schema(method: MethodSpec) -> dict[str, Any]:
     schema: dict[str, Any] = _type_adapter(method.returns).json_schema()
     return schema
+
+
+def encode_event(event: EventSpec, value: Any) -> bytes:
+    """Validate an event payload against its declared type and encode it."""
+    adapter = _type_adapter(event.payload)
+    try:
+        checked = adapter.validate_python(value)
+    except pydantic.ValidationError as exc:
+        raise InvalidArguments(
+            f"event {event.topic}: payload does not match {_type_name(event.payload)}: "
+            f"{exc.errors()[0]['msg']} (got {_short(value)})"
+        ) from None
+    return adapter.dump_json(checked)

@@ -137,7 +137,7 @@ def implementation_spec(cls: type) -> ServiceSpec:
     full = _build_spec(cls, spec.name, include_implementation=True)
     methods = dict(full.methods)
     methods.update(spec.methods)  # the contract's signatures win
-    return ServiceSpec(spec.name, contract, methods, spec.doc)
+    return ServiceSpec(spec.name, contract, methods, spec.doc, spec.events)
 
 
 def _build_spec(contract: type, name: str, include_implementation: bool = False) -> ServiceSpec:

@@ -1,4 +1,4 @@
-"""Domain events: ``dasync.Event[T]`` declared on contracts, fired at commit, subscribed with ``+=``.
+"""Domain events: ``dasync.Event[T]`` on contracts, fired at commit, subscribed with ``+=``.
 
 On a contract, ``customer_registered: dasync.Event[CustomerInfo]`` declares an
 event. The implementing service fires it with ``self.customer_registered(info)``;
@@ -13,11 +13,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from ._engine import current_instance
 from ._errors import ContractError
 
-__all__ = ["Event", "EventSpec", "Subscription"]
+__all__ = [
+    "BoundEvent",
+    "Event",
+    "EventAttribute",
+    "EventBinding",
+    "EventSpec",
+    "Subscription",
+]
 
 T = TypeVar("T")
 
@@ -75,3 +83,81 @@ class _Fired:
     def __await__(self) -> Generator[Any, None, None]:
         if self._task is not None:
             yield from self._task.__await__()
+
+
+class EventBinding(Protocol):
+    """What event attributes of proxies and hosted services delegate to (the runtime)."""
+
+    def subscribe(self, event: EventSpec, handler: Callable[..., Awaitable[Any]]) -> None: ...
+
+    def unsubscribe(self, event: EventSpec, handler: Callable[..., Awaitable[Any]]) -> None: ...
+
+    def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
+        """Publish directly (outside a routine); the future completes once it is stored."""
+        ...
+
+
+class BoundEvent(Event[T]):
+    """An event attribute of a proxy or of a hosted service instance."""
+
+    __slots__ = ("_spec", "_binding")
+
+    def __init__(self, spec: EventSpec, binding: EventBinding | None) -> None:
+        self._spec = spec
+        self._binding = binding
+
+    @property
+    def spec(self) -> EventSpec:
+        return self._spec
+
+    def __call__(self, payload: T) -> _Fired:
+        from ._codec import encode_event  # the codec imports contracts, which import us
+
+        data = encode_event(self._spec, payload)
+        inst = current_instance()
+        if inst is not None:
+            inst.emit(self._spec.topic, data)  # leaves with the step's commit
+            return _Fired(None)
+        if self._binding is None:
+            raise ContractError(
+                f"{self._spec.topic} was fired outside a routine on an object that is not "
+                f"connected to a runtime; fire it from a service method or a client proxy"
+            )
+        return _Fired(self._binding.publish(self._spec, data))
+
+    def __iadd__(self, handler: Callable[[T], Awaitable[Any]]) -> BoundEvent[T]:
+        self._require_binding("subscribe with +=").subscribe(self._spec, handler)
+        return self
+
+    def __isub__(self, handler: Callable[[T], Awaitable[Any]]) -> BoundEvent[T]:
+        self._require_binding("unsubscribe with -=").unsubscribe(self._spec, handler)
+        return self
+
+    def _require_binding(self, what: str) -> EventBinding:
+        if self._binding is None:
+            raise ContractError(
+                f"cannot {what} on {self._spec.topic} here: subscriptions are made in a service "
+                f"constructor, on a contract proxy that dasync injected"
+            )
+        return self._binding
+
+    def __repr__(self) -> str:
+        return f"<dasync event {self._spec.topic}>"
+
+
+class EventAttribute:
+    """Class attribute of proxy stubs: ``proxy.event`` is a ``BoundEvent``; ``+=`` sets it back."""
+
+    def __init__(self, spec: EventSpec) -> None:
+        self._spec = spec
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return BoundEvent(self._spec, getattr(obj, "_dasync_events", None))
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if not (isinstance(value, BoundEvent) and value.spec == self._spec):
+            raise AttributeError(
+                f"{self._spec.topic} is an event: subscribe with +=, unsubscribe with -="
+            )

@@ -20,6 +20,7 @@ from ._codec import bind_args, decode_failure, decode_result, encode_args
 from ._contract import MethodSpec, ServiceSpec, spec_of
 from ._engine import current_instance
 from ._errors import NotInRoutine
+from ._event import BoundEvent, EventAttribute, EventBinding, EventSpec
 
 __all__ = ["ContractProxy", "durable_call", "make_proxy", "self_call"]
 
@@ -55,13 +56,20 @@ class ContractProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
         return f"<dasync proxy for {spec.name}>"
 
 
-def make_proxy(contract: type[T], fallback: Fallback | None = None) -> T:
-    """A proxy for ``contract`` whose calls are durable inside routines."""
+def make_proxy(
+    contract: type[T], fallback: Fallback | None = None, events: EventBinding | None = None
+) -> T:
+    """A proxy for ``contract`` whose calls are durable inside routines.
+
+    ``events`` receives ``+=``/``-=`` subscriptions and direct publishes of the
+    contract's events (a runtime while it builds a service, or a client).
+    """
     spec = spec_of(contract)
     stub_cls: Any = _stub_class(cast(Any, contract), spec)
     stub = stub_cls.__new__(stub_cls)
     stub._dasync_spec = spec
     stub._dasync_fallback = fallback or _no_fallback
+    stub._dasync_events = events
     return cast(T, ContractProxy(stub))
 
 
@@ -72,9 +80,13 @@ def _stub_class(contract: Any, spec: ServiceSpec) -> type:
     ):
         # isinstance() refuses plain Protocols; a contract's proxy must pass it
         typing.runtime_checkable(contract)
-    namespace: dict[str, Any] = {"__slots__": ("_dasync_spec", "_dasync_fallback")}
+    namespace: dict[str, Any] = {
+        "__slots__": ("_dasync_spec", "_dasync_fallback", "_dasync_events")
+    }
     for name, method in spec.methods.items():
         namespace[name] = _stub_method(method)
+    for name, event in spec.events.items():
+        namespace[name] = EventAttribute(event)
     namespace["__init__"] = object.__init__
     return type(f"{contract.__name__}Proxy", (contract,), namespace)
 
@@ -115,3 +127,8 @@ class _SelfMethod:
 
 def self_call(method: MethodSpec, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     return _SelfMethod(method, bound)
+
+
+def hosted_event(event: EventSpec, binding: EventBinding | None) -> BoundEvent[Any]:
+    """The event attribute of a hosted service instance (``self.event(payload)`` fires it)."""
+    return BoundEvent(event, binding)

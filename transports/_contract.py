@@ -74,6 +74,26 @@ class Transport(Protocol):
         """Deliver messages of ``queue`` to ``handler``, shared with other consumers of it."""
         ...
 
+    async def declare_topic(self, topic: str) -> None:
+        """Create the event topic ``topic`` (``Service.event``) if it does not exist."""
+
+    async def publish(self, topic: str, message: Message) -> None:
+        """Persist an event for every group subscribed to ``topic`` (dedupe by ``msg_id``).
+
+        Raises ``UnknownService`` if the topic was never declared.
+        """
+
+    async def subscribe(
+        self, topic: str, group: str, handler: Handler, *, concurrency: int = 64
+    ) -> Subscription:
+        """Deliver every event of ``topic`` published from now on once to ``group``.
+
+        The group is durable: consumers of the same group (the workers of one
+        subscribing service) share its events, and a group that was away gets
+        what was published meanwhile when it comes back.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -52,6 +52,8 @@ class MemoryBroker:
         self.queues: dict[str, _Queue] = {}
         self.journals: dict[tuple[str, str], list[bytes]] = {}
         self.dead: list[tuple[str, Message, str]] = []
+        self.topics: dict[str, set[str]] = {}
+        """Event topic -> the queues of the groups subscribed to it."""
         self._scheduled: list[tuple[float, int, _Entry]] = []
         self._counter = itertools.count()
         self._scheduler: asyncio.Task[None] | None = None
@@ -81,6 +83,24 @@ class MemoryBroker:
             self._schedule(message.deliver_at, entry)
         else:
             self._push(entry)
+
+    def declare_topic(self, topic: str) -> None:
+        self.topics.setdefault(topic, set())
+
+    def group_queue(self, topic: str, group: str) -> str:
+        queue = f"_topic.{topic}@{group}"
+        self.declare_topic(topic)
+        if queue not in self.topics[topic]:
+            self.declare(queue)
+            self.topics[topic].add(queue)
+        return queue
+
+    def publish_event(self, topic: str, message: Message) -> None:
+        groups = self.topics.get(topic)
+        if groups is None:
+            raise UnknownService(f"no service declares the event {topic!r}")
+        for queue in sorted(groups):
+            self.publish(queue, message)
 
     def redeliver_later(self, entry: _Entry, delay: float) -> None:
         if delay > 0:
@@ -262,6 +282,18 @@ class MemoryTransport:
         consumer = _Consumer(self.broker, queue, handler, concurrency)
         self._consumers.append(consumer)
         return consumer
+
+    async def declare_topic(self, topic: str) -> None:
+        self.broker.declare_topic(topic)
+
+    async def publish(self, topic: str, message: Message) -> None:
+        self.broker.publish_event(topic, message)
+
+    async def subscribe(
+        self, topic: str, group: str, handler: Handler, *, concurrency: int = 64
+    ) -> _Consumer:
+        queue = self.broker.group_queue(topic, group)
+        return await self.consume(queue, handler, concurrency=concurrency)
 
     async def close(self) -> None:
         for consumer in self._consumers:

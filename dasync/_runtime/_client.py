@@ -12,6 +12,7 @@ from .._codec import bind_args, decode_failure, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
 from .._engine import Complete, decode_step
 from .._errors import ContractError, MalformedMessage
+from .._event import EventSpec
 from .._proxy import make_proxy
 from ..transports import Delivery, JournalStore, Subscription, Transport
 from . import _wire
@@ -59,6 +60,7 @@ class Client:
         self._inbox = f"{_wire.INBOX_PREFIX}{uuid.uuid4().hex}"
         self._waiters: dict[str, asyncio.Future[tuple[bool, bytes]]] = {}
         self._subscription: Subscription | None = None
+        self._events = _ClientEvents(transport)
 
     async def open(self) -> None:
         await self._transport.declare(self._inbox)
@@ -88,7 +90,7 @@ class Client:
         if not isinstance(contract, type):
             raise ContractError(f"proxy() takes a contract class, not {contract!r}")
         target: type = contract if is_contract(contract) else contract_of(contract)
-        proxy: T = make_proxy(target, self._call)
+        proxy: T = make_proxy(target, self._call, events=self._events)
         return proxy
 
     async def start(
@@ -216,3 +218,23 @@ def _find_owner(method: Callable[..., Any], owner_name: str, module: str | None)
             return None
         obj = getattr(obj, part, None)
     return obj if isinstance(obj, type) else None
+
+
+class _ClientEvents:
+    """Events on client proxies: firing publishes directly; subscribing is for services."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def subscribe(self, event: EventSpec, handler: Callable[..., Any]) -> None:
+        raise ContractError(
+            f"{event.topic}: clients cannot subscribe; subscribe in the constructor of a "
+            f"service (customers.{event.name} += self.on_{event.name}) so that the handler "
+            f"runs durably, once per event"
+        )
+
+    unsubscribe = subscribe
+
+    def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
+        message = _wire.event_message(event.topic, f"x{uuid.uuid4().hex}", payload)
+        return asyncio.ensure_future(self._transport.publish(event.topic, message))

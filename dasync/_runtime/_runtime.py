@@ -11,10 +11,11 @@ from .._clock import Clock, SystemClock
 from .._contract import spec_of
 from .._errors import ContractError
 from .._injection import Container, Injector
-from .._proxy import make_proxy, self_call
+from .._proxy import hosted_event, make_proxy, self_call
 from .._service import service, validate_service
 from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
 from ._client import Client
+from ._events import RuntimeEvents
 from ._worker import HostedService, Worker
 
 __all__ = ["Runtime"]
@@ -50,7 +51,8 @@ class Runtime:
         self.transport: Transport = transport
         self.store: JournalStore = store
         self.service_classes = list(services)
-        self.injector = Injector(lambda c: make_proxy(c), container)
+        self.events = RuntimeEvents(transport)
+        self.injector = Injector(lambda c: make_proxy(c, events=self.events), container)
         self.hosted = [self._host(cls) for cls in self.service_classes]
         self.worker = Worker(
             self.hosted,
@@ -60,16 +62,23 @@ class Runtime:
             cache_size=cache_size,
             force_replay=force_replay,
             concurrency=concurrency,
+            subscriptions=self.events.subscriptions,
         )
         self.client = Client(transport, store, self.clock)
         self._started = False
 
     def _host(self, cls: type) -> HostedService:
         spec = validate_service(cls)
-        instance = self.injector.construct(cls)
+        self.events.constructing = cls
+        try:
+            instance = self.injector.construct(cls)
+        finally:
+            self.events.constructing = None
         for name, method in spec.methods.items():
             bound = getattr(instance, name)
             instance.__dict__[name] = self_call(method, bound)
+        for name, event in spec.events.items():
+            instance.__dict__[name] = hosted_event(event, self.events)
         return HostedService(spec, instance)
 
     def instance_of(self, cls: type) -> Any:
@@ -82,6 +91,7 @@ class Runtime:
     async def start(self) -> None:
         if self._started:
             return
+        self.events.frozen = True
         await self.worker.start()
         await self.client.open()
         self._started = True

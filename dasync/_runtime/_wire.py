@@ -116,3 +116,22 @@ def outgoing(
 
 def cancel_message(callee_id: str) -> Message:
     return Message(f"cancel:{callee_id}", {KIND: "cancel", ROUTINE: callee_id})
+
+
+EVENT = "dasync-event"
+EVENT_ID = "dasync-event-id"
+
+
+def event_message(topic: str, event_id: str, payload: bytes) -> Message:
+    """An event as published; ``event_id`` names it for dedupe and for its handler routines."""
+    return Message(f"event:{event_id}", {EVENT: topic, EVENT_ID: event_id}, payload)
+
+
+def event_id(routine_id: str, seq: int) -> str:
+    """The id of the event a routine fired at ``seq``: stable across re-sends."""
+    return f"{routine_id}-e{seq}"
+
+
+def handler_routine_id(event_id: str, handler: str) -> str:
+    """One routine per event per subscribing handler: created once, whatever is redelivered."""
+    return f"{event_id}-{handler}"

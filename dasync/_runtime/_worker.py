@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._clock import Clock
-from .._codec import decode_args, encode_failure, encode_result
+from .._codec import decode_args, decode_failure, encode_failure, encode_result
 from .._contract import ServiceSpec
 from .._engine import (
     Call,
@@ -33,6 +33,7 @@ from .._engine import (
     CancelCall,
     Command,
     Complete,
+    Emit,
     FireTimer,
     Input,
     Resolve,
@@ -52,6 +53,7 @@ from .._errors import (
     UnknownMethod,
     UnknownService,
 )
+from .._event import Subscription as EventSubscription
 from ..transports import Delivery, JournalStore, Message, Subscription, Transport
 from . import _wire
 
@@ -83,6 +85,8 @@ class WorkerStats:
     redeliveries_resent: int = 0
     rejected: list[str] = field(default_factory=list)
     """Messages that could not be processed at all (malformed), with the reason."""
+    failed: list[str] = field(default_factory=list)
+    """Routines with no caller (event handlers, fire-and-forget) that raised: id and error."""
 
 
 class Worker:
@@ -99,8 +103,10 @@ class Worker:
         force_replay: bool = False,
         concurrency: int = 64,
         heartbeat: float = 10.0,
+        subscriptions: Sequence[EventSubscription] = (),
     ) -> None:
         self.services = {s.spec.name: s for s in services}
+        self.event_subscriptions = subscriptions
         self.heartbeat = heartbeat
         self.transport = transport
         self.store = store
@@ -117,11 +123,24 @@ class Worker:
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        for name in self.services:
+        for name, hosted in self.services.items():
             await self.transport.declare(name)
+            for event in hosted.spec.events.values():
+                await self.transport.declare_topic(event.topic)
         for name, hosted in self.services.items():
             sub = await self.transport.consume(
                 name, functools.partial(self._on_delivery, hosted), concurrency=self.concurrency
+            )
+            self._subscriptions.append(sub)
+        for subscription in self.event_subscriptions:
+            hosted = self._hosting(subscription.subscriber)
+            topic = subscription.event.topic
+            await self.transport.declare_topic(topic)
+            sub = await self.transport.subscribe(
+                topic,
+                f"{hosted.spec.name}.{subscription.handler}",
+                functools.partial(self._on_event, hosted, subscription.handler),
+                concurrency=self.concurrency,
             )
             self._subscriptions.append(sub)
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._keep_alive())
@@ -145,6 +164,12 @@ class Worker:
 
     # --- delivery handling ----------------------------------------------------------------
 
+    def _hosting(self, cls: type) -> HostedService:
+        for hosted in self.services.values():
+            if type(hosted.instance) is cls:
+                return hosted
+        raise LookupError(f"{cls.__qualname__} is not hosted by this worker")
+
     async def _on_delivery(self, hosted: HostedService, delivery: Delivery) -> None:
         try:
             env = _wire.parse(delivery.message)
@@ -152,6 +177,26 @@ class Worker:
             self._reject(hosted, delivery.message, str(exc))
             await delivery.term(str(exc))
             return
+        await self._process(hosted, delivery, env, delivery.message)
+
+    async def _on_event(self, hosted: HostedService, handler: str, delivery: Delivery) -> None:
+        """An event becomes the start of one handler routine, whose id derives from the event."""
+        message = delivery.message
+        event_id = message.headers.get(_wire.EVENT_ID, "")
+        method = hosted.spec.methods.get(handler)
+        if not event_id or method is None or not method.params:
+            reason = f"event message without {_wire.EVENT_ID} header or handler {handler!r}"
+            self._reject(hosted, message, reason)
+            await delivery.term(reason)
+            return
+        param = method.params[0].name
+        args = b'{"' + param.encode() + b'":' + (message.body or b"null") + b"}"
+        env = _wire.Envelope("start", _wire.handler_routine_id(event_id, handler), handler)
+        await self._process(hosted, delivery, env, Message(message.msg_id, message.headers, args))
+
+    async def _process(
+        self, hosted: HostedService, delivery: Delivery, env: _wire.Envelope, message: Message
+    ) -> None:
         key = (hosted.spec.name, env.routine_id)
         lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
         self._locks[key] = (lock, users + 1)
@@ -161,7 +206,7 @@ class Worker:
         self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time())
         try:
             async with lock:
-                await self._handle(hosted, env, delivery.message)
+                await self._handle(hosted, env, message)
         except JournalConflict:
             self.stats.conflicts += 1
             self._evict(key)
@@ -272,6 +317,15 @@ class Worker:
                     except Exception as exc:  # a missed heartbeat only risks a redelivery
                         _log.debug("in_progress failed: %r", exc)
 
+    def _record_failure(self, hosted: HostedService, routine_id: str, done: Complete) -> None:
+        """A routine nobody awaits (an event handler) failed: keep it visible."""
+        exc = decode_failure(done.payload)
+        summary = f"{hosted.spec.name}/{routine_id}: {type(exc).__name__}: {exc}"
+        if summary not in self.stats.failed:
+            _log.warning("routine failed with no caller to receive the error: %s", summary)
+            self.stats.failed.append(summary)
+            del self.stats.failed[:-1000]
+
     def _reject(self, hosted: HostedService, message: Message, reason: str) -> None:
         """Record a message that cannot be processed, so that operators can see why."""
         _log.error("%s: rejected message %s: %s", hosted.spec.name, message.msg_id, reason)
@@ -357,7 +411,13 @@ class Worker:
                     await self.transport.send(command.service, _wire.cancel_message(callee))
                 except UnknownService:
                     pass
+            elif isinstance(command, Emit):
+                event_id = _wire.event_id(routine_id, command.seq)
+                message = _wire.event_message(command.event, event_id, command.payload)
+                await self.transport.publish(command.event, message)
             elif isinstance(command, Complete):
+                if not command.ok and not meta.get("reply_to"):
+                    self._record_failure(hosted, routine_id, command)
                 await self._reply(routine_id, meta, command)
 
     async def _fail_call(self, own: str, routine_id: str, call: Call, exc: DasyncError) -> None:

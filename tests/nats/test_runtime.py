@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-import pytest
-
 import dasync
 
 from ._helpers import wait_until

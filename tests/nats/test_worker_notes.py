@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-import pytest
-
 import dasync
 from dasync.transports import MemoryBroker
 

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import pytest
 
 import dasync
-
 from dasync.testing import runtime
 
 from ._helpers import journal, wait_until

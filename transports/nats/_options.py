@@ -59,6 +59,8 @@ class NatsOptions:
     use_schedules: bool = True
     """Use server-side scheduled messages (NATS 2.12+) for delayed delivery when available."""
     close_timeout: float = 5.0
+    event_max_age: float = 7 * 24 * 3600.0
+    """How long events are kept: a subscriber down for less than this catches up."""
     """How long ``close()`` waits for in-flight handlers before handing their messages back."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``nats.connect`` (escape hatch)."""

@@ -41,9 +41,19 @@ class Provisioner:
 
     # --- public ---------------------------------------------------------------------------
 
+    async def topic(self, topic: str) -> None:
+        """The event stream of the service that publishes ``topic`` exists."""
+        service, _ = naming.split_topic(topic)
+        name = naming.event_stream(service)
+        await self._once("stream:" + name, lambda: self._event_stream(service))
+
     async def queue(self, queue: str) -> None:
         """The stream and the shared durable consumer of ``queue`` exist."""
-        if naming.is_inbox(queue):
+        if naming.is_group_queue(queue):
+            topic, group = naming.parse_group_queue(queue)
+            await self.topic(topic)
+            await self._once("consumer:" + queue, lambda: self._group_consumer(topic, group))
+        elif naming.is_inbox(queue):
             await self._once("stream:" + naming.INBOX_STREAM, self._inbox_stream)
             await self._once("consumer:" + queue, lambda: self._inbox_consumer(queue))
         else:
@@ -60,6 +70,10 @@ class Provisioner:
     def forget(self, queue: str) -> None:
         """Provision again next time (the consumer or stream was deleted under us)."""
         self._done.pop("consumer:" + queue, None)
+        if naming.is_group_queue(queue):
+            service, _ = naming.split_topic(naming.parse_group_queue(queue)[0])
+            self._done.pop("stream:" + naming.event_stream(service), None)
+            return
         stream = naming.INBOX_STREAM if naming.is_inbox(queue) else naming.work_stream(queue)
         self._done.pop("stream:" + stream, None)
 
@@ -135,6 +149,19 @@ class Provisioner:
             }
         )
 
+    async def _event_stream(self, service: str) -> None:
+        await self._stream(
+            {
+                "name": naming.event_stream(service),
+                "description": f"dasync: domain events published by service {service}",
+                "subjects": naming.event_subjects(service),
+                "retention": "limits",
+                "max_age": _ns(self.options.event_max_age),
+                "duplicate_window": _ns(self.options.duplicate_window),
+                "metadata": {"dasync.kind": "events", "dasync.service": service},
+            }
+        )
+
     async def _inbox_stream(self) -> None:
         await self._stream(
             {
@@ -155,7 +182,8 @@ class Provisioner:
     async def _consumer(self, stream: str, config: dict[str, Any]) -> None:
         name = config["durable_name"]
         config.setdefault("name", name)
-        config.update(ack_policy="explicit", deliver_policy="all", replay_policy="instant")
+        config.setdefault("deliver_policy", "all")
+        config.update(ack_policy="explicit", replay_policy="instant")
         config.setdefault("max_deliver", -1)
         config.setdefault("ack_wait", _ns(self.options.ack_wait))
         try:
@@ -174,6 +202,20 @@ class Provisioner:
                 "durable_name": naming.WORK_CONSUMER,
                 "description": f"dasync: the workers of service {service} (competing consumers)",
                 "filter_subject": naming.work_subject(service),
+                "max_ack_pending": self.options.max_ack_pending,
+            },
+        )
+
+    async def _group_consumer(self, topic: str, group: str) -> None:
+        # "new": a group subscribed for the first time starts with the next event; once it
+        # exists, it resumes where it left off (catch-up after downtime)
+        await self._consumer(
+            naming.event_stream(naming.split_topic(topic)[0]),
+            {
+                "durable_name": naming.group_consumer(topic, group),
+                "description": f"dasync: {group} handling event {topic}",
+                "filter_subject": naming.event_subject(topic),
+                "deliver_policy": "new",
                 "max_ack_pending": self.options.max_ack_pending,
             },
         )

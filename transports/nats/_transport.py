@@ -89,6 +89,43 @@ class NatsTransport:
         self._consumers.append(consumer)
         return consumer
 
+    async def declare_topic(self, topic: str) -> None:
+        self._check_open()
+        await self.provisioner.topic(topic)
+
+    async def publish(self, topic: str, message: Message) -> None:
+        self._check_open()
+        service, _ = naming.split_topic(topic)
+        stream = naming.event_stream(service)
+        headers = dict(message.headers)
+        headers[env.NATS_MSG_ID] = message.msg_id
+        headers["Nats-Expected-Stream"] = stream
+        try:
+            await self.conn.publish(naming.event_subject(topic), message.body, headers)
+        except NoResponders:
+            if await self.provisioner.stream_config(stream) is None:
+                raise UnknownService(f"no service declares the event {topic!r}") from None
+            raise TransportError(f"stream {stream} did not answer a publish of {topic}") from None
+
+    async def subscribe(
+        self, topic: str, group: str, handler: Handler, *, concurrency: int = 64
+    ) -> PullConsumer:
+        queue = naming.group_queue(topic, group)
+        await self.provisioner.queue(queue)
+        consumer = PullConsumer(
+            self.conn,
+            self.provisioner,
+            queue,
+            handler,
+            concurrency,
+            stream=naming.event_stream(naming.split_topic(topic)[0]),
+            consumer=naming.group_consumer(topic, group),
+            dead_subject=naming.dead_subject(group.partition(".")[0]),
+        )
+        consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
     async def close(self) -> None:
         """Stop pulling, let handlers finish (``close_timeout``), hand back the rest, disconnect."""
         if self._closed:
