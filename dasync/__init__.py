@@ -32,6 +32,8 @@ from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
 from ._event import Event as Event
 from ._io import io as io
+from ._retry import RetryPolicy as RetryPolicy
+from ._retry import retry as retry
 from ._service import service as service
 
 if _typing.TYPE_CHECKING:
@@ -77,6 +79,7 @@ __all__ = [
     "NonDeterminismError",
     "NotInRoutine",
     "RemoteError",
+    "RetryPolicy",
     "RoutineHandle",
     "Runtime",
     "ServiceSpec",
@@ -89,6 +92,7 @@ __all__ = [
     "io",
     "now",
     "random",
+    "retry",
     "service",
     "spec_of",
     "uuid4",

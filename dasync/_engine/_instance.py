@@ -90,6 +90,17 @@ class RoutineInstance:
     # --- public to the runtime ------------------------------------------------------------
 
     @property
+    def failure(self) -> BaseException | None:
+        """The exception the routine's main task ended with, if it failed."""
+        main = self._main
+        if main is None or not main.done():
+            return None
+        if main.cancelled():
+            return asyncio.CancelledError()
+        exc = main.exception()
+        return None if isinstance(exc, _Diverged) else exc
+
+    @property
     def done(self) -> bool:
         return self.completion is not None
 

@@ -54,6 +54,7 @@ from .._errors import (
     UnknownService,
 )
 from .._event import Subscription as EventSubscription
+from .._retry import DEFAULT_POLICY, RetryPolicy, policy_of
 from ..transports import Delivery, JournalStore, Message, Subscription, Transport
 from . import _wire
 
@@ -70,6 +71,14 @@ class _RoutineMissing(MalformedMessage):
     """A message addressed to a routine that is not (yet) in the store."""
 
 
+class _RetryLater(Exception):
+    """The step failed with a transient exception: hand the message back for later."""
+
+    def __init__(self, delay: float, error: BaseException) -> None:
+        self.delay = delay
+        self.error = error
+
+
 @dataclass
 class HostedService:
     spec: ServiceSpec
@@ -83,6 +92,8 @@ class WorkerStats:
     replayed_steps: int = 0
     conflicts: int = 0
     redeliveries_resent: int = 0
+    retries: int = 0
+    """Steps re-run later because a method's retry policy marked their exception transient."""
     rejected: list[str] = field(default_factory=list)
     """Messages that could not be processed at all (malformed), with the reason."""
     failed: list[str] = field(default_factory=list)
@@ -206,11 +217,21 @@ class Worker:
         self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time())
         try:
             async with lock:
-                await self._handle(hosted, env, message)
+                await self._handle(hosted, env, message, delivery.attempt)
         except JournalConflict:
             self.stats.conflicts += 1
             self._evict(key)
             await delivery.nak(0.0)
+        except _RetryLater as retry:
+            _log.info(
+                "%s: attempt %d of %s failed with %r; retrying in %.2fs",
+                hosted.spec.name,
+                delivery.attempt,
+                env.routine_id,
+                retry.error,
+                retry.delay,
+            )
+            await delivery.nak(retry.delay)
         except _RoutineMissing as exc:
             # a cancel can overtake its routine's start on another worker: wait a little
             if delivery.attempt >= MISSING_ROUTINE_ATTEMPTS:
@@ -246,7 +267,9 @@ class Worker:
             else:
                 self._locks[key] = (lock, users - 1)
 
-    async def _handle(self, hosted: HostedService, env: _wire.Envelope, message: Message) -> None:
+    async def _handle(
+        self, hosted: HostedService, env: _wire.Envelope, message: Message, attempt: int = 1
+    ) -> None:
         name = hosted.spec.name
         inst = self._cached(hosted, env.routine_id)
         if inst is None:
@@ -288,6 +311,14 @@ class Worker:
             return
         step = await inst.activate(inp)
         self.stats.activations += 1
+        done = step.completion
+        if done is not None and not done.ok and inst.failure is not None:
+            policy = self._policy(hosted, inst.method)
+            if policy is not None and policy.retries(inst.failure, attempt):
+                # transient: do not commit the failure; re-run this step later from the journal
+                self._evict((name, inst.routine_id))
+                self.stats.retries += 1
+                raise _RetryLater(policy.delay(attempt), inst.failure)
         if step.noop:
             # nothing to commit, so no append can reveal a stale cached instance (another
             # worker may have advanced the routine): check before the message is acked
@@ -316,6 +347,11 @@ class Worker:
                         await delivery.in_progress()
                     except Exception as exc:  # a missed heartbeat only risks a redelivery
                         _log.debug("in_progress failed: %r", exc)
+
+    def _policy(self, hosted: HostedService, method: str) -> RetryPolicy | None:
+        impl = getattr(type(hosted.instance), method, None)
+        declared = getattr(hosted.spec.contract, method, None)
+        return policy_of(impl, declared)
 
     def _record_failure(self, hosted: HostedService, routine_id: str, done: Complete) -> None:
         """A routine nobody awaits (an event handler) failed: keep it visible."""
@@ -508,4 +544,5 @@ def _completion(records: Sequence[StepRecord]) -> Complete | None:
 
 
 def _backoff(attempt: int, cap: float = 30.0) -> float:
-    return float(min(cap, 0.05 * (2 ** min(max(attempt - 1, 0), 16))))
+    """Delay before retrying after an infrastructure failure (capped, with jitter)."""
+    return min(cap, DEFAULT_POLICY.delay(attempt))

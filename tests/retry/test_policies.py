@@ -1,0 +1,136 @@
+"""Retry policies: transient exceptions retried with backoff, others not; attempts bounded."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pytest
+
+import dasync
+from dasync._retry import RetryPolicy
+from dasync.testing import VirtualClock
+
+ATTEMPTS: dict[str, list[float]] = {}
+"""Per test key: the (virtual) times at which the flaky method ran."""
+
+
+class RateLimited(Exception):
+    pass
+
+
+class Flaky(Protocol):
+    async def charge(self, key: str, fail_times: int) -> str: ...
+    async def strict(self, key: str) -> str: ...
+    async def declared(self, key: str, fail_times: int) -> str: ...
+
+
+class Flaky2(Protocol):
+    @dasync.retry(attempts=4, backoff=0.1, on=TimeoutError)
+    async def declared(self, key: str, fail_times: int) -> str: ...
+
+
+class FlakyImpl(Flaky):
+    @dasync.retry(
+        attempts=4,
+        backoff=2.0,
+        multiplier=3.0,
+        max_delay=10.0,
+        jitter=0.0,
+        on=(TimeoutError, RateLimited),
+    )
+    async def charge(self, key: str, fail_times: int) -> str:
+        runs = ATTEMPTS.setdefault(key, [])
+        runs.append(dasync.now().timestamp())
+        if len(runs) <= fail_times:
+            raise RateLimited(f"try again ({len(runs)})")
+        return f"charged after {len(runs)}"
+
+    async def strict(self, key: str) -> str:
+        ATTEMPTS.setdefault(key, []).append(0.0)
+        raise RateLimited("not marked transient here")
+
+    async def declared(self, key: str, fail_times: int) -> str:
+        return "unused"
+
+
+class Flaky2Impl(Flaky2):
+    async def declared(self, key: str, fail_times: int) -> str:
+        runs = ATTEMPTS.setdefault(key, [])
+        runs.append(0.0)
+        if len(runs) <= fail_times:
+            raise TimeoutError("slow backend")
+        return "ok"
+
+
+@dasync.service
+class Caller:
+    def __init__(self, flaky: Flaky) -> None:
+        self.flaky = flaky
+
+    async def call(self, key: str, fail_times: int) -> str:
+        try:
+            return await self.flaky.charge(key, fail_times)
+        except RateLimited as exc:
+            return f"gave up: {exc}"
+
+
+async def test_transient_error_is_retried_then_succeeds(make_runtime):
+    ATTEMPTS.clear()
+    async with make_runtime([FlakyImpl, Caller]) as rt:
+        assert await rt.client.proxy(Caller).call("t1", 2) == "charged after 3"
+        assert rt.worker.stats.retries == 2
+    assert len(ATTEMPTS["t1"]) == 3
+
+
+async def test_exhausted_attempts_raise_the_last_error_at_the_caller(make_runtime):
+    ATTEMPTS.clear()
+    async with make_runtime([FlakyImpl, Caller]) as rt:
+        assert await rt.client.proxy(Caller).call("t2", 99) == "gave up: try again (4)"
+    assert len(ATTEMPTS["t2"]) == 4
+
+
+async def test_non_transient_error_is_not_retried(make_runtime):
+    ATTEMPTS.clear()
+    async with make_runtime([FlakyImpl, Caller]) as rt:
+        with pytest.raises(RateLimited):
+            await rt.client.proxy(Flaky).strict("t3")
+        assert rt.worker.stats.retries == 0
+    assert len(ATTEMPTS["t3"]) == 1
+
+
+async def test_policy_declared_on_the_contract(make_runtime):
+    ATTEMPTS.clear()
+    async with make_runtime([Flaky2Impl]) as rt:
+        assert await rt.client.proxy(Flaky2).declared("t4", 3) == "ok"
+        with pytest.raises(TimeoutError):
+            await rt.client.proxy(Flaky2).declared("t5", 10)
+    assert len(ATTEMPTS["t4"]) == 4
+    assert len(ATTEMPTS["t5"]) == 4
+
+
+async def test_backoff_follows_the_policy_on_a_virtual_clock():
+    ATTEMPTS.clear()
+    clock = VirtualClock()
+    broker = dasync.transports.MemoryBroker(clock)
+    clock.is_busy = broker.busy
+    async with dasync.testing.runtime([FlakyImpl, Caller], broker=broker) as rt:
+        assert await rt.client.proxy(Caller).call("t6", 3) == "charged after 4"
+    runs = ATTEMPTS["t6"]
+    gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
+    # backoff 2 s, multiplier 3, capped at 10 s, no jitter: 2, 6, 10
+    assert gaps == pytest.approx([2.0, 6.0, 10.0], abs=0.05)
+
+
+def test_delay_is_capped_and_jittered_within_bounds():
+    policy = RetryPolicy(attempts=10, backoff=1.0, max_delay=8.0, multiplier=2.0, jitter=0.25)
+    for attempt, base in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+        low, high = policy.delay(attempt, lambda: 0.0), policy.delay(attempt, lambda: 1.0)
+        assert low == pytest.approx(base * 0.75)
+        assert high == pytest.approx(min(8.0, base * 1.25))
+
+
+def test_bad_policies_are_refused():
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
+    with pytest.raises(TypeError):
+        dasync.retry(on=("TimeoutError",))  # type: ignore[arg-type]
