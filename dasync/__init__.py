@@ -19,6 +19,7 @@ from ._deterministic import call_id as call_id
 from ._deterministic import now as now
 from ._deterministic import random as random
 from ._deterministic import uuid4 as uuid4
+from ._errors import CallFailed as CallFailed
 from ._errors import ContractError as ContractError
 from ._errors import DasyncError as DasyncError
 from ._errors import InvalidArguments as InvalidArguments
@@ -67,6 +68,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
+    "CallFailed",
     "Client",
     "Clock",
     "ContractError",

@@ -8,6 +8,7 @@
     ├── UnknownMethod (LookupError)      the service has no such method
     ├── NonDeterminismError              replay issued other commands than the journal
     ├── RemoteError                      a callee raised an exception we cannot rebuild
+    ├── CallFailed                       the callee could not process the call (poison message)
     ├── NotInRoutine (RuntimeError)      a routine-only API was used outside a routine
     └── TransportError                   infrastructure failure (retried, never seen in routines)
         └── JournalConflict              another worker appended to the journal first
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CallFailed",
     "ContractError",
     "DasyncError",
     "InvalidArguments",
@@ -100,6 +102,23 @@ class RemoteError(DasyncError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.type_name, self.message, self.traceback))
+
+
+class CallFailed(DasyncError):
+    """The callee could not process the call at all; its message was set aside as a dead letter.
+
+    Raised at the caller's ``await`` instead of waiting forever. The dead letter
+    keeps the message and the reason, so it can be retried once the cause is fixed.
+    """
+
+    def __init__(self, service: str, routine_id: str, reason: str) -> None:
+        self.service = service
+        self.routine_id = routine_id
+        self.reason = reason
+        super().__init__(f"{service} could not process routine {routine_id!r}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.service, self.routine_id, self.reason))
 
 
 class _RoutineEvicted(BaseException):

@@ -4,6 +4,8 @@ Engine-agnostic: they move opaque messages and journal entries. ``memory`` is
 in-process; the NATS JetStream implementation lives in ``dasync.transports.nats``.
 """
 
+from ._contract import DeadLetter as DeadLetter
+from ._contract import DeadLetters as DeadLetters
 from ._contract import Delivery as Delivery
 from ._contract import Handler as Handler
 from ._contract import JournalStore as JournalStore
@@ -15,6 +17,8 @@ from .memory import MemoryStore as MemoryStore
 from .memory import MemoryTransport as MemoryTransport
 
 __all__ = [
+    "DeadLetter",
+    "DeadLetters",
     "Delivery",
     "Handler",
     "JournalStore",

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Delivery", "Handler", "JournalStore", "Message", "Subscription", "Transport"]
+__all__ = ["DeadLetter", "DeadLetters", "Delivery", "Handler", "JournalStore", "Message", "Subscription", "Transport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,27 @@ class Message:
     body: bytes = b""
     deliver_at: float | None = field(default=None, compare=False)
     """Wall-clock time (epoch seconds) before which the message must not be delivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message set aside because it could not be processed, with the reason."""
+
+    id: str
+    """Identifies the letter within its queue (for ``retry_dead_letter``)."""
+    queue: str
+    message: Message
+    reason: str
+
+
+@runtime_checkable
+class DeadLetters(Protocol):
+    """Optional transport capability: list poison messages and put one back in its queue."""
+
+    async def dead_letters(self, queue: str) -> list[DeadLetter]: ...
+
+    async def retry_dead_letter(self, queue: str, letter_id: str) -> None:
+        """Re-queue the letter's message (under a new message id) and forget the letter."""
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .._clock import Clock, SystemClock
 from .._errors import JournalConflict, UnknownService
-from ._contract import Handler, Message
+from ._contract import DeadLetter, Handler, Message
 
 __all__ = ["MemoryBroker", "MemoryStore", "MemoryTransport"]
 
@@ -294,6 +294,24 @@ class MemoryTransport:
     ) -> _Consumer:
         queue = self.broker.group_queue(topic, group)
         return await self.consume(queue, handler, concurrency=concurrency)
+
+    async def dead_letters(self, queue: str) -> list[DeadLetter]:
+        return [
+            DeadLetter(str(i), q, message, reason)
+            for i, (q, message, reason) in enumerate(self.broker.dead)
+            if q == queue and message is not None
+        ]
+
+    async def retry_dead_letter(self, queue: str, letter_id: str) -> None:
+        try:
+            q, message, reason = self.broker.dead[int(letter_id)]
+        except (ValueError, IndexError):
+            raise LookupError(f"no dead letter {letter_id!r} in {queue!r}") from None
+        if q != queue or message is None:
+            raise LookupError(f"no dead letter {letter_id!r} in {queue!r}")
+        retried = Message(f"{message.msg_id}~retry{letter_id}", message.headers, message.body)
+        self.broker.publish(queue, retried)
+        self.broker.dead[int(letter_id)] = (q, None, reason)  # type: ignore[assignment]
 
     async def close(self) -> None:
         for consumer in self._consumers:

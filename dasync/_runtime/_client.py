@@ -109,9 +109,15 @@ class Client:
         """A handle on a routine started earlier (possibly by another client)."""
         return RoutineHandle(self, _method_spec_of(method), routine_id)
 
-    async def call_raw(self, service: str, method: str, args: bytes) -> tuple[bool, bytes]:
-        """Start a routine from an already-encoded payload (used by ``dasync call``)."""
-        routine_id = uuid.uuid4().hex
+    async def call_raw(
+        self, service: str, method: str, args: bytes, *, routine_id: str | None = None
+    ) -> tuple[bool, bytes]:
+        """Start a routine from an already-encoded payload (used by ``dasync call``).
+
+        Returns ``(ok, payload)`` of its reply. ``routine_id`` (default: a new
+        one) lets the caller name the routine before it starts, e.g. to report it.
+        """
+        routine_id = routine_id or uuid.uuid4().hex
         fut = self._waiter(routine_id)
         msg = _wire.call_message(routine_id, method, args, self._inbox, routine_id, 0)
         await self._transport.send(service, msg)

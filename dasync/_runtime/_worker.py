@@ -45,6 +45,7 @@ from .._engine import (
     encode_step,
 )
 from .._errors import (
+    CallFailed,
     DasyncError,
     JournalConflict,
     MalformedMessage,
@@ -115,9 +116,12 @@ class Worker:
         concurrency: int = 64,
         heartbeat: float = 10.0,
         subscriptions: Sequence[EventSubscription] = (),
+        poison_after: int = 10,
     ) -> None:
         self.services = {s.spec.name: s for s in services}
         self.event_subscriptions = subscriptions
+        self.poison_after = poison_after
+        self._first_errors: OrderedDict[str, str] = OrderedDict()
         self.heartbeat = heartbeat
         self.transport = transport
         self.store = store
@@ -245,16 +249,15 @@ class Worker:
         except NonDeterminismError as exc:
             self._evict(key)
             _log.error("%s", exc)
-            self._reject(hosted, delivery.message, str(exc))
-            await delivery.nak(_backoff(delivery.attempt, cap=300.0))
+            await self._failed_attempt(hosted, env, delivery, exc, cap=300.0)
         except (TimeoutError, TransportError, OSError) as exc:
             self._evict(key)
             _log.warning("retrying %s after infrastructure error: %r", delivery.message.msg_id, exc)
             await delivery.nak(_backoff(delivery.attempt))
-        except Exception:
+        except Exception as exc:
             self._evict(key)
             _log.exception("internal error on %s; will retry", delivery.message.msg_id)
-            await delivery.nak(_backoff(delivery.attempt))
+            await self._failed_attempt(hosted, env, delivery, exc)
         else:
             await delivery.ack()
         finally:
@@ -333,6 +336,57 @@ class Worker:
             raise
         await self._send(hosted, inst.routine_id, inst.context, step.commands)
         self._release(hosted, inst)
+
+    async def _failed_attempt(
+        self,
+        hosted: HostedService,
+        env: _wire.Envelope,
+        delivery: Delivery,
+        exc: BaseException,
+        cap: float = 30.0,
+    ) -> None:
+        """Retry a message whose processing failed; after ``poison_after`` tries, set it aside.
+
+        A poison message is terminated (the transport keeps it as a dead letter with
+        the reason) and the routine's caller gets ``CallFailed`` instead of waiting.
+        """
+        msg_id = delivery.message.msg_id
+        error = f"{type(exc).__name__}: {exc}"
+        first = self._first_errors.setdefault(msg_id, error)
+        while len(self._first_errors) > 10_000:
+            self._first_errors.pop(next(iter(self._first_errors)))
+        if delivery.attempt < self.poison_after:
+            await delivery.nak(_backoff(delivery.attempt, cap=cap))
+            return
+        self._first_errors.pop(msg_id, None)
+        reason = (
+            f"poison message: failed {delivery.attempt} attempts; "
+            f"first error: {first}; last error: {error}"
+        )
+        self._reject(hosted, delivery.message, reason)
+        try:
+            await self._fail_caller(hosted, env, reason)
+        except Exception as fail_exc:  # best effort: the dead letter keeps the facts
+            _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
+        await delivery.term(reason)
+
+    async def _fail_caller(self, hosted: HostedService, env: _wire.Envelope, reason: str) -> None:
+        meta: Mapping[str, str] = {}
+        if env.kind == "start":
+            meta = {
+                "reply_to": env.reply_to,
+                "reply_routine": env.reply_routine,
+                "reply_seq": str(env.reply_seq),
+            }
+        else:
+            records = await self.store.load(hosted.spec.name, env.routine_id)
+            first = decode_step(records[0]).input if records else None
+            if isinstance(first, Start):
+                meta = first.meta
+        if not meta.get("reply_to"):
+            return
+        failure = CallFailed(hosted.spec.name, env.routine_id, reason)
+        await self._reply(env.routine_id, meta, Complete(0, False, encode_failure(failure)))
 
     async def _keep_alive(self) -> None:
         """Tell the transport that long activations are still working, so they are not
@@ -450,7 +504,13 @@ class Worker:
             elif isinstance(command, Emit):
                 event_id = _wire.event_id(routine_id, command.seq)
                 message = _wire.event_message(command.event, event_id, command.payload)
-                await self.transport.publish(command.event, message)
+                try:
+                    await self.transport.publish(command.event, message)
+                except UnknownService:
+                    # the step is committed, so its event must leave: a topic nobody declared
+                    # (fired through another service's proxy) or deleted under us is declared
+                    await self.transport.declare_topic(command.event)
+                    await self.transport.publish(command.event, message)
             elif isinstance(command, Complete):
                 if not command.ok and not meta.get("reply_to"):
                     self._record_failure(hosted, routine_id, command)

@@ -1,4 +1,4 @@
-"""The ``dasync`` command: ``dasync run FILE`` and ``dasync call SERVICE.METHOD ARGS``.
+"""The ``dasync`` command: ``run FILE``, ``call SERVICE.METHOD ARGS``, ``server status|stop``.
 
 Plain argparse (no extra dependency); one module per command, each adding its
 own subparser, so that new commands do not touch the others.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _call, _run
+from . import _call, _run, _server
 from ._common import EXIT_USAGE, add_log_level, setup_logging
 
 __all__ = ["build_parser", "main"]
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _run.add_parser(commands, [common])
     _call.add_parser(commands, [common])
+    _server.add_parser(commands, [common])
     return parser
 
 

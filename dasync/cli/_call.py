@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from .._codec import decode_failure
-from .._errors import DasyncError
+from .._errors import DasyncError, UnknownService
 from .._runtime import Client
 from .._runtime._connect import connect
 from ._common import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CliError,
     describe_exception,
@@ -25,11 +27,20 @@ from ._common import (
     pretty_json,
     trim_traceback,
 )
+from ._nats import (
+    Target,
+    add_nats_arguments,
+    connect_options,
+    find_embedded,
+    resolve_target,
+)
+
+if TYPE_CHECKING:
+    from ..transports.nats import NatsOptions
 
 __all__ = ["add_parser", "call_command"]
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
-"""Where ``dasync call`` looks when neither --url nor DASYNC_URL is given."""
+DEFAULT_TIMEOUT = 30.0
 
 DESCRIPTION = """\
 Call a method of a running service and print its result as JSON.
@@ -40,20 +51,24 @@ hints by the service, e.g. '{"item": "book", "qty": 2}'. The result is
 printed on stdout; if the routine raises, its exception type and message are
 printed on stderr and the exit status is 1.
 
-The services must run in another process reachable at --url, which needs the
-NATS transport (nats://host:port). memory:// only reaches services inside one
-process, so it cannot be used from this command.
+The services run in other processes ('dasync run FILE'), reached through
+NATS: --nats URL (or $DASYNC_NATS_URL), else the embedded server that a
+running 'dasync run' started in this directory (./.dasync/). Services run
+with --memory cannot be called from here.
 """
 
 EPILOG = """\
 examples:
   dasync call Shop.place_order '{"item": "book", "price": "12.50"}'
-  dasync call PaymentTerminal.ledger --url nats://10.0.0.5:4222 --timeout 5
+  dasync call PaymentTerminal.ledger --nats nats://10.0.0.5:4222 --timeout 5
 
 exit status:
   0    the routine returned; its result is on stdout
-  1    the routine raised, could not be delivered, or did not reply in time
-  2    the command line is wrong (bad target, bad JSON, unsupported URL)
+  1    the routine raised (its error is on stderr), or no such service is deployed
+  2    the command line or a DASYNC_NATS_* variable is wrong (bad target, bad JSON, bad URL)
+  3    no result: no NATS server (none running here), cannot connect, or no reply in
+       time (the routine id is printed; the routine itself keeps running)
+  130  interrupted (the routine, if it started, keeps running)
 """
 
 
@@ -75,18 +90,14 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="arguments as one JSON object keyed by parameter name (default: {})",
     )
     parser.add_argument(
-        "--url",
-        default=os.environ.get("DASYNC_URL", DEFAULT_URL),
-        help=f"where the services run (default: $DASYNC_URL or {DEFAULT_URL})",
-    )
-    parser.add_argument(
         "--timeout",
         type=float,
-        default=30.0,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=(
-            "stop waiting after this long, 0 for no limit (default: 30); the routine "
-            "itself keeps running, only this command gives up"
+            f"give up after this long, connecting included; 0 for no limit (default: "
+            f"{DEFAULT_TIMEOUT:g}); the routine itself keeps running, only this command stops "
+            "waiting"
         ),
     )
     parser.add_argument(
@@ -94,21 +105,26 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="on failure, also print the traceback recorded where the routine raised",
     )
+    add_nats_arguments(parser, memory=False)
     parser.set_defaults(handler=call_command)
 
 
 def call_command(args: argparse.Namespace) -> int:
     """Entry point of ``dasync call``."""
+    routine_id = uuid.uuid4().hex
     try:
         service, method = _parse_target(args.target)
         payload = _parse_args(args.args)
-        return asyncio.run(_call(args, service, method, payload))
+        if args.timeout < 0:
+            raise CliError(f"--timeout {args.timeout:g}: must be 0 (no limit) or more", EXIT_USAGE)
+        target = resolve_target(args, command="call")
+        return asyncio.run(_call(args, target, service, method, payload, routine_id))
     except CliError as exc:
         err(f"error: {exc}")
         return exc.code
     except KeyboardInterrupt:
-        err("dasync: interrupted; the routine, if it started, keeps running")
-        return EXIT_FAILED
+        err(f"dasync: interrupted; routine {routine_id}, if it started, keeps running")
+        return EXIT_INTERRUPTED
 
 
 def _parse_target(target: str) -> tuple[str, str]:
@@ -133,19 +149,38 @@ def _parse_args(text: str) -> bytes:
     return json.dumps(value).encode()
 
 
-async def _call(args: argparse.Namespace, service: str, method: str, payload: bytes) -> int:
-    timeout = args.timeout if args.timeout and args.timeout > 0 else None
-    target = f"{service}.{method}"
-    async with _open_client(args.url, timeout) as client:
+async def _call(
+    args: argparse.Namespace,
+    target: Target,
+    service: str,
+    method: str,
+    payload: bytes,
+    routine_id: str | None = None,
+) -> int:
+    routine_id = routine_id or uuid.uuid4().hex
+    limit = args.timeout if args.timeout and args.timeout > 0 else None
+    loop = asyncio.get_running_loop()
+    deadline = None if limit is None else loop.time() + limit
+    options, where = _locate(target)
+    name = f"{service}.{method}"
+    async with _open_client(options, limit) as client:
+        remaining = None if deadline is None else max(0.0, deadline - loop.time())
         try:
-            ok, body = await asyncio.wait_for(client.call_raw(service, method, payload), timeout)
+            call = client.call_raw(service, method, payload, routine_id=routine_id)
+            ok, body = await asyncio.wait_for(call, remaining)
         except TimeoutError:
             raise CliError(
-                f"no reply from {target} within {args.timeout:g} s at {args.url} "
-                f"(is a worker for {service} running? the routine keeps running)"
+                f"no reply from {name} within {args.timeout:g} s ({where}); is a worker for "
+                f"{service} running? The routine keeps running: its id is {routine_id}",
+                EXIT_UNAVAILABLE,
             ) from None
-        except DasyncError as exc:  # e.g. the transport knows no such service
-            raise CliError(f"{target}: {describe_exception(exc)}") from None
+        except UnknownService as exc:
+            raise CliError(
+                f"{name}: {exc} ({where}); a service is named after its contract "
+                "and exists once a 'dasync run' hosting it has started"
+            ) from None
+        except DasyncError as exc:  # e.g. the connection broke while sending
+            raise CliError(f"{name}: {describe_exception(exc)}", EXIT_UNAVAILABLE) from None
     if ok:
         out(pretty_json(body))
         return EXIT_OK
@@ -157,37 +192,44 @@ async def _call(args: argparse.Namespace, service: str, method: str, payload: by
         remote_tb = getattr(failure, "traceback", "")  # RemoteError keeps it as an attribute
         if isinstance(remote_tb, str) and remote_tb:
             err(remote_tb.rstrip() if verbose else trim_traceback(remote_tb.rstrip()))
-    err(f"error: {target} raised {describe_exception(failure)}")
+    err(f"error: {name} raised {describe_exception(failure)}")
     return EXIT_FAILED
 
 
-# --- the one place where `dasync call` chooses a transport for a URL ---------------------
+# --- the one place where `dasync call` chooses its server ------------------------------------
+
+
+def _locate(target: Target) -> tuple[NatsOptions, str]:
+    """The server to call through and how to name it in messages; fails fast if there is none."""
+    from ..transports.nats import NatsOptions
+
+    if target.kind == "nats":
+        assert target.options is not None
+        return target.options, f"NATS at {target.url}"
+    if target.ignored:
+        err(
+            f"dasync: note: {', '.join(target.ignored)} ignored: the embedded server "
+            "takes no credentials (set DASYNC_NATS_URL to use another server)"
+        )
+    server = find_embedded()
+    if server is None:
+        raise CliError(
+            "no NATS server to call through: no 'dasync run' is serving from this directory "
+            "(./.dasync/ has no running server). Start the services here first with "
+            "'dasync run FILE' (in another terminal), or give the server of the running "
+            "services with --nats URL (or $DASYNC_NATS_URL)",
+            EXIT_UNAVAILABLE,
+        )
+    return NatsOptions(servers=(server.url,)), f"the NATS server of this directory at {server.url}"
 
 
 @asynccontextmanager
-async def _open_client(url: str, connect_timeout: float | None) -> AsyncIterator[Client]:
-    """A client connected to ``url``; every transport decision of ``dasync call`` is here.
-
-    ``memory://`` is refused up front: it reaches services of this process only,
-    and this process runs none, so the call would wait forever. Other URLs go
-    to ``dasync.connect``, which gains ``nats://`` with the NATS transport.
-    """
-    if url.startswith("memory:"):
-        raise CliError(
-            f"--url {url}: the in-memory transport only reaches services in the same "
-            "process, and 'dasync call' runs in its own; give the NATS URL of the running "
-            "services (--url nats://host:4222, needs the NATS transport)",
-            EXIT_USAGE,
-        )
-    async with AsyncExitStack() as stack:
-        try:
-            client = await asyncio.wait_for(
-                stack.enter_async_context(connect(url)), connect_timeout
-            )
-        except ValueError as exc:  # connect() rejects URLs of transports it does not have
-            raise CliError(f"--url {url}: {exc}", EXIT_USAGE) from None
-        except TimeoutError:
-            raise CliError(f"cannot connect to {url} within {connect_timeout:g} s") from None
-        except (OSError, DasyncError) as exc:
-            raise CliError(f"cannot connect to {url}: {describe_exception(exc)}") from None
-        yield client
+async def _open_client(options: NatsOptions, limit: float | None) -> AsyncIterator[Client]:
+    """A client on ``options``, connected within ``limit`` s (``CONNECT_WAIT`` if None)."""
+    transport, store = await connect_options(options, wait=limit)
+    try:
+        async with connect(transport=transport, store=store) as client:
+            yield client
+    finally:
+        await transport.close()
+        await store.close()

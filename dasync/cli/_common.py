@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "CliError",
     "add_log_level",
@@ -28,18 +29,13 @@ __all__ = [
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
-"""Something ran and failed: an import error, a routine that raised, no reply."""
+"""Something ran and failed: the file did not import, a service is invalid, a routine raised."""
 EXIT_USAGE: Final = 2
 """The command line itself is wrong (argparse uses 2 as well)."""
+EXIT_UNAVAILABLE: Final = 3
+"""No result for lack of infrastructure: NATS unreachable or not running, no reply in time."""
 EXIT_INTERRUPTED: Final = 130
 """Stopped by Ctrl-C while main() was still running (128 + SIGINT, as shells report it)."""
-
-EXIT_CODES_HELP = """\
-exit status:
-  0    success
-  1    failure: the file did not import, a routine raised, no reply in time
-  2    the command line is wrong (bad arguments, bad JSON, unsupported URL)
-"""
 
 
 class CliError(Exception):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import importlib
 import inspect
 import os
 import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from .._codec import decode_failure
 from .._errors import DasyncError
@@ -33,11 +35,18 @@ from ._common import (
     out,
     trim_traceback,
 )
+from ._nats import (
+    Target,
+    add_nats_arguments,
+    connect_options,
+    live_users,
+    resolve_target,
+    start_embedded,
+)
 
-__all__ = ["Backend", "add_parser", "run_command"]
+__all__ = ["Backend", "add_parser", "main_service_name", "run_command"]
 
-MAIN_SERVICE = "main"
-"""The service name ``main()`` is hosted under."""
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Run the services defined in FILE.
@@ -51,20 +60,34 @@ parameters come by name from the container (see --container).
 If FILE defines 'async def main(...)', it runs as a durable routine once the
 services are up (its parameters are injected the same way); its result is
 printed and dasync exits with status 0, or 1 if main() raised. Without main,
-the services run until Ctrl-C or SIGTERM.
+the services run until Ctrl-C or SIGTERM, which stop fetching new work, let
+the work in flight finish (or hand it back to other workers) and exit 0.
 
-Messages and journals currently live in memory, in this process only.
+Messages and journals live in NATS JetStream. Without --nats (or
+$DASYNC_NATS_URL), dasync starts a nats-server for this directory, listening
+on 127.0.0.1 with its store in ./.dasync/nats/, or reuses the one another
+'dasync run' in this directory started; the last dasync process to exit stops
+it (the data stays for the next run). Run the same FILE in several processes,
+or on several machines with --nats, to share the work.
 """
 
 EPILOG = """\
 examples:
   dasync run examples/coffee/service.py
+  dasync run service.py --nats nats://10.0.0.5:4222 --nats-creds app.creds
+  dasync run service.py --memory
   dasync run service.py --container app.containers:Container
+
+environment:
+  DASYNC_NATS_URL, DASYNC_NATS_USER, DASYNC_NATS_PASSWORD, DASYNC_NATS_TOKEN,
+  DASYNC_NATS_CREDS, DASYNC_NATS_TLS_CA, DASYNC_NATS_TLS_CERT, DASYNC_NATS_TLS_KEY
+  are the defaults of --nats and the connection flags.
 
 exit status:
   0    main() returned, or stopped by Ctrl-C/SIGTERM when there is no main()
   1    the file did not import, a service is invalid, or main() raised
-  2    the command line is wrong
+  2    the command line or a DASYNC_NATS_* variable is wrong
+  3    NATS is unavailable: cannot connect, or the embedded server did not start
   130  interrupted while main() was still running
 """
 
@@ -89,6 +112,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             "(default: FILE's module-level 'container', if any)"
         ),
     )
+    add_nats_arguments(parser, memory=True)
     parser.set_defaults(handler=run_command)
 
 
@@ -113,42 +137,106 @@ class Backend:
     transport: Transport
     store: JournalStore
     broker: MemoryBroker | None = None
+    durable: bool = True
+    """Whether routines outlive this process (not on the memory transport)."""
 
 
 @asynccontextmanager
-async def _open_backend(args: argparse.Namespace) -> AsyncIterator[Backend]:
-    """The transport and store for ``dasync run``.
+async def _open_backend(target: Target, stop: _StopSignal) -> AsyncIterator[Backend]:
+    """The transport and store for ``dasync run``, and the embedded server if it is used.
 
-    The single place where the command picks a backend: a ``--nats URL`` option
-    (and the embedded nats-server started when it is absent) belongs here, and
-    nothing else in this module needs to change. The runtime closes the
-    transport and store; this context only owns what it starts itself.
+    The runtime closes the transport and store when it ran; they are closed
+    here too (a no-op then) for the paths where no runtime was made.
     """
-    broker = default_broker()  # shared with dasync.connect("memory://") in this process
-    yield Backend(
-        "in-memory transport (this process only)",
-        MemoryTransport(broker),
-        MemoryStore(broker),
-        broker,
-    )
+    if target.kind == "memory":
+        broker = default_broker()  # shared with dasync.connect("memory://") in this process
+        yield Backend(
+            "the in-memory transport (this process only)",
+            MemoryTransport(broker),
+            MemoryStore(broker),
+            broker,
+            durable=False,
+        )
+        return
+
+    from ..transports.nats import NatsOptions, release_embedded
+
+    embedded = None
+    if target.kind == "embedded":
+        if target.ignored:
+            err(
+                f"dasync: note: {', '.join(target.ignored)} ignored: the embedded server "
+                "takes no credentials (set DASYNC_NATS_URL to use another server)"
+            )
+        embedded = await start_embedded()
+        store_dir = f"./{embedded.directory}"
+        if embedded.started:
+            out(
+                f"dasync: started the NATS server of this directory at {embedded.url} "
+                f"(pid {embedded.pid}, store and log in {store_dir})"
+            )
+        else:
+            out(
+                f"dasync: reusing the NATS server of this directory at {embedded.url} "
+                f"(pid {embedded.pid}, started by another dasync process; store in {store_dir})"
+            )
+        options = NatsOptions(servers=(embedded.url,))
+        description = f"NATS at {embedded.url}"
+    else:
+        assert target.options is not None
+        options = target.options
+        description = f"NATS at {target.url}"
+    try:
+        transport, store = await stop.guard(connect_options(options))
+        try:
+            yield Backend(description, transport, store)
+        finally:
+            await transport.close()
+            await store.close()
+    finally:
+        if embedded is not None:
+            if await asyncio.to_thread(release_embedded, embedded):
+                out("dasync: stopped the NATS server of this directory (no dasync process uses it)")
+            elif users := live_users(embedded.directory):
+                pids = ", ".join(map(str, users))
+                out(f"dasync: left the NATS server running for the dasync processes {pids}")
+            else:
+                out("dasync: the NATS server of this directory had stopped already")
 
 
 # --- running -------------------------------------------------------------------------------
 
 
+class _Stopped(Exception):
+    """A stop signal came while starting up."""
+
+
 async def _run(args: argparse.Namespace) -> int:
+    stop = _StopSignal()
+    stop.install()  # first, and kept until the end: no Ctrl-C traceback anywhere
+    try:
+        return await _run_file(args, stop)
+    except CliError as exc:
+        err(f"error: {exc}")
+        return exc.code
+    except _Stopped:
+        out(f"dasync: {stop.name} received while starting, stopped")
+        return EXIT_OK
+    finally:
+        stop.uninstall()
+
+
+async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
+    target = resolve_target(args, command="run")
     try:
         module = load_module(args.file)
         services, main = discover(module)
         container = _load_container(args.container, module)
-    except CliError as exc:
-        err(f"error: {exc}")
-        return exc.code
     except DasyncError as exc:
-        err(f"error: {exc}")
-        return EXIT_FAILED
+        raise CliError(str(exc)) from None
+    main_name = main_service_name(module)
 
-    async with _open_backend(args) as backend:
+    async with _open_backend(target, stop) as backend:
         try:
             rt = Runtime(
                 services,
@@ -158,34 +246,44 @@ async def _run(args: argparse.Namespace) -> int:
                 broker=backend.broker,
             )
             if main is not None:
-                rt.host_main(main, MAIN_SERVICE)
+                rt.host_main(main, main_name)
         except DasyncError as exc:
-            err(f"error: {exc}")
-            return EXIT_FAILED
+            raise CliError(str(exc)) from None
         except Exception as exc:  # a user constructor raised: show where
             _print_traceback(exc)
-            err(f"error: cannot create the services: {describe_exception(exc)}")
-            return EXIT_FAILED
+            raise CliError(f"cannot create the services: {describe_exception(exc)}") from None
 
         _print_plan(args.file, backend, rt, services, main)
-        stop = _StopSignal()
-        stop.install()  # before start, and kept until closed: no Ctrl-C traceback anywhere
         try:
-            async with rt:
-                if main is None:
-                    out("dasync: ready, serving until Ctrl-C")
-                    signame = await stop.wait()
-                    out(f"dasync: {signame} received, stopping")
-                    return EXIT_OK
-                out("dasync: ready, running main()")
-                return await _run_main(rt, stop, verbose=args.log_level == "debug")
+            await stop.guard(rt.start())
+            if main is None:
+                out("dasync: ready, serving until Ctrl-C")
+                signame = await stop.wait()
+                out(f"dasync: {signame} received, stopping")
+                return EXIT_OK
+            out("dasync: ready, running main()")
+            return await _run_main(rt, main_name, stop, backend, verbose=args.log_level == "debug")
         finally:
-            stop.uninstall()
+            await rt.close()
 
 
-async def _run_main(rt: Runtime, stop: _StopSignal, *, verbose: bool) -> int:
+def main_service_name(module: ModuleType) -> str:
+    """The service name ``main()`` of ``module`` is hosted under.
+
+    Distinct per file, so that two files run against one NATS server (the two
+    examples, from one directory) never take each other's ``main`` calls; the
+    same for every process that runs the same file at the same path.
+    """
+    where = getattr(module, "__file__", None) or module.__name__
+    digest = hashlib.sha256(str(Path(where).resolve()).encode()).hexdigest()[:8]
+    return f"main_{module.__name__}_{digest}"
+
+
+async def _run_main(
+    rt: Runtime, name: str, stop: _StopSignal, backend: Backend, *, verbose: bool
+) -> int:
     """Run main() as a routine; its reply is raw JSON, printed as it came."""
-    call = asyncio.ensure_future(rt.client.call_raw(MAIN_SERVICE, "main", b"{}"))
+    call = asyncio.ensure_future(rt.client.call_raw(name, "main", b"{}"))
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -193,7 +291,12 @@ async def _run_main(rt: Runtime, stop: _StopSignal, *, verbose: bool) -> int:
         stopped.cancel()
     if not call.done():
         call.cancel()
-        out(f"dasync: {stop.name} received, main() did not finish; stopping")
+        kept = (
+            " (it is kept in NATS and resumes when this file runs here again)"
+            if backend.durable
+            else ""
+        )
+        out(f"dasync: {stop.name} received, main() did not finish; stopping{kept}")
         return EXIT_INTERRUPTED
     ok, payload = call.result()
     if ok:
@@ -213,7 +316,7 @@ def _print_plan(
     services: list[type],
     main: Callable[..., Any] | None,
 ) -> None:
-    out(f"dasync: running {file} on the {backend.description}")
+    out(f"dasync: running {file} on {backend.description}")
     for hosted in rt.hosted:
         cls = type(hosted.instance)
         if cls not in services:
@@ -323,6 +426,20 @@ class _StopSignal:
         """Wait for the first signal and return its name."""
         await self._event.wait()
         return self._name
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """``await work``, unless a stop signal comes first: then cancel it, raise ``_Stopped``."""
+        task = asyncio.ensure_future(work)
+        waiter = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise _Stopped(self._name)
+        return task.result()
 
 
 if sys.platform == "win32":  # pragma: no cover - SIGTERM cannot be handled there

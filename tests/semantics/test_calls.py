@@ -11,10 +11,11 @@ from typing import Protocol
 from uuid import UUID
 
 import pydantic
+import pytest
 
 import dasync
 
-from ._helpers import journal, wait_until
+from ._helpers import settled, steps
 
 
 class Color(enum.Enum):
@@ -168,6 +169,14 @@ async def test_client_proxy_returns_typed_values_directly(make_runtime):
 # --- client.start, handles, idempotent start ----------------------------------------------
 
 EXECUTIONS: dict[str, int] = {}
+PAUSE = 60.0
+"""The durable sleep in ``Orders.place``: 60 s under virtual time, a fraction of a second on NATS."""
+
+
+@pytest.fixture(autouse=True)
+def _pause(timing):
+    global PAUSE
+    PAUSE = timing.scale(60.0)
 
 
 class Effects(Protocol):
@@ -191,7 +200,7 @@ class OrdersImpl(Orders):
 
     async def place(self, amount: int) -> str:
         receipt = await self.effects.charge(amount)
-        await asyncio.sleep(60)
+        await asyncio.sleep(PAUSE)
         return receipt.upper()
 
 
@@ -218,8 +227,9 @@ async def test_idempotent_start_runs_the_routine_once(make_runtime):
         # starting it again once it finished still runs nothing and returns the stored result
         third = await rt.client.start(Orders.place, 7, routine_id="order-7")
         assert await third.result(timeout=10) == "CHARGED 7"
-        steps = journal(rt, "Orders", "order-7")
-        assert [type(s.input).__name__ for s in steps] == ["Start", "Resolve", "FireTimer"]
+        await settled(rt)
+        records = await steps(rt, "Orders", "order-7")
+        assert [type(s.input).__name__ for s in records] == ["Start", "Resolve", "FireTimer"]
     assert EXECUTIONS == {"order-7-1": 1}
 
 
@@ -230,5 +240,5 @@ async def test_start_with_keyword_arguments_and_many_routines(make_runtime):
         assert len({h.routine_id for h in handles}) == 20
         results = await asyncio.gather(*(h.result(timeout=10) for h in handles))
         assert results == [f"CHARGED {i}" for i in range(20)]
-        await wait_until(lambda: not rt.broker.busy())
+        await settled(rt)
     assert sorted(EXECUTIONS.values()) == [1] * 20

@@ -1,8 +1,9 @@
 """gather, create_task, wait, wait_for and timeout inside routines.
 
-Parallelism is proved under virtual time: every leaf sleeps ``DELAY`` seconds
-(a durable timer), so N calls that run at once finish after one ``DELAY`` of
-routine time, and N calls run one after the other would take N of them.
+Parallelism is proved by timers: every leaf sleeps ``DELAY`` seconds (a durable
+timer), so N calls that run at once finish after one ``DELAY`` of routine time,
+and N calls run one after the other would take N of them. ``DELAY`` is 100 s of
+virtual time on memory and 0.5 s of real time on NATS.
 """
 
 from __future__ import annotations
@@ -10,9 +11,19 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+import pytest
+
 import dasync
 
+from ._helpers import steps, wait_until
+
 DELAY = 100.0
+
+
+@pytest.fixture(autouse=True)
+def _delay(timing):
+    global DELAY
+    DELAY = 100.0 if timing.virtual else 0.5
 
 STARTED: set[str] = set()
 CANCELLED: set[str] = set()
@@ -126,12 +137,17 @@ async def test_gather_of_calls_runs_them_in_parallel(make_runtime):
 
 async def test_gather_of_self_subroutines_runs_them_in_parallel(make_runtime):
     async with make_runtime([SlowImpl, FanImpl]) as rt:
-        results, elapsed = await rt.client.proxy(Fan).gather_self(6)
+        handle = await rt.client.start(Fan.gather_self, 6, routine_id="fan-self")
+        results, elapsed = await handle.result(timeout=30)
         assert results == [1000, 1001, 1002, 1003, 1004, 1005]
         assert DELAY <= elapsed < 2 * DELAY
-        assert rt.broker is not None
-        subroutines = [rid for (svc, rid) in rt.broker.journals if svc == "Fan" and "-" in rid]
-        assert len(subroutines) == 6  # each part() ran as its own durable routine
+        calls = [c for s in await steps(rt, "Fan", "fan-self") for c in s.commands]
+        calls = [c for c in calls if type(c).__name__ == "Call"]
+        assert [(c.service, c.method) for c in calls] == [("Fan", "part")] * 6
+        for call in calls:  # each part() ran as its own durable routine of the same service
+            sub = await steps(rt, "Fan", f"fan-self-{call.seq}")
+            assert type(sub[0].input).__name__ == "Start"
+            assert type(sub[-1].commands[-1]).__name__ == "Complete"
 
 
 async def test_create_task(make_runtime):
@@ -174,6 +190,4 @@ async def test_timeout_context_times_out_and_cancels_the_callee(make_runtime):
 
 
 async def _wait_cancelled() -> None:
-    from ._helpers import wait_until
-
     await wait_until(lambda: bool(STARTED) and STARTED <= CANCELLED)

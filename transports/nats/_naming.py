@@ -170,18 +170,19 @@ def split_topic(topic: str) -> tuple[str, str]:
     return service, event
 
 
-def event_stream(service: str) -> str:
-    return f"DASYNC_{token(service)}_EVENTS"
+def event_stream(service: str, namespace: str = "") -> str:
+    """The stream holding the events ``service`` publishes (its consumers: one per group)."""
+    return _stream(namespace, f"{token(service)}_EVENTS")
 
 
-def event_subject(topic: str) -> str:
+def event_subject(topic: str, namespace: str = "") -> str:
     """Where the events ``topic`` (``Service.event``) of a publishing service are stored."""
     service, event = split_topic(topic)
-    return f"{PREFIX}.{token(service)}.event.{token(event)}"
+    return f"{_root(namespace)}.{token(service)}.event.{token(event)}"
 
 
-def event_subjects(service: str) -> list[str]:
-    return [f"{PREFIX}.{token(service)}.event.*"]
+def event_subjects(service: str, namespace: str = "") -> list[str]:
+    return [f"{_root(namespace)}.{token(service)}.event.*"]
 
 
 def group_queue(topic: str, group: str) -> str:

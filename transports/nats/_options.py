@@ -33,6 +33,10 @@ class NatsOptions:
     tls_key: str | None = None
     name: str = "dasync"
     """Client name shown by ``nats server report connections``."""
+    namespace: str = ""
+    """Keeps this deployment's streams and subjects apart from others on the same server
+    (``DASYNC-<ns>_...`` streams, ``dasync-<ns>.`` subjects); empty for none. Every
+    worker and client of one deployment must use the same namespace."""
 
     connect_timeout: float = 5.0
     reconnect_wait: float = 1.0
@@ -59,11 +63,16 @@ class NatsOptions:
     use_schedules: bool = True
     """Use server-side scheduled messages (NATS 2.12+) for delayed delivery when available."""
     close_timeout: float = 5.0
+    """How long ``close()`` waits for in-flight handlers before handing their messages back."""
     event_max_age: float = 7 * 24 * 3600.0
     """How long events are kept: a subscriber down for less than this catches up."""
-    """How long ``close()`` waits for in-flight handlers before handing their messages back."""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``nats.connect`` (escape hatch)."""
+
+    def __post_init__(self) -> None:
+        from ._naming import check_namespace
+
+        check_namespace(self.namespace)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> NatsOptions:
@@ -71,13 +80,15 @@ class NatsOptions:
 
         ``DASYNC_NATS_URL`` (comma-separated servers), ``DASYNC_NATS_USER``,
         ``DASYNC_NATS_PASSWORD``, ``DASYNC_NATS_TOKEN``, ``DASYNC_NATS_CREDS``,
-        ``DASYNC_NATS_TLS_CA``, ``DASYNC_NATS_TLS_CERT``, ``DASYNC_NATS_TLS_KEY``.
+        ``DASYNC_NATS_TLS_CA``, ``DASYNC_NATS_TLS_CERT``, ``DASYNC_NATS_TLS_KEY``,
+        ``DASYNC_NATS_NAMESPACE``.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         if url := env.get("DASYNC_NATS_URL", "").strip():
             values["servers"] = split_servers(url)
-        for key in ("user", "password", "token", "creds", "tls_ca", "tls_cert", "tls_key"):
+        keys = ("user", "password", "token", "creds", "tls_ca", "tls_cert", "tls_key", "namespace")
+        for key in keys:
             if value := env.get(f"DASYNC_NATS_{key.upper()}"):
                 values[key] = value
         values.update(overrides)

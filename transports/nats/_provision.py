@@ -32,6 +32,7 @@ class Provisioner:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.options = conn.options
+        self.ns = conn.options.namespace
         self._done: dict[str, asyncio.Future[None]] = {}
 
     @property
@@ -44,7 +45,7 @@ class Provisioner:
     async def topic(self, topic: str) -> None:
         """The event stream of the service that publishes ``topic`` exists."""
         service, _ = naming.split_topic(topic)
-        name = naming.event_stream(service)
+        name = naming.event_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._event_stream(service))
 
     async def queue(self, queue: str) -> None:
@@ -54,17 +55,17 @@ class Provisioner:
             await self.topic(topic)
             await self._once("consumer:" + queue, lambda: self._group_consumer(topic, group))
         elif naming.is_inbox(queue):
-            await self._once("stream:" + naming.INBOX_STREAM, self._inbox_stream)
+            await self._once("stream:" + naming.inbox_stream(self.ns), self._inbox_stream)
             await self._once("consumer:" + queue, lambda: self._inbox_consumer(queue))
         else:
             await self._once(
-                "stream:" + naming.work_stream(queue), lambda: self._work_stream(queue)
+                "stream:" + naming.work_stream(queue, self.ns), lambda: self._work_stream(queue)
             )
             await self._once("consumer:" + queue, lambda: self._work_consumer(queue))
 
     async def journal(self, service: str) -> None:
         """The journal stream of ``service`` exists (with direct get enabled)."""
-        name = naming.journal_stream(service)
+        name = naming.journal_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._journal_stream(service))
 
     def forget(self, queue: str) -> None:
@@ -72,13 +73,27 @@ class Provisioner:
         self._done.pop("consumer:" + queue, None)
         if naming.is_group_queue(queue):
             service, _ = naming.split_topic(naming.parse_group_queue(queue)[0])
-            self._done.pop("stream:" + naming.event_stream(service), None)
+            self._done.pop("stream:" + naming.event_stream(service, self.ns), None)
             return
-        stream = naming.INBOX_STREAM if naming.is_inbox(queue) else naming.work_stream(queue)
+        stream = self.stream_of(queue)
         self._done.pop("stream:" + stream, None)
 
     def forget_journal(self, service: str) -> None:
-        self._done.pop("stream:" + naming.journal_stream(service), None)
+        self._done.pop("stream:" + naming.journal_stream(service, self.ns), None)
+
+    def stream_of(self, queue: str) -> str:
+        """The stream behind a service queue or client inbox, in this namespace."""
+        if naming.is_inbox(queue):
+            return naming.inbox_stream(self.ns)
+        return naming.work_stream(queue, self.ns)
+
+    def metadata(self, kind: str, service: str | None = None) -> dict[str, str]:
+        meta = {"dasync.kind": kind}
+        if service is not None:
+            meta["dasync.service"] = service
+        if self.ns:
+            meta["dasync.namespace"] = self.ns
+        return meta
 
     async def stream_config(self, name: str) -> dict[str, Any] | None:
         """The configuration of stream ``name``, or ``None`` if it does not exist."""
@@ -125,12 +140,12 @@ class Provisioner:
 
     async def _work_stream(self, service: str) -> None:
         config: dict[str, Any] = {
-            "name": naming.work_stream(service),
+            "name": naming.work_stream(service, self.ns),
             "description": f"dasync: calls, replies, timers and cancels for service {service}",
-            "subjects": naming.work_subjects(service),
+            "subjects": naming.work_subjects(service, self.ns),
             "retention": "workqueue",
             "duplicate_window": _ns(self.options.duplicate_window),
-            "metadata": {"dasync.kind": "work", "dasync.service": service},
+            "metadata": self.metadata("work", service),
         }
         if self.schedules:
             config["allow_msg_schedules"] = True
@@ -139,41 +154,41 @@ class Provisioner:
     async def _journal_stream(self, service: str) -> None:
         await self._stream(
             {
-                "name": naming.journal_stream(service),
+                "name": naming.journal_stream(service, self.ns),
                 "description": f"dasync: routine journals of service {service}, a subject each",
-                "subjects": naming.journal_subjects(service),
+                "subjects": naming.journal_subjects(service, self.ns),
                 "retention": "limits",
                 "allow_direct": True,
                 "max_msgs_per_subject": -1,
-                "metadata": {"dasync.kind": "journal", "dasync.service": service},
+                "metadata": self.metadata("journal", service),
             }
         )
 
     async def _event_stream(self, service: str) -> None:
         await self._stream(
             {
-                "name": naming.event_stream(service),
+                "name": naming.event_stream(service, self.ns),
                 "description": f"dasync: domain events published by service {service}",
-                "subjects": naming.event_subjects(service),
+                "subjects": naming.event_subjects(service, self.ns),
                 "retention": "limits",
                 "max_age": _ns(self.options.event_max_age),
                 "duplicate_window": _ns(self.options.duplicate_window),
-                "metadata": {"dasync.kind": "events", "dasync.service": service},
+                "metadata": self.metadata("events", service),
             }
         )
 
     async def _inbox_stream(self) -> None:
         await self._stream(
             {
-                "name": naming.INBOX_STREAM,
+                "name": naming.inbox_stream(self.ns),
                 "description": "dasync: replies to clients, one subject per client inbox",
-                "subjects": naming.inbox_subjects(),
+                "subjects": naming.inbox_subjects(self.ns),
                 "retention": "workqueue",
                 "max_age": _ns(self.options.inbox_max_age),
                 "duplicate_window": _ns(
                     min(self.options.duplicate_window, self.options.inbox_max_age)
                 ),
-                "metadata": {"dasync.kind": "inboxes"},
+                "metadata": self.metadata("inboxes"),
             }
         )
 
@@ -197,11 +212,11 @@ class Provisioner:
 
     async def _work_consumer(self, service: str) -> None:
         await self._consumer(
-            naming.work_stream(service),
+            naming.work_stream(service, self.ns),
             {
                 "durable_name": naming.WORK_CONSUMER,
                 "description": f"dasync: the workers of service {service} (competing consumers)",
-                "filter_subject": naming.work_subject(service),
+                "filter_subject": naming.work_subject(service, self.ns),
                 "max_ack_pending": self.options.max_ack_pending,
             },
         )
@@ -210,11 +225,11 @@ class Provisioner:
         # "new": a group subscribed for the first time starts with the next event; once it
         # exists, it resumes where it left off (catch-up after downtime)
         await self._consumer(
-            naming.event_stream(naming.split_topic(topic)[0]),
+            naming.event_stream(naming.split_topic(topic)[0], self.ns),
             {
                 "durable_name": naming.group_consumer(topic, group),
                 "description": f"dasync: {group} handling event {topic}",
-                "filter_subject": naming.event_subject(topic),
+                "filter_subject": naming.event_subject(topic, self.ns),
                 "deliver_policy": "new",
                 "max_ack_pending": self.options.max_ack_pending,
             },
@@ -222,11 +237,11 @@ class Provisioner:
 
     async def _inbox_consumer(self, queue: str) -> None:
         await self._consumer(
-            naming.INBOX_STREAM,
+            naming.inbox_stream(self.ns),
             {
                 "durable_name": naming.inbox_consumer(queue),
                 "description": "dasync: one client's replies",
-                "filter_subject": naming.inbox_subject(queue),
+                "filter_subject": naming.inbox_subject(queue, self.ns),
                 "inactive_threshold": _ns(self.options.inbox_inactive),
                 "max_ack_pending": 10_000,
             },

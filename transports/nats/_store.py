@@ -43,6 +43,7 @@ class NatsStore:
     def __init__(self, conn: Connection, provisioner: Provisioner | None = None) -> None:
         self.conn = conn.retain()
         self.provisioner = provisioner or Provisioner(conn)
+        self._ns = conn.options.namespace
         self._tips: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
         self._closed = False
 
@@ -50,8 +51,8 @@ class NatsStore:
 
     async def load(self, service: str, routine_id: str) -> list[bytes]:
         self._check_open()
-        stream = naming.journal_stream(service)
-        subject = naming.journal_subject(service, routine_id)
+        stream = naming.journal_stream(service, self._ns)
+        subject = naming.journal_subject(service, routine_id, self._ns)
         entries: list[bytes] = []
         start, last_seq = 1, 0
         while True:
@@ -104,8 +105,8 @@ class NatsStore:
 
     async def _tip(self, service: str, routine_id: str) -> tuple[int, int]:
         """(entries, stream sequence of the last one) of a routine's journal."""
-        stream = naming.journal_stream(service)
-        subject = naming.journal_subject(service, routine_id)
+        stream = naming.journal_stream(service, self._ns)
+        subject = naming.journal_subject(service, routine_id, self._ns)
 
         async def last() -> RawMsg:
             try:
@@ -127,7 +128,7 @@ class NatsStore:
         a moment after another process created it (its responders start a little
         later), or if direct get is off (an older stream): retry briefly then.
         """
-        stream = naming.journal_stream(service)
+        stream = naming.journal_stream(service, self._ns)
         for _ in range(_DIRECT_RETRIES):
             try:
                 return await read()
@@ -164,10 +165,10 @@ class NatsStore:
                     )
         headers = {
             "Nats-Expected-Last-Subject-Sequence": str(last_seq),
-            "Nats-Expected-Stream": naming.journal_stream(service),
+            "Nats-Expected-Stream": naming.journal_stream(service, self._ns),
             INDEX: str(expected),
         }
-        subject = naming.journal_subject(service, routine_id)
+        subject = naming.journal_subject(service, routine_id, self._ns)
         try:
             ack = await self.conn.publish(subject, entry, headers)
         except ApiError as exc:

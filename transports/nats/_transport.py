@@ -13,11 +13,12 @@ import logging
 import time
 
 from ..._errors import TransportError, UnknownService
-from .._contract import Handler, Message
+from .._contract import DeadLetter, Handler, Message
 from . import _envelope as env
 from . import _naming as naming
 from ._connection import ApiError, Connection, NoResponders
 from ._consume import PullConsumer
+from ._dead import list_dead_letters, retry_dead_letter
 from ._provision import Provisioner
 
 __all__ = ["NatsTransport"]
@@ -41,9 +42,10 @@ class NatsTransport:
 
     async def send(self, queue: str, message: Message) -> None:
         self._check_open()
+        ns = self.conn.options.namespace
         inbox = naming.is_inbox(queue)
-        target = naming.inbox_subject(queue) if inbox else naming.work_subject(queue)
-        stream = naming.INBOX_STREAM if inbox else naming.work_stream(queue)
+        target = naming.inbox_subject(queue, ns) if inbox else naming.work_subject(queue, ns)
+        stream = self.provisioner.stream_of(queue)
         headers = dict(message.headers)
         headers[env.NATS_MSG_ID] = message.msg_id
         headers["Nats-Expected-Stream"] = stream
@@ -52,7 +54,7 @@ class NatsTransport:
         if due is not None and due > time.time():
             headers[env.DELIVER_AT] = repr(due)
             if not inbox and self.provisioner.schedules:
-                subject = naming.schedule_subject(queue, message.msg_id)
+                subject = naming.schedule_subject(queue, message.msg_id, ns)
                 headers[env.MSG_ID] = message.msg_id
                 headers["Nats-Schedule"] = env.at_spec(due)
                 headers["Nats-Schedule-Target"] = target
@@ -74,20 +76,29 @@ class NatsTransport:
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> PullConsumer:
         await self.declare(queue)
         inbox = naming.is_inbox(queue)
+        ns = self.conn.options.namespace
         consumer = PullConsumer(
             self.conn,
             self.provisioner,
             queue,
             handler,
             concurrency,
-            stream=naming.INBOX_STREAM if inbox else naming.work_stream(queue),
+            stream=self.provisioner.stream_of(queue),
             consumer=naming.inbox_consumer(queue) if inbox else naming.WORK_CONSUMER,
-            dead_subject=None if inbox else naming.dead_subject(queue),
+            dead_subject=None if inbox else naming.dead_subject(queue, ns),
             delete_on_stop=inbox,
         )
         consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def dead_letters(self, queue: str) -> list[DeadLetter]:
+        self._check_open()
+        return await list_dead_letters(self.conn, queue)
+
+    async def retry_dead_letter(self, queue: str, letter_id: str) -> None:
+        self._check_open()
+        await retry_dead_letter(self.conn, queue, letter_id)
 
     async def declare_topic(self, topic: str) -> None:
         self._check_open()
@@ -95,13 +106,14 @@ class NatsTransport:
 
     async def publish(self, topic: str, message: Message) -> None:
         self._check_open()
+        ns = self.conn.options.namespace
         service, _ = naming.split_topic(topic)
-        stream = naming.event_stream(service)
+        stream = naming.event_stream(service, ns)
         headers = dict(message.headers)
         headers[env.NATS_MSG_ID] = message.msg_id
         headers["Nats-Expected-Stream"] = stream
         try:
-            await self.conn.publish(naming.event_subject(topic), message.body, headers)
+            await self.conn.publish(naming.event_subject(topic, ns), message.body, headers)
         except NoResponders:
             if await self.provisioner.stream_config(stream) is None:
                 raise UnknownService(f"no service declares the event {topic!r}") from None
@@ -110,6 +122,8 @@ class NatsTransport:
     async def subscribe(
         self, topic: str, group: str, handler: Handler, *, concurrency: int = 64
     ) -> PullConsumer:
+        self._check_open()
+        ns = self.conn.options.namespace
         queue = naming.group_queue(topic, group)
         await self.provisioner.queue(queue)
         consumer = PullConsumer(
@@ -118,9 +132,10 @@ class NatsTransport:
             queue,
             handler,
             concurrency,
-            stream=naming.event_stream(naming.split_topic(topic)[0]),
+            stream=naming.event_stream(naming.split_topic(topic)[0], ns),
             consumer=naming.group_consumer(topic, group),
-            dead_subject=naming.dead_subject(group.partition(".")[0]),
+            # poison events are kept with the subscribing service's dead letters
+            dead_subject=naming.dead_subject(group.partition(".")[0], ns),
         )
         consumer.start()
         self._consumers.append(consumer)

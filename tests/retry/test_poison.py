@@ -1,0 +1,84 @@
+"""Poison messages: set aside with their reason after every attempt failed; the caller is told."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import pytest
+
+import dasync
+from dasync.testing import VirtualClock, runtime
+from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport
+
+FLAGS = {"path": "a"}
+
+
+class Leaf(Protocol):
+    async def a(self) -> int: ...
+    async def b(self) -> int: ...
+
+
+class LeafImpl(Leaf):
+    async def a(self) -> int:
+        return 1
+
+    async def b(self) -> int:
+        return 2
+
+
+class Gate(Protocol):
+    async def passage(self) -> None: ...
+
+
+class GateImpl(Gate):
+    async def passage(self) -> None:
+        return None
+
+
+@dasync.service
+class Changing:
+    def __init__(self, leaf: Leaf, gate: Gate) -> None:
+        self.leaf = leaf
+        self.gate = gate
+
+    async def run(self) -> int:
+        # the code "changes" between the first run and the replay: non-deterministic
+        first = await (self.leaf.a() if FLAGS["path"] == "a" else self.leaf.b())
+        await self.gate.passage()  # nobody serves Gate in the first runtime: it waits here
+        return first
+
+
+def _broker() -> MemoryBroker:
+    clock = VirtualClock()
+    broker = MemoryBroker(clock)
+    clock.is_busy = broker.busy
+    return broker
+
+
+async def test_a_message_failing_every_attempt_becomes_a_dead_letter_and_the_caller_is_told():
+    FLAGS["path"] = "a"
+    broker = _broker()
+    broker.declare("Gate")
+    # the caller outlives the workers (another process in production)
+    client = dasync.Client(MemoryTransport(broker), MemoryStore(broker), broker.clock)
+    await client.open()
+    async with runtime([LeafImpl, Changing], broker=broker) as first:
+        handle = await client.start(Changing.run, routine_id="poisoned")
+        for _ in range(100):
+            if len(broker.load("Changing", "poisoned")) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        first.kill()
+    FLAGS["path"] = "b"  # "deploy" code that no longer matches the journal
+    async with runtime([LeafImpl, Changing, GateImpl], broker=broker) as second:
+        with pytest.raises(dasync.CallFailed) as info:
+            await handle.result(timeout=30)
+        assert "poison message: failed 10 attempts" in info.value.reason
+        assert "NonDeterminismError" in info.value.reason
+        queue, message, reason = broker.dead[-1]
+        assert queue == "Changing" and reason == info.value.reason
+        # and the worker keeps serving
+        assert await second.client.proxy(Leaf).a() == 1
+    await client.close()
+    FLAGS["path"] = "a"
