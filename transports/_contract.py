@@ -12,7 +12,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DeadLetter", "DeadLetters", "Delivery", "Handler", "JournalStore", "Message", "Subscription", "Transport"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetters",
+    "Delivery",
+    "Handler",
+    "JournalStore",
+    "Message",
+    "Subscription",
+    "Transport",
+]
 
 
 @dataclass(frozen=True, slots=True)

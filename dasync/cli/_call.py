@@ -231,5 +231,8 @@ async def _open_client(options: NatsOptions, limit: float | None) -> AsyncIterat
         async with connect(transport=transport, store=store) as client:
             yield client
     finally:
-        await transport.close()
-        await store.close()
+        for resource in (transport, store):
+            try:
+                await resource.close()
+            except Exception as exc:  # the server went away: nothing of ours is lost
+                err(f"dasync: warning: closing the NATS connection failed: {exc!r}")

@@ -191,8 +191,8 @@ async def _open_backend(target: Target, stop: _StopSignal) -> AsyncIterator[Back
         try:
             yield Backend(description, transport, store)
         finally:
-            await transport.close()
-            await store.close()
+            await _closing("the NATS transport", transport.close())
+            await _closing("the NATS journal store", store.close())
     finally:
         if embedded is not None:
             if await asyncio.to_thread(release_embedded, embedded):
@@ -264,7 +264,18 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
             out("dasync: ready, running main()")
             return await _run_main(rt, main_name, stop, backend, verbose=args.log_level == "debug")
         finally:
-            await rt.close()
+            await _closing("the runtime", rt.close())
+
+
+async def _closing(what: str, closing: Awaitable[None]) -> None:
+    """Close something at exit; a failure (e.g. NATS already gone) is a warning, not a crash.
+
+    Nothing is lost when closing fails: what was not acknowledged is redelivered.
+    """
+    try:
+        await closing
+    except Exception as exc:
+        err(f"dasync: warning: closing {what} failed: {describe_exception(exc)}")
 
 
 def main_service_name(module: ModuleType) -> str:

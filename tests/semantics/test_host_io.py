@@ -16,7 +16,7 @@ import pytest
 import dasync
 from dasync.testing import runtime
 
-from ._helpers import journal, wait_until
+from ._helpers import steps, wait_until
 
 HOST: dict[str, Any] = {}
 """Objects the test creates on its own loop and hands to the routines."""
@@ -124,7 +124,7 @@ async def test_awaiting_a_host_future(make_runtime):
     async with make_runtime([EchoImpl, IoImpl]) as rt:
         handle = await rt.client.start(Io.wait_future, routine_id="io-1")
         await wait_until(lambda: HOST.get("waiting", False))
-        assert journal(rt, "Io", "io-1") == []  # the first step is still open
+        assert await steps(rt, "Io", "io-1") == []  # the first step is still open
         HOST["future"].set_result("from the host")
         assert await handle.result(timeout=10) == "FROM THE HOST"
 
@@ -196,7 +196,7 @@ async def test_dasync_io_awaits_a_host_event(make_runtime):
     async with make_runtime([EchoImpl, IoImpl]) as rt:
         handle = await rt.client.start(Io.wait_event_via_io, routine_id="io-event")
         await wait_until(lambda: HOST.get("waiting", False))
-        assert journal(rt, "Io", "io-event") == []  # the step waits for the I/O
+        assert await steps(rt, "Io", "io-event") == []  # the step waits for the I/O
         event.set()
         assert await handle.result(timeout=10) == "SET"
 

@@ -2,7 +2,8 @@
 
 The routine runs on one runtime until it waits on a service that no runtime
 hosts yet; then its code changes (a module-level flag) and a new runtime on the
-same broker hosts that service, so the reply makes the routine replay.
+same durable state (memory broker or NATS namespace) hosts that service, so the
+reply makes the routine replay.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import pytest
 
 import dasync
 from dasync._codec import encode_failure
-from dasync._engine import RoutineInstance
-from dasync._runtime._worker import _body
-from dasync.testing import runtime
+from dasync._engine import RoutineInstance, StepRecord
+from dasync._runtime._worker import HostedService, _body
 
-from ._helpers import journal, wait_until
+from ._helpers import steps, wait_until
 
 VERSION = {"code": "v1"}
 
@@ -76,28 +76,31 @@ CHANGES = {
 }
 
 
-async def _run_v1_until_waiting(rid: str) -> dasync.Runtime:
-    """Run the v1 routine until it waits on Later; return the (closed) runtime."""
+async def _run_v1_until_waiting(
+    make_runtime, rid: str
+) -> tuple[list[StepRecord], HostedService]:
+    """Run the v1 routine until it waits on Later; return its journal and the hosted Flow."""
     VERSION["code"] = "v1"
-    async with runtime([LeafImpl, FlowImpl]) as rt:
-        assert rt.broker is not None
-        rt.broker.declare("Later")  # deployed, but nobody consumes it yet
+    async with make_runtime([LeafImpl, FlowImpl], force_replay=False) as rt:
+        await rt.transport.declare("Later")  # deployed, but nobody consumes it yet
         await rt.client.start(Flow.run, routine_id=rid)
-        await wait_until(lambda: len(journal(rt, "Flow", rid)) == 4)
-    return rt
+
+        async def waiting() -> bool:
+            return len(await steps(rt, "Flow", rid)) == 4
+
+        await wait_until(waiting)
+        return await steps(rt, "Flow", rid), rt.worker.services["Flow"]
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
-async def test_changed_code_is_detected_on_replay(change, replay_mode):
+async def test_changed_code_is_detected_on_replay(change, make_runtime):
     rid = f"flow-{change}"
-    old = await _run_v1_until_waiting(rid)
-    records = journal(old, "Flow", rid)
+    records, hosted = await _run_v1_until_waiting(make_runtime, rid)
     expected, actual = CHANGES[change]
 
     VERSION["code"] = change
     try:
         # the engine itself: replaying the journal raises, naming everything
-        hosted = old.worker.services["Flow"]
         inst = RoutineInstance(rid, "Flow", "run", _body(hosted, "run"), encode_failure)
         with pytest.raises(dasync.NonDeterminismError) as info:
             await inst.replay(records)
@@ -107,16 +110,12 @@ async def test_changed_code_is_detected_on_replay(change, replay_mode):
             assert part in str(err)
 
         # the runtime: the reply that makes the routine replay is refused, not committed
-        async with runtime(
-            [LeafImpl, FlowImpl, LaterImpl],
-            broker=old.broker,
-            force_replay=replay_mode == "forced",
-        ) as rt:
+        async with make_runtime([LeafImpl, FlowImpl, LaterImpl]) as rt:
             await wait_until(lambda: any(rid in r for r in rt.worker.stats.rejected))
             reason = next(r for r in rt.worker.stats.rejected if rid in r)
             for part in (rid, "step 2", expected, actual):
                 assert part in reason
-            assert len(journal(rt, "Flow", rid)) == 4  # nothing committed
+            assert len(await steps(rt, "Flow", rid)) == 4  # nothing committed
 
             # deploying the original code again lets the routine finish
             VERSION["code"] = "v1"
@@ -126,12 +125,10 @@ async def test_changed_code_is_detected_on_replay(change, replay_mode):
         VERSION["code"] = "v1"
 
 
-async def test_unchanged_code_resumes_on_a_new_runtime(replay_mode):
+async def test_unchanged_code_resumes_on_a_new_runtime(make_runtime):
     rid = "flow-same"
-    old = await _run_v1_until_waiting(rid)
-    async with runtime(
-        [LeafImpl, FlowImpl, LaterImpl], broker=old.broker, force_replay=replay_mode == "forced"
-    ) as rt:
+    await _run_v1_until_waiting(make_runtime, rid)
+    async with make_runtime([LeafImpl, FlowImpl, LaterImpl]) as rt:
         assert await rt.client.handle(Flow.run, rid).result(timeout=10) == 42
         assert rt.worker.stats.rejected == []
         assert rt.worker.stats.replays >= 1

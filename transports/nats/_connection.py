@@ -155,10 +155,35 @@ class Connection:
 
     @classmethod
     async def open(cls, options: NatsOptions) -> Connection:
+        """Connect; a server that refuses us (credentials, TLS) fails at once.
+
+        Unreachable servers are retried until the caller gives up (a worker may
+        start before its server); a refusal will not heal by retrying, so once
+        every server has refused, ``open`` raises ``TransportError`` saying why.
+        """
         holder: list[Connection] = []
+        refusals: list[BaseException] = []
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
         async def on_error(exc: Exception) -> None:
-            reconnecting = bool(holder) and holder[0].nc.is_reconnecting
+            if not holder:  # still connecting
+                if _is_refusal(exc):
+                    refusals.append(exc)
+                    if len(refusals) >= len(options.servers) and not refused.done():
+                        refused.set_result(exc)
+                _log.debug("NATS: %r", exc)
+                return
+            conn = holder[0]
+            if denial := _denial(exc):
+                conn._denied[denial[1].lower()] = (denial[0], time.monotonic())
+                _log.error(
+                    "NATS denied %s %s: this user lacks the permission "
+                    "(see docs/security.md and 'dasync nats-permissions')",
+                    "publishing to" if denial[0] == "publish" else "subscribing to",
+                    denial[1],
+                )
+                return
+            reconnecting = conn.nc.is_reconnecting
             _log.log(logging.DEBUG if reconnecting else logging.WARNING, "NATS: %r", exc)
 
         async def on_disconnected() -> None:
@@ -182,6 +207,7 @@ class Connection:
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,
+            inbox_prefix=options.inbox_prefix,
         )
         if options.user is not None:
             kwargs.update(user=options.user, password=options.password)
@@ -189,15 +215,30 @@ class Connection:
             kwargs["token"] = options.token
         if options.creds is not None:
             kwargs["user_credentials"] = options.creds
+        if options.nkey_seed is not None:
+            kwargs["nkeys_seed"] = options.nkey_seed
         if (context := options.ssl_context()) is not None:
             kwargs["tls"] = context
         kwargs.update(options.extra)
+        where = ", ".join(_redact(s) for s in options.servers)
+        nc = NatsClient()
+        connecting = asyncio.ensure_future(nc.connect(**kwargs))
         try:
-            nc = await nats.connect(**kwargs)
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                await asyncio.gather(connecting, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        if refused.done() and not (connecting.done() and not connecting.exception()):
             raise TransportError(
-                f"cannot connect to NATS at {', '.join(options.servers)}: {exc!r}"
-            ) from exc
+                f"NATS at {where} refused the connection: {_describe(refused.result())}"
+            ) from refused.result()
+        try:
+            connecting.result()
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise TransportError(f"cannot connect to NATS at {where}: {exc!r}") from exc
         conn = cls(nc, options)
         holder.append(conn)
         return conn

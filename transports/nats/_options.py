@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -11,6 +12,7 @@ from typing import Any
 __all__ = ["NatsOptions"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+_INBOX_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,18 @@ class NatsOptions:
     token: str | None = None
     creds: str | None = None
     """Path of a ``.creds`` file (JWT + NKey seed)."""
+    nkey_seed: str | None = None
+    """Path of a file holding an NKey seed (``SU...``): NKey authentication without a JWT
+    (needs the ``nkeys`` package, ``pip install nkeys``)."""
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     name: str = "dasync"
     """Client name shown by ``nats server report connections``."""
+    inbox_prefix: str = "_INBOX"
+    """First token(s) of the subjects this connection receives replies and pulled messages
+    on. Give each service its own (``_INBOX_<service>``, as ``dasync nats-permissions``
+    prints) so that a user allowed to subscribe to ``<prefix>.>`` sees no other's traffic."""
     namespace: str = ""
     """Keeps this deployment's streams and subjects apart from others on the same server
     (``DASYNC-<ns>_...`` streams, ``dasync-<ns>.`` subjects); empty for none. Every
@@ -73,6 +82,11 @@ class NatsOptions:
         from ._naming import check_namespace
 
         check_namespace(self.namespace)
+        if not _INBOX_PREFIX.fullmatch(self.inbox_prefix):
+            raise ValueError(
+                f"invalid inbox prefix {self.inbox_prefix!r}: dot-separated tokens of "
+                "letters, digits, '_' and '-' (no wildcards)"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> NatsOptions:
@@ -81,13 +95,24 @@ class NatsOptions:
         ``DASYNC_NATS_URL`` (comma-separated servers), ``DASYNC_NATS_USER``,
         ``DASYNC_NATS_PASSWORD``, ``DASYNC_NATS_TOKEN``, ``DASYNC_NATS_CREDS``,
         ``DASYNC_NATS_TLS_CA``, ``DASYNC_NATS_TLS_CERT``, ``DASYNC_NATS_TLS_KEY``,
-        ``DASYNC_NATS_NAMESPACE``.
+        ``DASYNC_NATS_NKEY_SEED``, ``DASYNC_NATS_INBOX_PREFIX``, ``DASYNC_NATS_NAMESPACE``.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         if url := env.get("DASYNC_NATS_URL", "").strip():
             values["servers"] = split_servers(url)
-        keys = ("user", "password", "token", "creds", "tls_ca", "tls_cert", "tls_key", "namespace")
+        keys = (
+            "user",
+            "password",
+            "token",
+            "creds",
+            "nkey_seed",
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
+            "inbox_prefix",
+            "namespace",
+        )
         for key in keys:
             if value := env.get(f"DASYNC_NATS_{key.upper()}"):
                 values[key] = value
