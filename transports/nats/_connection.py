@@ -9,8 +9,12 @@ subject (no stream), ``ApiError`` with JetStream's error code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import re
+import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +34,7 @@ __all__ = [
     "Connection",
     "Inbox",
     "NoResponders",
+    "PermissionDenied",
     "PubAck",
     "RECONNECTED",
     "RawMsg",
@@ -45,6 +50,10 @@ CONSUMER_NOT_FOUND = 10014
 
 class NoResponders(TransportError):
     """Nothing listens on the subject: for JetStream, the stream (or consumer) does not exist."""
+
+
+class PermissionDenied(TransportError):
+    """The server refused a publish or subscription: the user's permissions do not allow it."""
 
 
 class ApiError(TransportError):
@@ -150,6 +159,8 @@ class Connection:
         self._inboxes: set[Inbox] = set()
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
+        self._denied: dict[str, tuple[str, float]] = {}
+        """Subjects (lower case, as nats-py reports them) the server recently refused us."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -166,12 +177,14 @@ class Connection:
         refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
         async def on_error(exc: Exception) -> None:
-            if not holder:  # still connecting
-                if _is_refusal(exc):
-                    refusals.append(exc)
-                    if len(refusals) >= len(options.servers) and not refused.done():
-                        refused.set_result(exc)
+            if not holder and _is_refusal(exc):  # still connecting, and refused
+                refusals.append(exc)
+                if len(refusals) >= len(options.servers) and not refused.done():
+                    refused.set_result(exc)
                 _log.debug("NATS: %r", exc)
+                return
+            if not holder:
+                _log.warning("NATS: %r", exc)
                 return
             conn = holder[0]
             if denial := _denial(exc):
@@ -222,23 +235,25 @@ class Connection:
         kwargs.update(options.extra)
         where = ", ".join(_redact(s) for s in options.servers)
         nc = NatsClient()
-        connecting = asyncio.ensure_future(nc.connect(**kwargs))
+        connecting: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**kwargs))
+        waiting: set[asyncio.Future[Any]] = {connecting, refused}
         try:
-            await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not connecting.done():
                 connecting.cancel()
                 await asyncio.gather(connecting, return_exceptions=True)
                 with contextlib.suppress(Exception):
                     await nc.close()
-        if refused.done() and not (connecting.done() and not connecting.exception()):
+        if connecting.cancelled() or (connecting.exception() is not None and refused.done()):
+            reason = refused.result()
             raise TransportError(
-                f"NATS at {where} refused the connection: {_describe(refused.result())}"
-            ) from refused.result()
-        try:
-            connecting.result()
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
-            raise TransportError(f"cannot connect to NATS at {where}: {exc!r}") from exc
+                f"NATS at {where} refused the connection: {_describe(reason)}"
+            ) from reason
+        if (failure := connecting.exception()) is not None:
+            if isinstance(failure, nats.errors.Error | OSError | TimeoutError):
+                raise TransportError(f"cannot connect to NATS at {where}: {failure!r}") from failure
+            raise failure
         conn = cls(nc, options)
         holder.append(conn)
         return conn
@@ -285,9 +300,29 @@ class Connection:
 
     # --- errors ---------------------------------------------------------------------------
 
-    def mapped(self, what: str) -> _Mapped:
-        """``with conn.mapped("publish x"):`` turns nats-py failures into dasync errors."""
-        return _Mapped(what)
+    def mapped(self, what: str, subject: str | None = None) -> _Mapped:
+        """``with conn.mapped("publish x", "x"):`` turns nats-py failures into dasync errors.
+
+        A request to ``subject`` that timed out because the server refused it
+        (permissions violation) becomes ``PermissionDenied``.
+        """
+        return _Mapped(what, self, subject)
+
+    def denial(self, subject: str | None) -> str | None:
+        """Why the server recently refused a publish to ``subject`` or our reply inbox."""
+        horizon = time.monotonic() - 2 * self.options.request_timeout - 1.0
+        for key, (kind, when) in list(self._denied.items()):
+            if when < horizon:
+                del self._denied[key]
+            elif kind == "publish" and subject is not None and key == subject.lower():
+                return f"publishing to {subject!r} is not allowed for this NATS user"
+            elif kind == "subscription":
+                return (
+                    f"subscribing to {key!r} is not allowed for this NATS user, so no reply "
+                    f"can arrive (is inbox_prefix {self.options.inbox_prefix!r} the one the "
+                    "user's permissions allow?)"
+                )
+        return None
 
     # --- operations -----------------------------------------------------------------------
 
@@ -295,7 +330,7 @@ class Connection:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PubAck:
         """Persist a message in the stream that owns ``subject`` and return its ack."""
-        with self.mapped(f"publish to {subject}"):
+        with self.mapped(f"publish to {subject}", subject):
             msg = await self.nc.request(
                 subject, data, timeout=self.options.request_timeout, headers=dict(headers or {})
             )
@@ -321,7 +356,7 @@ class Connection:
             )
 
     async def request(self, subject: str, data: bytes = b"") -> RawMsg:
-        with self.mapped(f"request {subject}"):
+        with self.mapped(f"request {subject}", subject):
             msg = await self.nc.request(subject, data, timeout=self.options.request_timeout)
         return _raw(msg)
 
@@ -330,7 +365,7 @@ class Connection:
         subject = f"{API_PREFIX}.{endpoint}"
         data = json.dumps(payload).encode() if payload is not None else b""
         try:
-            with self.mapped(f"JetStream {endpoint}"):
+            with self.mapped(f"JetStream {endpoint}", subject):
                 msg = await self.nc.request(subject, data, timeout=self.options.request_timeout)
         except NoResponders as exc:
             raise TransportError(
@@ -352,8 +387,10 @@ class Connection:
 
 
 class _Mapped:
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, conn: Connection | None = None, subject: str | None = None):
         self.what = what
+        self.conn = conn
+        self.subject = subject
 
     def __enter__(self) -> None:
         return None
@@ -365,8 +402,63 @@ class _Mapped:
             return
         if isinstance(exc, nats.errors.NoRespondersError):
             raise NoResponders(f"{self.what}: no responders") from exc
+        if isinstance(exc, TimeoutError) and self.conn is not None:
+            if reason := self.conn.denial(self.subject):
+                raise PermissionDenied(f"{self.what}: permissions violation: {reason}") from exc
         if isinstance(exc, nats.errors.Error | OSError | TimeoutError):
             raise TransportError(f"{self.what}: {type(exc).__name__} {exc}".strip()) from exc
+
+
+_DENIAL = re.compile(r'permissions violation for (publish|subscription) to "?([^"\s]+)', re.I)
+
+
+def _denial(exc: BaseException) -> tuple[str, str] | None:
+    """``("publish" | "subscription", subject)`` if ``exc`` reports a permissions violation."""
+    match = _DENIAL.search(str(exc))
+    return (match.group(1).lower(), match.group(2)) if match else None
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """An error of the initial connect that retrying will not cure: credentials or TLS.
+
+    A connection cut during the TLS handshake (EOF) is not one: the server may
+    be starting or restarting.
+    """
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError):
+        return False
+    if isinstance(
+        exc,
+        nats.errors.AuthorizationError
+        | nats.errors.SecureConnRequiredError
+        | nats.errors.SecureConnWantedError
+        | nats.errors.SecureConnFailedError
+        | nats.errors.InvalidUserCredentialsError
+        | ssl.SSLError,
+    ):
+        return True
+    text = str(exc).lower()
+    return any(
+        words in text
+        for words in ("authorization violation", "authentication expired", "authentication revoked")
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().strip("'\"").removeprefix("nats: ").strip("'\"")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        text = f"TLS certificate verification failed ({exc.verify_message or text})"
+    elif isinstance(exc, ssl.SSLError):
+        text = f"TLS handshake failed ({text})"
+    elif "authorization violation" in text.lower() or isinstance(
+        exc, nats.errors.AuthorizationError
+    ):
+        text = "authorization violation (wrong or missing credentials)"
+    return text or type(exc).__name__
+
+
+def _redact(url: str) -> str:
+    """``url`` without the password it may carry (``nats://user:pw@host``)."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 def _raw(msg: Msg) -> RawMsg:
