@@ -1,8 +1,10 @@
 """Workflow benchmark over NATS JetStream: dasync against the raw nats-py floor.
 
-Run: ``python benchmarks/workflows.py`` (about 1.5 minutes), ``--quick``
-(under 30 s), ``--mode procs`` to put each service in its own process,
-``--profile out.prof`` to profile dasync's throughput phase (cProfile).
+Run: ``python benchmarks/workflows.py`` (about 75 s), ``--quick`` (about
+20 s), ``--mode procs`` / ``--mode both`` to also run each service in its own
+process, ``--profile PREFIX`` to profile the throughput phase (py-spy from
+outside when installed, else cProfile). ``docs/benchmarks.md`` explains the
+figures.
 
 Workloads (``_workloads.py``):
 
@@ -17,23 +19,24 @@ Systems:
   acked JetStream publishes of every start, call, reply and result, durable
   pull consumers, one KV put per routine step, ack after commit.
 
-For every (workload, system) the benchmark starts a fresh ``nats-server``
-(file storage in a temp dir, 127.0.0.1) and measures:
+Every (workload, system) cell runs ``--rounds`` times (systems alternating,
+pooled), each on a fresh ``nats-server`` (file storage in a temp dir,
+127.0.0.1), and measures:
 
 * **latency** — p50/p99 of one routine at a time (client call to result);
 * **throughput** — routines/s with 64 routines in flight (64 client tasks
   starting routines back to back);
 * **CPU** — seconds of CPU per 1,000 routines during the throughput phase:
   the Python processes (this one, plus the service processes with
-  ``--mode procs``) and the nats-server process, from ``/proc/<pid>/stat``;
+  ``--mode procs``) and, separately, nats-server (``/proc/<pid>/stat``);
 * **operations per routine** — every publish the nats-py client makes,
   classified (acked message publish, journal write, journal read, ack, pull
-  request, other JetStream API), counted over a sequential pass.
+  request, other JetStream API), over a sequential pass and a loaded one.
 
 Modes: ``inproc`` (default) runs the client and both services in this process,
-on one NATS connection, for both systems; ``procs`` runs each service in its
-own process (client here), for both systems. On a 2-core machine ``procs``
-shares the cores among four processes (nats-server, client, two services).
+on one NATS connection and one event loop, for both systems; ``procs`` runs
+each service in its own process (client here), for both systems. On a 2-core
+machine ``procs`` shares the cores among four processes.
 """
 
 from __future__ import annotations
@@ -41,11 +44,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import os
 import platform
 import pstats
-import statistics
 import subprocess
 import sys
 import time
@@ -56,12 +57,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _floor  # noqa: E402
-import _workloads  # noqa: E402
-import nats.aio.client  # noqa: E402
+import _floor
+import _profile
+import _workloads
+import nats.aio.client
 
-import dasync  # noqa: E402
-from dasync.transports.nats import NatsServer, connect_nats  # noqa: E402
+import dasync
+from dasync.transports.nats import NatsServer, connect_nats
 
 INFLIGHT = 64
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -101,20 +103,29 @@ class OpCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.enabled = False
         self._original = nats.aio.client.Client.publish
 
-    def install(self) -> None:
-        original, counter = self._original, self
+    @contextlib.contextmanager
+    def counting(self, on: bool = True) -> Iterator[Counter[str]]:
+        """Count publishes inside the block (the patch is removed outside it, costing nothing)."""
+        self.counts = Counter()
+        if not on:
+            yield self.counts
+            return
+        original, counts, note = self._original, self.counts, self.note
 
         async def publish(self, subject, payload=b"", reply="", headers=None):  # type: ignore[no-untyped-def]
-            if counter.enabled:
-                counter.note(subject, payload, reply)
+            note(counts, subject, payload, reply)
             return await original(self, subject, payload, reply, headers)
 
         nats.aio.client.Client.publish = publish  # type: ignore[method-assign]
+        try:
+            yield self.counts
+        finally:
+            nats.aio.client.Client.publish = original  # type: ignore[method-assign]
 
-    def note(self, subject: str, payload: bytes, reply: str) -> None:
+    @staticmethod
+    def note(counts: Counter[str], subject: str, payload: bytes, reply: str) -> None:
         if subject.startswith("$JS.ACK."):
             # nats-py's Msg.ack() sends an empty payload, which JetStream reads as +ACK
             kind = "ack" if not payload or payload.startswith(b"+ACK") else "other_settle"
@@ -130,7 +141,7 @@ class OpCounter:
             kind = "msg"
         else:
             kind = "core"
-        self.counts[kind] += 1
+        counts[kind] += 1
 
 
 COUNTER = OpCounter()
@@ -157,6 +168,22 @@ class Cell:
     cpu_server: float = 0.0
     ops: dict[str, float] = field(default_factory=dict)
     ops_loaded: dict[str, float] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    """routines/s of each round"""
+
+    def merge(self, other: Cell) -> None:
+        """Pool another round of the same cell into this one."""
+        self.latencies += other.latencies
+        self.loaded += other.loaded
+        self.routines += other.routines
+        self.seconds += other.seconds
+        self.cpu_python += other.cpu_python
+        self.cpu_server += other.cpu_server
+        self.rates += other.rates
+        self.ops = self.ops or other.ops
+        self.ops_loaded = self.ops_loaded or other.ops_loaded
+        self.profiles += other.profiles
 
     @property
     def p50(self) -> float:
@@ -228,7 +255,9 @@ async def dasync_system(url: str, mode: str) -> AsyncIterator[System]:
     try:
         async with dasync.connect(url) as client:
             flow = client.proxy(_workloads.Flow)
-            yield System(lambda w, x: flow.w1(x) if w == "W1" else flow.w2(x), [p.pid for p in procs])
+            yield System(
+                lambda w, x: flow.w1(x) if w == "W1" else flow.w2(x), [p.pid for p in procs]
+            )
     finally:
         await asyncio.to_thread(_stop, procs)
 
@@ -321,37 +350,10 @@ class Config:
     duration: float
     warmup: float
     count_runs: int
-    profile: str | None
-    profiler: str
-
-
-@contextlib.contextmanager
-def profiling(cfg: Config, tag: str | None) -> Iterator[None]:
-    """Profile this process (dasync's throughput phase) with cProfile or pyinstrument."""
-    if not cfg.profile or tag is None:
-        yield
-        return
-    path = f"{cfg.profile}.{tag}"
-    if cfg.profiler == "pyinstrument":
-        from pyinstrument import Profiler
-
-        sampler = Profiler(interval=0.0005, async_mode="disabled")
-        sampler.start()
-        try:
-            yield
-        finally:
-            sampler.stop()
-            path += ".txt"
-            Path(path).write_text(sampler.output_text(unicode=False, color=False))
-    else:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        try:
-            yield
-        finally:
-            profiler.disable()
-            profiler.dump_stats(path)
-    print(f"    profile of dasync {tag} written to {path}")
+    rounds: int
+    profile: str | None = None
+    profiler: str = "py-spy"
+    profile_systems: tuple[str, ...] = ("dasync",)
 
 
 async def measure(workload: str, system: str, mode: str, cfg: Config) -> Cell:
@@ -361,30 +363,29 @@ async def measure(workload: str, system: str, mode: str, cfg: Config) -> Cell:
         async with SYSTEM_FACTORIES[system](server.url, mode) as sysm:
             run = sysm.run
             await sequential(run, workload, 5)  # provisioning, codecs, caches
-            if mode == "inproc":
-                COUNTER.counts.clear()
-                COUNTER.enabled = True
-                await sequential(run, workload, cfg.count_runs)
-                COUNTER.enabled = False
-                cell.ops = {k: v / cfg.count_runs for k, v in COUNTER.counts.items()}
+            counted = mode == "inproc"  # in procs mode the services publish elsewhere
+            if counted:
+                with COUNTER.counting() as counts:
+                    await sequential(run, workload, cfg.count_runs)
+                cell.ops = {k: v / cfg.count_runs for k, v in counts.items()}
             await sequential(run, workload, cfg.samples, cell.latencies)
-            COUNTER.counts.clear()
-            COUNTER.enabled = mode == "inproc"
-            warm, _ = await loaded(run, workload, cfg.warmup, [])
-            COUNTER.enabled = False
-            if mode == "inproc":
-                cell.ops_loaded = {k: v / warm for k, v in COUNTER.counts.items()}
+            with COUNTER.counting(counted) as counts:
+                warm, _ = await loaded(run, workload, cfg.warmup, [])
+            if counted:
+                cell.ops_loaded = {k: v / warm for k, v in counts.items()}
             pids = [server.pid, *sysm.children]
             before = [proc_cpu(p) for p in pids]
             own = time.process_time()
-            with profiling(cfg, f"{workload}.{mode}" if system == "dasync" else None):
-                cell.routines, cell.seconds = await loaded(
-                    run, workload, cfg.duration, cell.loaded
-                )
+            tag = f"{system}.{workload}.{mode}" if system in cfg.profile_systems else None
+            with _profile.profiling(cfg.profile, cfg.profiler, tag) as path:
+                cell.routines, cell.seconds = await loaded(run, workload, cfg.duration, cell.loaded)
+            if path:
+                cell.profiles.append(path)
             own = time.process_time() - own
             after = [proc_cpu(p) for p in pids]
             cell.cpu_server = after[0] - before[0]
             cell.cpu_python = own + sum(a - b for a, b in zip(after[1:], before[1:], strict=True))
+            cell.rates = [cell.routines / cell.seconds]
     return cell
 
 
@@ -423,7 +424,7 @@ def report(cells: list[Cell]) -> None:
     print()
     hdr = (
         f"{'workload':<8} {'mode':<7} {'system':<7} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'rt/s@64':>8} {'p50@64':>8} {'CPU s/1k':>9} {'srv s/1k':>9}"
+        f"{'rt/s@64':>8} {'p50@64':>8} {'CPU s/1k':>9} {'srv s/1k':>9}  rounds rt/s"
     )
     print(hdr)
     print("-" * len(hdr))
@@ -432,8 +433,13 @@ def report(cells: list[Cell]) -> None:
         print(
             f"{c.workload:<8} {c.mode:<7} {c.system:<7} {c.p50:8.2f} {c.p99:8.2f} "
             f"{c.rate:8.0f} {percentile(c.loaded, 0.5) * 1e3:8.1f} {c.cpu_per_k:9.2f} "
-            f"{c.server_per_k:9.2f}"
+            f"{c.server_per_k:9.2f}  {' '.join(f'{r:.0f}' for r in c.rates)}"
         )
+    print(
+        "p50/p99: one routine at a time; rt/s@64: routines/s with 64 in flight (pooled over "
+        "rounds);\np50@64: latency with 64 in flight; CPU s/1k: CPU seconds of the Python "
+        "process(es) per 1,000 routines;\nsrv s/1k: the same for nats-server"
+    )
     print()
     print("ratios dasync / floor")
     for (workload, mode, system), d in by.items():
@@ -467,49 +473,62 @@ def report(cells: list[Cell]) -> None:
             if not any(c.ops_loaded.get(kind) for c in with_ops):
                 continue
             print(
-                f"  {label:<52}"
-                + "".join(f"{c.ops_loaded.get(kind, 0.0):13.2f}" for c in with_ops)
+                f"  {label:<52}" + "".join(f"{c.ops_loaded.get(kind, 0.0):13.2f}" for c in with_ops)
             )
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> list[Cell]:
     quick = args.quick
     cfg = Config(
         samples=args.samples or (60 if quick else 200),
         duration=args.duration or (2.0 if quick else 5.0),
         warmup=0.5 if quick else 1.0,
         count_runs=10 if quick else 20,
+        rounds=args.rounds or (1 if quick else 2),
         profile=args.profile,
-        profiler=args.profiler,
+        profiler=args.profiler or _profile.default_profiler(),
+        profile_systems=tuple(args.profile_systems),
     )
     modes = ["inproc", "procs"] if args.mode == "both" else [args.mode]
-    COUNTER.install()
     print("dasync workflow benchmark over NATS JetStream")
     print(f"machine: {machine()}")
     print(
-        f"latency: {cfg.samples} routines one at a time; throughput: {INFLIGHT} in flight for "
-        f"{cfg.duration:g} s; modes: {', '.join(modes)}; a fresh nats-server per cell"
+        f"per cell and round: latency of {cfg.samples} routines one at a time, throughput with "
+        f"{INFLIGHT} in flight for {cfg.duration:g} s; {cfg.rounds} round(s), systems "
+        f"alternating; modes: {', '.join(modes)}; a fresh nats-server per cell and round"
     )
-    cells = []
+    print(f"load average before the run: {os.getloadavg()[0]:.2f}")
+    cells: dict[tuple[str, str, str], Cell] = {}
     for mode in modes:
         for workload in args.workloads:
-            for system in SYSTEMS:
-                t0 = time.perf_counter()
-                cell = await measure(workload, system, mode, cfg)
-                cells.append(cell)
-                print(
-                    f"  {workload} {mode:<7} {system:<7} p50 {cell.p50:6.2f} ms  "
-                    f"{cell.rate:6.0f} routines/s  ({time.perf_counter() - t0:.1f} s)",
-                    flush=True,
-                )
-    report(cells)
-    if args.profile and args.profiler == "cprofile":
-        for workload in args.workloads:
-            for mode in modes:
-                path = f"{args.profile}.{workload}.{mode}"
-                if os.path.exists(path):
-                    print(f"\nprofile {path} (top 25 by own time)")
-                    pstats.Stats(path).sort_stats("tottime").print_stats(25)
+            for r in range(cfg.rounds):
+                order = SYSTEMS if r % 2 == 0 else SYSTEMS[::-1]
+                for system in order:
+                    t0 = time.perf_counter()
+                    cell = await measure(workload, system, mode, cfg)
+                    print(
+                        f"  round {r + 1}: {workload} {mode:<7} {system:<7} p50 {cell.p50:6.2f} ms"
+                        f"  {cell.rate:6.0f} routines/s  ({time.perf_counter() - t0:.1f} s)",
+                        flush=True,
+                    )
+                    key = (workload, mode, system)
+                    if key in cells:
+                        cells[key].merge(cell)
+                    else:
+                        cells[key] = cell
+    report(list(cells.values()))
+    return list(cells.values())
+
+
+def print_profiles(cells: list[Cell]) -> None:
+    for cell in cells:
+        for path in cell.profiles:
+            print(f"\nprofile of {cell.system} {cell.workload} ({cell.mode}): {path}")
+            if path.endswith(".folded"):
+                per_round = cell.routines // max(len(cell.rates), 1)
+                print(_profile.summarize(path, per_round))
+            else:
+                pstats.Stats(path).sort_stats("tottime").print_stats(20)
 
 
 if __name__ == "__main__":
@@ -519,8 +538,16 @@ if __name__ == "__main__":
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--samples", type=int, help="routines for the latency percentiles")
     parser.add_argument("--duration", type=float, help="seconds of the throughput phase")
-    parser.add_argument("--profile", metavar="PATH", help="profile dasync's throughput phase")
-    parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
+    parser.add_argument("--rounds", type=int, help="rounds per cell (pooled; default 2, quick 1)")
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="profile the throughput phase into PREFIX.<cell>.*"
+    )
+    parser.add_argument(
+        "--profiler", choices=["py-spy", "cprofile"], help="default: py-spy if installed"
+    )
+    parser.add_argument(
+        "--profile-systems", nargs="+", choices=SYSTEMS, default=["dasync"], help="what to profile"
+    )
     parser.add_argument("--serve", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -528,4 +555,4 @@ if __name__ == "__main__":
     if arguments.serve:
         asyncio.run(serve(arguments.serve, arguments.role, arguments.url))
     else:
-        asyncio.run(main(arguments))
+        print_profiles(asyncio.run(main(arguments)))

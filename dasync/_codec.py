@@ -285,8 +285,11 @@ def encode_event(event: EventSpec, value: Any) -> bytes:
     try:
         checked = adapter.validate_python(value)
     except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        at = f", field {where!r}" if where else ""
         raise InvalidArguments(
-            f"event {event.topic}: payload does not match {_type_name(event.payload)}: "
-            f"{exc.errors()[0]['msg']} (got {_short(value)})"
+            f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
+            f"{err['msg']} (got {_short(value)})"
         ) from None
     return adapter.dump_json(checked)

@@ -7,6 +7,7 @@ and then shared by the runtime, the proxies and codegen.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,9 +166,13 @@ def _build_spec(contract: type, name: str, include_implementation: bool = False)
     return ServiceSpec(name, contract, methods, inspect.getdoc(contract), events)
 
 
+_EVENT_ANNOTATION = re.compile(r"\s*((dasync\.)?Event\s*(\[.*)?|.*\bEvent\[.*)")
+"""A postponed (string) annotation that may be ``dasync.Event[...]``, resolved to be sure."""
+
+
 def _is_event(annotation: Any) -> bool:
-    if isinstance(annotation, str):
-        return "Event[" in annotation
+    if isinstance(annotation, str):  # postponed: resolve it if it may be dasync.Event
+        return _EVENT_ANNOTATION.fullmatch(annotation) is not None
     return typing.get_origin(annotation) is Event or annotation is Event
 
 

@@ -1,27 +1,66 @@
 """The examples run end to end with ``dasync run`` and print the story they tell.
 
 They are documentation, so a broken example is a broken doc: each is run as a
-user would run it, in a subprocess, and must exit 0 by itself.
+user would run it, in a subprocess, and must exit 0 by itself; on the default
+backend (the embedded NATS server, started in the test's own directory and
+stopped again by ``dasync run``) and on ``--memory``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from dasync.cli._nats import find_embedded
+from dasync.transports.nats import stop_embedded
+
+from .test_cli import nats_servers_under
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-def dasync_run(example: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dasync", "run", f"examples/{example}/service.py"],
-        cwd=ROOT,
+@pytest.fixture(params=["nats", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The backend flag's name; the embedded server of ``tmp_path`` is stopped after."""
+    yield str(request.param)
+    stop_embedded(tmp_path / ".dasync")
+    assert nats_servers_under(tmp_path) == []
+
+
+def dasync_run(example: str, backend: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    flags = ["--memory"] if backend == "memory" else []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASYNC_NATS_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "dasync", "run", EXAMPLES / example / "service.py", *flags],
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=30,
     )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    if backend == "nats":
+        assert re.fullmatch(
+            r"dasync: started the NATS server of this directory at nats://127\.0\.0\.1:\d+ "
+            r"\(pid \d+, store and log in \./\.dasync/nats\)",
+            lines[0],
+        ), lines[0]
+        assert lines[-1] == (
+            "dasync: stopped the NATS server of this directory (no dasync process uses it)"
+        )
+        assert find_embedded(cwd / ".dasync") is None
+    else:
+        assert not (cwd / ".dasync").exists()
+    return result
 
 
 def assert_in_order(lines: list[str], expected: list[str]) -> None:
@@ -36,10 +75,8 @@ def assert_in_order(lines: list[str], expected: list[str]) -> None:
             ) from None
 
 
-def test_coffee() -> None:
-    result = dasync_run("coffee")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+def test_coffee(backend: str, tmp_path: Path) -> None:
+    result = dasync_run("coffee", backend, tmp_path)
     lines = result.stdout.splitlines()
     assert_in_order(
         lines,
@@ -68,10 +105,8 @@ def test_coffee() -> None:
     )
 
 
-def test_shop() -> None:
-    result = dasync_run("shop")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+def test_shop(backend: str, tmp_path: Path) -> None:
+    result = dasync_run("shop", backend, tmp_path)
     lines = result.stdout.splitlines()
     assert_in_order(
         lines,
@@ -93,10 +128,50 @@ def test_shop() -> None:
     bob_credit, bob_refund = ledger[1][-1], ledger[2][-1]
     assert bob_credit == bob_refund  # the refund undoes the same transaction
     assert "  balance                  25.00" in lines
-    assert lines[-1] == 'dasync: main() returned {"Alice":"ok","Bob":"refunded"}'
+    assert 'dasync: main() returned {"Alice":"ok","Bob":"refunded"}' in lines
 
 
 def test_examples_readme_lists_every_example() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     for folder in sorted(p for p in EXAMPLES.iterdir() if (p / "service.py").exists()):
         assert f"dasync run examples/{folder.name}/service.py" in readme
+
+
+def test_readme_starts_with_the_coffee_example_on_the_embedded_server() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert first_block.strip() == (
+        "python3 -m venv .venv && . .venv/bin/activate && pip install . "
+        "&& dasync run examples/coffee/service.py"
+    )
+
+
+def test_both_examples_at_once_share_the_embedded_server(tmp_path: Path) -> None:
+    """Run side by side from one directory, each keeps its own services and main()."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASYNC_NATS_")}
+    processes: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for example in ("coffee", "shop"):
+            processes[example] = subprocess.Popen(
+                [sys.executable, "-m", "dasync", "run", EXAMPLES / example / "service.py"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        outputs = {name: process.communicate(timeout=30) for name, process in processes.items()}
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        stop_embedded(tmp_path / ".dasync")
+    for name, (_, stderr) in outputs.items():
+        assert processes[name].returncode == 0, stderr
+        assert "Traceback" not in stderr
+    assert "dasync: main() returned 2" in outputs["coffee"][0].splitlines()
+    shop_result = 'dasync: main() returned {"Alice":"ok","Bob":"refunded"}'
+    assert shop_result in outputs["shop"][0].splitlines()
+    assert find_embedded(tmp_path / ".dasync") is None
+    assert nats_servers_under(tmp_path) == []

@@ -28,10 +28,11 @@ from ._common import (
     trim_traceback,
 )
 from ._nats import (
+    ENVIRONMENT_HELP,
     Target,
     add_nats_arguments,
     connect_options,
-    find_embedded,
+    locate_server,
     resolve_target,
 )
 
@@ -60,7 +61,7 @@ with --memory cannot be called from here.
 EPILOG = """\
 examples:
   dasync call Shop.place_order '{"item": "book", "price": "12.50"}'
-  dasync call PaymentTerminal.ledger --nats nats://10.0.0.5:4222 --timeout 5
+  dasync call Payments.ledger --nats nats://nats.internal:4222 --timeout 5
 
 exit status:
   0    the routine returned; its result is on stdout
@@ -77,7 +78,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "call",
         help="call a method of a running service and print the result",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + ENVIRONMENT_HELP,
         parents=parents,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -161,7 +162,7 @@ async def _call(
     limit = args.timeout if args.timeout and args.timeout > 0 else None
     loop = asyncio.get_running_loop()
     deadline = None if limit is None else loop.time() + limit
-    options, where = _locate(target)
+    options, where = locate_server(target)
     name = f"{service}.{method}"
     async with _open_client(options, limit) as client:
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
@@ -196,31 +197,10 @@ async def _call(
     return EXIT_FAILED
 
 
-# --- the one place where `dasync call` chooses its server ------------------------------------
+# --- connecting ------------------------------------------------------------------------------
 
 
-def _locate(target: Target) -> tuple[NatsOptions, str]:
-    """The server to call through and how to name it in messages; fails fast if there is none."""
-    from ..transports.nats import NatsOptions
-
-    if target.kind == "nats":
-        assert target.options is not None
-        return target.options, f"NATS at {target.url}"
-    if target.ignored:
-        err(
-            f"dasync: note: {', '.join(target.ignored)} ignored: the embedded server "
-            "takes no credentials (set DASYNC_NATS_URL to use another server)"
-        )
-    server = find_embedded()
-    if server is None:
-        raise CliError(
-            "no NATS server to call through: no 'dasync run' is serving from this directory "
-            "(./.dasync/ has no running server). Start the services here first with "
-            "'dasync run FILE' (in another terminal), or give the server of the running "
-            "services with --nats URL (or $DASYNC_NATS_URL)",
-            EXIT_UNAVAILABLE,
-        )
-    return NatsOptions(servers=(server.url,)), f"the NATS server of this directory at {server.url}"
+_locate = locate_server  # the name other commands used first
 
 
 @asynccontextmanager

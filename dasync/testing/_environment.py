@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from .._errors import ContractError
+from .._event import EventSpec
 from .._injection import Container, Injector
 from .._proxy import make_proxy
 from .._runtime import Runtime
@@ -46,12 +49,29 @@ async def runtime(
         yield rt
 
 
+class _IgnoredEvents:
+    """Events of the proxies ``instantiate`` injects: ``+=``/``-=`` are accepted and ignored
+    (call the handler yourself to test it); firing one is refused, as it goes nowhere."""
+
+    def subscribe(self, event: EventSpec, handler: Callable[..., Awaitable[Any]]) -> None:
+        pass
+
+    def unsubscribe(self, event: EventSpec, handler: Callable[..., Awaitable[Any]]) -> None:
+        pass
+
+    def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
+        raise ContractError(
+            f"{event.topic} was fired on a proxy of dasync.testing.instantiate(), which is not "
+            f"connected to a runtime; pass a fake for it, or use dasync.testing.runtime()"
+        )
+
+
 def instantiate(service_cls: type[S], **fakes: Any) -> S:
     """An instance of ``service_cls`` for plain unit tests, with fakes injected by name.
 
     Contract parameters not given as fakes get proxies, which refuse to be
     called outside a routine, so a missing fake shows up as a clear error.
     """
-    injector = Injector(lambda c: make_proxy(c), dict(fakes))
+    injector = Injector(lambda c: make_proxy(c, events=_IgnoredEvents()), dict(fakes))
     obj: S = injector.construct(service_cls)  # type: ignore[assignment]
     return obj

@@ -1,4 +1,4 @@
-"""The shop's contracts: a payment terminal, a warehouse and the shop itself.
+"""The shop's contracts: payments, a warehouse and the shop itself.
 
 Contracts are ``typing.Protocol`` classes with ``async def`` methods; every
 service and client imports this file, never the implementations. Exceptions a
@@ -39,7 +39,7 @@ class OutOfStock(Exception):
         return f"{self.requested} x {self.item} requested, {self.available} in stock"
 
 
-class PaymentTerminal(Protocol):
+class Payments(Protocol):
     # credit: the shop is credited the amount (the customer is charged).
     async def credit(self, tx: UUID, customer: str, amount: Decimal) -> None: ...
 

@@ -15,13 +15,13 @@ from decimal import Decimal
 from uuid import UUID
 
 # contracts.py sits next to this file; `dasync run` puts this folder on sys.path.
-from contracts import LedgerEntry, OutOfStock, PaymentTerminal, Shop, Warehouse
+from contracts import LedgerEntry, OutOfStock, Payments, Shop, Warehouse
 from dependency_injector import containers, providers
 
 import dasync
 
 
-class PaymentService(PaymentTerminal):
+class PaymentService(Payments):
     """Keeps a ledger of credits and refunds."""
 
     def __init__(self) -> None:
@@ -61,7 +61,7 @@ class WarehouseService(Warehouse):
 
 class OnlineShop(Shop):
     def __init__(
-        self, payments: PaymentTerminal, warehouse: Warehouse, prices: dict[str, Decimal]
+        self, payments: Payments, warehouse: Warehouse, prices: dict[str, Decimal]
     ) -> None:
         self._payments = payments  # proxies: calls on them are durable
         self._warehouse = warehouse
@@ -95,7 +95,7 @@ class Container(containers.DeclarativeContainer):
 container = Container()
 
 
-async def main(shop: Shop, payments: PaymentTerminal) -> dict[str, str]:
+async def main(shop: Shop, payments: Payments) -> dict[str, str]:
     """Place one order that succeeds and one that is out of stock, then show the ledger."""
     outcomes = {
         "Alice": await shop.place_order("Alice", "book", 2),

@@ -20,10 +20,11 @@ KINDS = ("memory", "nats")
 
 
 @pytest.fixture(scope="session")
-def events_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def events_nats_server() -> Iterator[Any]:
+    """Its store is a temporary directory of its own, deleted when the session ends."""
     from dasync.testing._nats_server import NatsServer
 
-    with NatsServer(store_dir=tmp_path_factory.mktemp("nats-events")) as server:
+    with NatsServer() as server:
         yield server
 
 

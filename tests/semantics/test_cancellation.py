@@ -93,6 +93,11 @@ async def test_cancelling_a_task_cancels_the_callee(make_runtime):
         assert await handle.result(timeout=10) == "child cancelled"
         # the task starts after the routine's own sleep was issued: the call is step 2
         await wait_until(lambda: CANCELLED == {"boss-1-2"})
+
+        async def committed() -> bool:  # the callee saw the cancel; then its step commits
+            return len(await steps(rt, "Worker", "boss-1-2")) == 2
+
+        await wait_until(committed)
         child = await steps(rt, "Worker", "boss-1-2")
         assert type(child[-1].input).__name__ == "Cancel"
         done = child[-1].commands[-1]

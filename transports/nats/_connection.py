@@ -276,12 +276,16 @@ class Connection:
             await inbox.close()
         if self.nc.is_closed:
             return
-        try:
-            await asyncio.wait_for(self.nc.drain(), self.options.close_timeout)
-        except (nats.errors.Error, TimeoutError, OSError) as exc:
-            _log.debug("drain: %r", exc)
+        if self.nc.is_connected:  # draining a connection to a server that is gone only waits
+            try:
+                await asyncio.wait_for(self.nc.drain(), self.options.close_timeout)
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                _log.debug("drain: %r", exc)
         if not self.nc.is_closed:
-            await self.nc.close()
+            try:
+                await self.nc.close()
+            except (nats.errors.Error, OSError) as exc:
+                _log.debug("close: %r", exc)
 
     def abort(self) -> None:
         """Drop the connection without draining, as a killed process would (tests)."""

@@ -1,0 +1,149 @@
+"""Every message delivered twice, over NATS: results and counts do not change.
+
+Two ways to duplicate, each applied to every message — calls (from the client
+and between services), replies (to routines and to the client's inbox), timers:
+
+* ``copies``: the transport publishes each message twice, the second time under
+  another message id (``<id>#dup``), so the stream's dedupe cannot drop it;
+* ``twice``: the consumer hands each delivery to the handler twice, at once
+  (two deliveries of the same message, as a redelivery racing the first would).
+
+The callee counts in SQLite (``_services.py``). With no kill, every call must
+run exactly once — executions equal calls, not one more — every result must be
+right and arrive as a reply, and every journal must hold each input once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import dasync
+from dasync._engine import decode_step
+from dasync.testing._nats_server import NatsServer
+from dasync.transports import Delivery, Handler, Message, Subscription, Transport
+from dasync.transports.nats import connect_nats
+
+from ._cluster import RecordingClient, check_exactly_once, options, wait_for
+from ._services import (
+    CALLS_PER_FLOW,
+    Flow,
+    FlowService,
+    LedgerService,
+    Tally,
+    call_ids,
+    expected,
+    flow_id,
+)
+
+FLOWS = 100
+PAUSE = 0.05
+
+
+class Duplicating:
+    """A transport that duplicates every message, by publishing copies or by double delivery."""
+
+    def __init__(self, inner: Transport, how: str) -> None:
+        self.inner = inner
+        self.how = how
+        self.sent: Counter[str] = Counter()
+        self.doubled: Counter[str] = Counter()
+
+    async def send(self, queue: str, message: Message) -> None:
+        await self.inner.send(queue, message)
+        if self.how == "copies":
+            copy = dataclasses.replace(message, msg_id=message.msg_id + "#dup")
+            await self.inner.send(queue, copy)
+            self.sent[message.headers.get("dasync-kind", "?")] += 1
+
+    async def consume(self, queue: str, handler: Handler, **kw: Any) -> Subscription:
+        if self.how == "twice":
+            inner_handler = handler
+
+            async def handler(delivery: Delivery) -> None:
+                self.doubled[delivery.message.headers.get("dasync-kind", "?")] += 1
+                await asyncio.gather(inner_handler(delivery), inner_handler(delivery))
+
+        return await self.inner.consume(queue, handler, **kw)
+
+    def __getattr__(self, name: str) -> Any:  # declare, close, events...
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("how", ["copies", "twice"])
+async def test_every_message_twice_changes_nothing(tmp_path, how):
+    started = time.monotonic()
+    with NatsServer(store_dir=tmp_path / "nats") as server:
+        opts = options(server.url, f"dup-{how}")
+        transport, store = await connect_nats(opts)
+        duplicating = Duplicating(transport, how)
+        container = {"tally_path": str(tmp_path / "tally.sqlite")}
+        rt = dasync.Runtime(
+            [LedgerService, FlowService], transport=duplicating, store=store, container=container
+        )
+        async with rt:
+            client_transport, client_store = await connect_nats(opts)
+            client = RecordingClient(Duplicating(client_transport, how), client_store)
+            await client.client.open()
+            try:
+                handles = [
+                    await client.client.start(Flow.run, n, PAUSE, routine_id=flow_id(n))
+                    for n in range(FLOWS)
+                ]
+                results = await asyncio.wait_for(
+                    asyncio.gather(*(h.result() for h in handles)), timeout=60
+                )
+                assert results == [expected(n) for n in range(FLOWS)]
+                # every routine's reply reached the inbox, and its duplicate too
+                both = Counter({flow_id(n): 2 for n in range(FLOWS)})
+                await wait_for(lambda: client.replies == both, 10, f"{both} != {client.replies}")
+            finally:
+                await client.close()
+
+            calls = call_ids(FLOWS, pause=True)
+            journals = {
+                (service, rid): [decode_step(e) for e in await store.load(service, rid)]
+                for service, rids in (("Flow", [flow_id(n) for n in range(FLOWS)]), ("Ledger", calls))
+                for rid in rids
+            }
+            stats = rt.worker.stats
+        kinds = duplicating.sent if how == "copies" else duplicating.doubled
+        # the duplicates were really there: of calls, replies and timers, and were noticed
+        assert kinds["start"] >= FLOWS * CALLS_PER_FLOW
+        assert kinds["reply"] >= FLOWS * CALLS_PER_FLOW
+        assert kinds["timer"] >= FLOWS
+        # every second copy was recognised as a duplicate: of each flow's start, timer and
+        # replies, and of each ledger call's start
+        assert stats.redeliveries_resent >= FLOWS * (2 + CALLS_PER_FLOW) + FLOWS * CALLS_PER_FLOW
+        assert stats.rejected == []
+
+        tally = Tally(tmp_path / "tally.sqlite")
+        report = check_exactly_once(tally, calls, cut_short=lambda e: False, first_seq=2)
+        tally.close()
+        assert report.executions == report.calls == FLOWS * CALLS_PER_FLOW  # not one more
+        assert report.effect_writes == report.calls
+
+        # each journal holds every input once: start, timer, three replies; a ledger call is
+        # one step
+        for (service, rid), steps in journals.items():
+            keys = [s.input.key for s in steps]
+            assert len(keys) == len(set(keys)), (rid, keys)
+            seqs = [c.seq for s in steps for c in s.commands]
+            assert seqs == sorted(set(seqs)), (rid, seqs)
+            if service == "Ledger":
+                assert len(steps) == 1, rid
+            else:
+                assert sorted(keys) == sorted(
+                    ["start", "timer:1", *(f"reply:{i}" for i in range(2, 2 + CALLS_PER_FLOW))]
+                ), rid
+        elapsed = time.monotonic() - started
+        print(
+            f"\nduplicates ({how}): {FLOWS} flows, {report.calls} calls, duplicated "
+            f"{dict(kinds)}, {stats.redeliveries_resent} duplicates recognised, "
+            f"{report.executions} executions, {elapsed:.1f}s"
+        )
