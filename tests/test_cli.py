@@ -160,13 +160,18 @@ def closed_port() -> int:
     return port
 
 
+_TEST_DIRS: list[Path] = []
+"""The temporary directories of this module's tests (other modules' servers are not ours)."""
+
+
 @pytest.fixture(autouse=True, scope="module")
-def no_server_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """After the module's tests, no embedded server started under its temporary dirs runs."""
+def no_server_left_behind() -> Iterator[None]:
+    """After the module's tests, no server started under their temporary dirs runs."""
     yield
     if not Path("/proc").is_dir():
         return
-    left = nats_servers_under(tmp_path_factory.getbasetemp())
+    left = sorted({pid for base in _TEST_DIRS for pid in nats_servers_under(base)})
+    _TEST_DIRS.clear()
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"nats-server processes left running: {left}"
@@ -175,6 +180,7 @@ def no_server_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(autouse=True)
 def embedded_server_stopped(tmp_path: Path) -> Iterator[None]:
     """Whatever a test did, the embedded server of its directory is stopped after it."""
+    _TEST_DIRS.append(tmp_path)
     yield
     stop_embedded(tmp_path / ".dasync")
 

@@ -131,6 +131,26 @@ def test_shop(backend: str, tmp_path: Path) -> None:
     assert 'dasync: main() returned {"Alice":"ok","Bob":"refunded"}' in lines
 
 
+def test_rewards(backend: str, tmp_path: Path) -> None:
+    result = dasync_run("rewards", backend, tmp_path)
+    lines = result.stdout.splitlines()
+    assert_in_order(
+        lines,
+        [
+            "dasync: ready, running main()",
+            "main: Dave was not registered ('dave-at-example.com' is not an email address), "
+            "so nothing was announced",
+            "main: 3 customers registered; rewards and emails follow on their own",
+        ],
+    )
+    assert "main: Alice has 150 points (referred Bob, welcome bonus) and 2 emails" in lines
+    assert lines[-2 if backend == "nats" else -1] == (
+        'dasync: main() returned {"Alice":150,"Bob":100,"Carol":100}'
+    )
+    # the subscribers ran once per event: one welcome email and one follow-up each
+    assert sum(line.startswith("mailer:") for line in lines) == 6, lines
+
+
 def test_examples_readme_lists_every_example() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     for folder in sorted(p for p in EXAMPLES.iterdir() if (p / "service.py").exists()):

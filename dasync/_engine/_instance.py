@@ -148,7 +148,7 @@ class RoutineInstance:
     def evict(self) -> None:
         """Unwind the routine's tasks without letting them issue commands."""
         self._evicted = True
-        for task in asyncio.all_tasks(self._loop):
+        for task in list(self._loop.tasks):
             task.cancel()
         for _ in range(100):
             if not self._loop._ready:

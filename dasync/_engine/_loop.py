@@ -46,6 +46,8 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         self._bridges = 0
         self._wakeup: asyncio.Event | None = None
         self.errors: list[dict[str, Any]] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """This routine's unfinished tasks (``asyncio.all_tasks`` would scan every loop's)."""
         self.host: asyncio.AbstractEventLoop | None = None
         """The real event loop driving this one (where ``dasync.io`` work runs)."""
 
@@ -165,7 +167,10 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        return asyncio.Task(_Bridge(coro, self), loop=self, name=name, context=context)
+        task = asyncio.Task(_Bridge(coro, self), loop=self, name=name, context=context)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     def is_running(self) -> bool:
         return self._running

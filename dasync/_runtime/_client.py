@@ -161,14 +161,16 @@ class Client:
 
     async def _outcome(self, handle: RoutineHandle[Any]) -> Any:
         fut = self._waiters.get(handle.routine_id)
+        poll = self._poll
         try:
             while True:
                 if fut is not None:  # our own start: the reply comes to our inbox
                     try:
-                        ok, payload = await asyncio.wait_for(asyncio.shield(fut), self._poll)
+                        ok, payload = await asyncio.wait_for(asyncio.shield(fut), poll)
                         break
                     except TimeoutError:
-                        pass
+                        # the journal is the fallback if a reply went astray: look less often
+                        poll = min(poll * 2, self._poll * 16)
                 # started elsewhere, or the reply went astray: read the journal
                 done = await self._stored_completion(handle)
                 if done is not None:

@@ -112,8 +112,7 @@ class Runtime:
             raise TypeError("kill() simulates a crash on the memory transport only")
         self._started = False
         kill()
-        for key in list(self.worker._cache):
-            self.worker._cache.pop(key)
+        self.worker.kill()
 
     def host_main(self, main: Callable[..., Any], name: str = "main") -> type:
         """Host ``async def main(...)`` as the one method of a service, before ``start()``.

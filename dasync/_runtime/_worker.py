@@ -160,6 +160,14 @@ class Worker:
             self._subscriptions.append(sub)
         self._heartbeat_task = asyncio.get_running_loop().create_task(self._keep_alive())
 
+    def kill(self) -> None:
+        """Forget everything at once, as a crashed process would (tests)."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
+        self._subscriptions.clear()
+        self._cache.clear()
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop fetching, let in-flight activations finish (up to ``grace`` s), drop the cache.
 

@@ -157,6 +157,7 @@ async def test_result_that_does_not_match_the_contract(make_runtime):
         {"dasync-kind": "timer", "dasync-routine": "no-such-routine", "dasync-seq": "1"},
     ],
 )
+@pytest.mark.parametrize("replay_mode", ["cached"])  # no routine runs: replay is irrelevant
 async def test_message_with_bad_headers_is_dead_lettered(make_runtime, headers):
     async with make_runtime(SERVICES) as rt:
         await publish_raw(rt, "Calc", Message("garbage-1", headers, b"{}"))

@@ -319,3 +319,23 @@ async def test_an_event_fired_through_another_services_proxy_leaves_with_the_com
         assert await rt.client.proxy(Importer).import_one("rae") == "rae"
         if world.nats:  # no subscriber exists, so only the stream keeps it
             assert await world.stored(TOPIC) == 1
+
+
+async def test_workers_of_one_subscribing_service_share_its_events(world: World) -> None:
+    """Two workers of the same subscriber: one group, each event handled by one of them."""
+    log = Recorder()
+    c = _container(log)
+    names = [f"w{i:03}" for i in range(100)]
+    async with (
+        world.runtime([Rewards], container=c) as first,
+        world.runtime([Rewards], container=c) as second,
+        world.runtime([CustomerService]) as pub,
+    ):
+        for start in range(0, 100, 10):
+            await pub.client.proxy(Customers).register_many(names[start : start + 10])
+        await wait_until(lambda: len(log.effects) == 100)
+        await quiet()
+        handled = [rt.worker.stats.activations for rt in (first, second)]
+    assert sorted(log.values("Rewards.welcome")) == names
+    assert len(log.runs) == 100
+    assert sum(handled) == 100  # one activation per event, across both workers

@@ -37,7 +37,7 @@ class Processes:
     def spawn(self, role: str, name: str, ack_wait: float = 2.0) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
+        log = open(self.workdir / f"{name}.log", "wb")
         args = [self.url, self.namespace, str(self.workdir), name, str(ack_wait)]
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.integration._proc", role, *args],
@@ -63,6 +63,15 @@ class Processes:
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def grep(self, text: str) -> str:
+        """Lines of every process log that mention ``text`` (to explain a failure)."""
+        return "\n".join(
+            f"{name}: {line}"
+            for name in self.procs
+            for line in (self.workdir / f"{name}.log").read_text(errors="replace").splitlines()
+            if text and text in line
+        )
 
     def alive(self) -> list[str]:
         return [name for name, proc in self.procs.items() if proc.poll() is None]
@@ -139,6 +148,13 @@ class ExactlyOnce:
     executions: int
     reexecuted: set[str] = field(default_factory=set)
     effect_writes: int = 0
+    unexplained: dict[str, list[Execution]] = field(default_factory=dict)
+    """Calls that ran again although no earlier execution of theirs was cut short."""
+
+    def assert_explained(self) -> None:
+        assert not self.unexplained, "calls ran again without a reason: " + "; ".join(
+            f"{call_id}: {runs}" for call_id, runs in sorted(self.unexplained.items())[:5]
+        )
 
 
 def check_exactly_once(
@@ -148,8 +164,13 @@ def check_exactly_once(
     cut_short: Callable[[Execution], bool],
     first_seq: int = 1,
 ) -> ExactlyOnce:
-    """Every call's effect happened once, under its call id; an execution ran again only
-    when an earlier one of the same call was cut short (``cut_short`` says which may be)."""
+    """Every call's effect happened once, under its call id, and was the right one.
+
+    Executions are returned for the caller to judge (``assert_explained``): a call may
+    run again only when every earlier execution of it was cut short (``cut_short`` says
+    which executions may have been: those of a killed process, those running while the
+    server went away).
+    """
     calls = set(calls)
     effects = tally.effects()
     assert set(effects) == calls, (
@@ -166,22 +187,25 @@ def check_exactly_once(
     for execution in tally.executions():
         by_call[execution.call_id].append(execution)
     assert set(by_call) == calls
-    reexecuted = set()
+    report = ExactlyOnce(calls=len(calls), executions=sum(len(r) for r in by_call.values()))
     for call_id, runs in by_call.items():
         writes = effects[call_id][3]
         assert 1 <= writes <= len(runs), (call_id, writes, runs)
+        report.effect_writes += writes
         if len(runs) > 1:
-            reexecuted.add(call_id)
-            earlier = runs[:-1]
-            assert all(cut_short(r) for r in earlier), (
-                f"{call_id} ran {len(runs)} times without a reason: {runs}"
-            )
-            assert not cut_short(runs[-1]) or len(runs) == 1, (call_id, runs)
-    return ExactlyOnce(
-        calls=len(calls),
-        executions=sum(len(r) for r in by_call.values()),
-        reexecuted=reexecuted,
-        effect_writes=sum(e[3] for e in effects.values()),
+            report.reexecuted.add(call_id)
+            if not all(cut_short(r) for r in runs[:-1]):
+                report.unexplained[call_id] = runs
+    return report
+
+
+def concurrent_on_two_processes(runs: list[Execution], within: float) -> bool:
+    """Whether two executions of one call began within ``within`` s of each other in two
+    different processes (two live deliveries of one message, handled at the same time)."""
+    return any(
+        a.pid != b.pid and abs(a.began - b.began) < within
+        for i, a in enumerate(runs)
+        for b in runs[i + 1 :]
     )
 
 
@@ -191,6 +215,7 @@ __all__ = [
     "Processes",
     "RecordingClient",
     "check_exactly_once",
+    "concurrent_on_two_processes",
     "options",
     "wait_for",
 ]

@@ -42,8 +42,10 @@ async def test_three_workers_one_killed_every_call_once(tmp_path):
                 ]
                 victim = workers[0]
                 await wait_for(
-                    lambda: tally.effect_count() >= FLOWS * CALLS_PER_FLOW // 3
-                    and bool(tally.unfinished_by(victim.pid)),
+                    lambda: (
+                        tally.effect_count() >= FLOWS * CALLS_PER_FLOW // 3
+                        and bool(tally.unfinished_by(victim.pid))
+                    ),
                     within=60,
                     what="a third of the calls done and calls in flight in the victim",
                 )
@@ -66,6 +68,7 @@ async def test_three_workers_one_killed_every_call_once(tmp_path):
                 tally, call_ids(FLOWS), cut_short=lambda e: e.pid == victim.pid
             )
             assert report.calls == FLOWS * CALLS_PER_FLOW
+            report.assert_explained()  # only executions that ran in the victim ran again
             # the kill landed in the middle of executions, and exactly those ran again
             assert in_flight_at_kill
             assert report.reexecuted

@@ -25,6 +25,7 @@ def _delay(timing):
     global DELAY
     DELAY = 100.0 if timing.virtual else 0.5
 
+
 STARTED: set[str] = set()
 CANCELLED: set[str] = set()
 

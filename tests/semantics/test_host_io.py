@@ -84,7 +84,6 @@ class IoImpl(Io):
         writer.close()
         return line.decode().strip()
 
-
     async def wait_event_via_io(self) -> str:
         HOST["waiting"] = True
         await dasync.io(HOST["event"].wait())

@@ -91,9 +91,7 @@ CHANGES = {
 }
 
 
-async def _run_v1_until_waiting(
-    make_runtime, rid: str
-) -> tuple[list[StepRecord], HostedService]:
+async def _run_v1_until_waiting(make_runtime, rid: str) -> tuple[list[StepRecord], HostedService]:
     """Run the v1 routine until it waits on Later; return its journal and the hosted Flow."""
     VERSION["code"] = "v1"
     async with make_runtime([LeafImpl, FlowImpl], force_replay=False) as rt:

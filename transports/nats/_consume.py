@@ -120,6 +120,8 @@ class PullConsumer:
         self._requests = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._started: dict[NatsDelivery, float] = {}
+        self._keeper: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -286,27 +288,31 @@ class PullConsumer:
         self.inflight[delivery] = task
 
     async def _handle(self, delivery: NatsDelivery) -> None:
-        keeper: asyncio.Task[None] | None = None
         try:
             due = delivery.message.deliver_at
             if due is not None and (wait := due - time.time()) > 0:
                 await delivery.nak(wait)  # early (no server scheduler, or clock skew)
                 return
-            keeper = asyncio.get_running_loop().create_task(self._keep_alive(delivery))
+            self._started[delivery] = time.monotonic()
+            if self._keeper is None or self._keeper.done():
+                self._keeper = asyncio.get_running_loop().create_task(self._keep_alive())
             await self.handler(delivery)
         except Exception:
             _log.exception("handler failed on %s", delivery.message.msg_id)
             await delivery.nak(1.0)
         finally:
-            if keeper is not None:
-                keeper.cancel()
+            self._started.pop(delivery, None)
             self.inflight.pop(delivery, None)
             self._freed.set()
 
-    async def _keep_alive(self, delivery: NatsDelivery) -> None:
-        while not delivery.settled:
+    async def _keep_alive(self) -> None:
+        """One sweep for all deliveries: those running longer than ``keepalive`` are kept."""
+        while self._started:
             await asyncio.sleep(self.keepalive)
-            await delivery.in_progress()
+            due = time.monotonic() - self.keepalive
+            for delivery, started in list(self._started.items()):
+                if started <= due and not delivery.settled:
+                    await delivery.in_progress()
 
 
 def _next_pause(pause: float, first: float = 0.1, cap: float = 2.0) -> float:
