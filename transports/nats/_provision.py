@@ -110,6 +110,8 @@ class Provisioner:
 
     async def _once(self, key: str, create: Callable[[], Awaitable[None]]) -> None:
         fut = self._done.get(key)
+        if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
+            return  # the hot path: provisioned already
         if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
             fut = self._done[key] = asyncio.ensure_future(create())
         try:

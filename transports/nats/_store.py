@@ -53,6 +53,14 @@ class NatsStore:
         self._check_open()
         stream = naming.journal_stream(service, self._ns)
         subject = naming.journal_subject(service, routine_id, self._ns)
+        # one cheap request first: most loads are of routines that do not exist yet (a new
+        # call checked for duplicates) or have one entry; only longer journals are paged
+        tip = await self._last(service, routine_id)
+        if tip is None:
+            return []
+        if _index(tip) == 0:
+            self._remember(service, routine_id, 1, int(tip.headers.get("Nats-Sequence", "0")))
+            return [tip.data]
         entries: list[bytes] = []
         start, last_seq = 1, 0
         while True:
@@ -105,6 +113,13 @@ class NatsStore:
 
     async def _tip(self, service: str, routine_id: str) -> tuple[int, int]:
         """(entries, stream sequence of the last one) of a routine's journal."""
+        raw = await self._last(service, routine_id)
+        if raw is None:
+            return 0, 0
+        return _index(raw) + 1, int(raw.headers.get("Nats-Sequence", "0"))
+
+    async def _last(self, service: str, routine_id: str) -> RawMsg | None:
+        """The last entry of a routine's journal (one request), or None if it has none."""
         stream = naming.journal_stream(service, self._ns)
         subject = naming.journal_subject(service, routine_id, self._ns)
 
@@ -116,10 +131,10 @@ class NatsStore:
 
         raw = await self._direct(service, last)
         if raw is None or raw.status == "404":
-            return 0, 0
+            return None
         if raw.status:
             raise TransportError(f"reading the end of {subject}: {raw.status} {raw.description}")
-        return _index(raw) + 1, int(raw.headers.get("Nats-Sequence", "0"))
+        return raw
 
     async def _direct(self, service: str, read: Callable[[], Awaitable[T]]) -> T | None:
         """Run a direct get; ``None`` if the journal stream does not exist.
