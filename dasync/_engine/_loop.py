@@ -57,12 +57,26 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         self._now = max(self._now, now)
 
     def fire_timer(self, seq: int) -> bool:
-        """Make the durable timer ``seq`` ready; False if it was cancelled or unknown."""
-        handle = self._timers.pop(seq, None)
+        """Make the durable timer ``seq`` ready; False if it was cancelled or unknown.
+
+        Timers of this routine due no later than ``seq`` fire with it, earliest first:
+        a transport may deliver timer messages late and out of order (NATS schedules
+        fire in batches), and a routine must still see its timers in deadline order.
+        The late messages of timers fired this way are then no-ops.
+        """
+        handle = self._timers.get(seq)
         if handle is None or handle.cancelled():
+            self._timers.pop(seq, None)
             return False
-        self._now = max(self._now, handle.when())
-        self._ready.append(handle)
+        due = sorted(
+            (h.when(), s)
+            for s, h in self._timers.items()
+            if h.when() <= handle.when() and not h.cancelled()
+        )
+        for _, s in due:
+            fired = self._timers.pop(s)
+            self._now = max(self._now, fired.when())
+            self._ready.append(fired)
         return True
 
     def has_live_timer(self, seq: int) -> bool:

@@ -682,7 +682,7 @@ class Chaos:
                     seq = 0
                     for _ in range(min(count, 20)):
                         msg = await js.get_msg(stream, seq=seq + 1, next=True, subject=subject)
-                        seq = msg.seq
+                        seq = msg.seq or seq + 1
                         headers = msg.headers or {}
                         letters.append(
                             f"{headers.get('Dasync-Msg-Id', seq)}: "

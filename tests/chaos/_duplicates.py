@@ -48,7 +48,7 @@ class Duplicating:
         self.seed = seed
         self.injected = 0
         self.copied: set[str] = set()
-        self._log: TextIO | None = open(log, "a", buffering=1) if log else None  # noqa: SIM115
+        self._log: TextIO | None = open(log, "a", buffering=1) if log else None
 
     def _record(self, kind: str, msg_id: str) -> None:
         self.injected += 1
@@ -58,7 +58,9 @@ class Duplicating:
             self._log.write(f"{kind} {msg_id}\n")
 
     def _copy(self, message: Message) -> Message | None:
-        if message.msg_id.endswith("#dup") or _fraction(self.seed, message.msg_id) >= self.copy_rate:
+        if message.msg_id.endswith("#dup"):
+            return None
+        if _fraction(self.seed, message.msg_id) >= self.copy_rate:
             return None
         return dataclasses.replace(message, msg_id=message.msg_id + "#dup")
 

@@ -40,7 +40,7 @@ class RecordingStore:
 
     def __init__(self, inner: JournalStore, log: Path) -> None:
         self.inner = inner
-        self._log: TextIO = open(log, "a", buffering=1)  # noqa: SIM115
+        self._log: TextIO = open(log, "a", buffering=1)
         self._pid = os.getpid()
 
     async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
@@ -55,7 +55,8 @@ class RecordingStore:
         self._write("ok", service, routine_id, expected)
 
     def _write(self, outcome: str, service: str, routine_id: str, expected: int) -> None:
-        self._log.write(f"{outcome} {self._pid} {service} {routine_id} {expected} {time.time():.6f}\n")
+        line = f"{outcome} {self._pid} {service} {routine_id} {expected} {time.time():.6f}"
+        self._log.write(line + "\n")
 
     async def load(self, service: str, routine_id: str) -> list[bytes]:
         return await self.inner.load(service, routine_id)

@@ -22,7 +22,7 @@ from .run import SHORT
 @pytest.fixture(scope="module")
 def report() -> Iterator[Report]:
     began = time.monotonic()
-    result = run_chaos(ChaosConfig(**SHORT))  # type: ignore[arg-type]
+    result = run_chaos(ChaosConfig(**SHORT))
     print(f"\n{result.summary()}\n{result.details()}")
     result.wall = time.monotonic() - began  # type: ignore[attr-defined]
     yield result

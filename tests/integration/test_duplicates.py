@@ -156,6 +156,19 @@ async def test_every_message_twice_changes_nothing(tmp_path, how, workers):
         tally = Tally(tmp_path / "tally.sqlite")
         report = check_exactly_once(tally, calls, cut_short=lambda e: False, first_seq=2)
         tally.close()
+        # each journal holds every input once: start, timer, three replies; a ledger call is
+        # one step
+        for (service, rid), steps in journals.items():
+            keys = [s.input.key for s in steps]
+            assert len(keys) == len(set(keys)), (rid, keys)
+            seqs = [c.seq for s in steps for c in s.commands]
+            assert seqs == sorted(set(seqs)), (rid, seqs)
+            if service == "Ledger":
+                assert len(steps) == 1, rid
+            else:
+                assert sorted(keys) == sorted(
+                    ["start", "timer:1", *(f"reply:{i}" for i in range(2, 2 + CALLS_PER_FLOW))]
+                ), rid
         report.assert_explained()  # no kill: no call may run twice
         assert report.executions == report.calls == FLOWS * CALLS_PER_FLOW  # not one more
         assert report.effect_writes == report.calls
@@ -173,19 +186,6 @@ async def test_every_message_twice_changes_nothing(tmp_path, how, workers):
         assert resent >= FLOWS * (2 + CALLS_PER_FLOW) + FLOWS * CALLS_PER_FLOW
         assert all(rt.worker.stats.rejected == [] for rt in runtimes)
 
-        # each journal holds every input once: start, timer, three replies; a ledger call is
-        # one step
-        for (service, rid), steps in journals.items():
-            keys = [s.input.key for s in steps]
-            assert len(keys) == len(set(keys)), (rid, keys)
-            seqs = [c.seq for s in steps for c in s.commands]
-            assert seqs == sorted(set(seqs)), (rid, seqs)
-            if service == "Ledger":
-                assert len(steps) == 1, rid
-            else:
-                assert sorted(keys) == sorted(
-                    ["start", "timer:1", *(f"reply:{i}" for i in range(2, 2 + CALLS_PER_FLOW))]
-                ), rid
         elapsed = time.monotonic() - started
         print(
             f"\nduplicates ({how}, {workers} worker(s)): {FLOWS} flows, {report.calls} calls, "

@@ -85,21 +85,12 @@ async def test_timers_fire_in_deadline_order(make_runtime, timing):
         assert await rt.client.proxy(Sleeper).race(delays) == sorted(delays)
 
 
-NATS_TICK_REASON = (
-    "nats-server runs its message scheduler at most every 250 ms (MsgScheduling.resetTimer: "
-    "'if fireIn < 250*time.Millisecond'), and fires every schedule due in one run in stream "
-    "order, not deadline order; dasync turns each into its own FireTimer input, so timers of one "
-    "routine less than 250 ms apart can fire out of deadline order (asyncio never does that). "
-    "Fix belongs in the worker/engine: on a FireTimer, also fire the routine's earlier-due "
-    "pending timers first."
-)
+# nats-server runs its message scheduler at most every 250 ms and fires every schedule due
+# in one run in stream order, not deadline order; the engine fires a routine's earlier-due
+# timers together with the one whose message arrives, so deadline order holds anyway.
 
 
-async def test_timers_closer_than_the_server_tick_fire_in_deadline_order(
-    make_runtime, timing, request
-):
-    if not timing.virtual:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=NATS_TICK_REASON))
+async def test_timers_closer_than_the_server_tick_fire_in_deadline_order(make_runtime, timing):
     # issued latest-first, all due within one scheduler tick of each other
     delays = [0.2, 0.15, 0.1, 0.05] if not timing.virtual else [20.0, 15.0, 10.0, 5.0]
     async with make_runtime([SleeperImpl]) as rt:

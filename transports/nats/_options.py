@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ._naming import check_namespace
+
 __all__ = ["NatsOptions"]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -79,8 +81,6 @@ class NatsOptions:
     """Extra keyword arguments for ``nats.connect`` (escape hatch)."""
 
     def __post_init__(self) -> None:
-        from ._naming import check_namespace
-
         check_namespace(self.namespace)
         if not _INBOX_PREFIX.fullmatch(self.inbox_prefix):
             raise ValueError(
