@@ -215,6 +215,7 @@ class Backend:
         cache_size: int = 10_000,
         concurrency: int = 64,
         nats: dict[str, Any] | None = None,
+        **options: Any,
     ) -> AsyncIterator[dasync.Runtime]:
         if self.transport == "memory":
             rt = dasync.Runtime(
@@ -224,6 +225,7 @@ class Backend:
                 force_replay=force_replay,
                 cache_size=cache_size,
                 concurrency=concurrency,
+                **options,
             )
         else:
             from dasync.transports.nats import connect_nats
@@ -240,6 +242,7 @@ class Backend:
                     force_replay=force_replay,
                     cache_size=cache_size,
                     concurrency=concurrency,
+                    **options,
                 )
             except BaseException:
                 await nats_transport.close()

@@ -11,7 +11,7 @@ from .._clock import Clock
 from .._codec import bind_args, decode_failure, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
 from .._engine import Complete, decode_step
-from .._errors import ContractError, MalformedMessage
+from .._errors import ContractError, InvalidArguments, MalformedMessage
 from .._event import EventSpec
 from .._proxy import make_proxy
 from ..transports import Delivery, JournalStore, Subscription, Transport
@@ -51,7 +51,13 @@ class Client:
     """Starts routines and receives their replies on a private inbox."""
 
     def __init__(
-        self, transport: Transport, store: JournalStore, clock: Clock, *, poll_interval: float = 0.5
+        self,
+        transport: Transport,
+        store: JournalStore,
+        clock: Clock,
+        *,
+        poll_interval: float = 0.5,
+        max_payload: int = 1024 * 1024,
     ) -> None:
         self._transport = transport
         self._store = store
@@ -61,6 +67,7 @@ class Client:
         self._waiters: dict[str, asyncio.Future[tuple[bool, bytes]]] = {}
         self._subscription: Subscription | None = None
         self._events = _ClientEvents(transport)
+        self.max_payload = max_payload
 
     async def open(self) -> None:
         await self._transport.declare(self._inbox)
@@ -132,6 +139,11 @@ class Client:
     async def _start(
         self, method: MethodSpec, payload: bytes, routine_id: str | None
     ) -> RoutineHandle[Any]:
+        if len(payload) > self.max_payload:
+            raise InvalidArguments(
+                f"{method.qualname}(): arguments are {len(payload)} bytes encoded, over the "
+                f"limit of {self.max_payload} bytes; pass a reference (an id, a URL) instead"
+            )
         routine_id = routine_id or uuid.uuid4().hex
         self._waiter(routine_id)
         msg = _wire.call_message(routine_id, method.name, payload, self._inbox, routine_id, 0)

@@ -40,6 +40,7 @@ class Runtime:
         cache_size: int = 10_000,
         force_replay: bool = False,
         concurrency: int = 64,
+        max_payload: int = 1024 * 1024,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -63,8 +64,9 @@ class Runtime:
             force_replay=force_replay,
             concurrency=concurrency,
             subscriptions=self.events.subscriptions,
+            max_payload=max_payload,
         )
-        self.client = Client(transport, store, self.clock)
+        self.client = Client(transport, store, self.clock, max_payload=max_payload)
         self._started = False
 
     def _host(self, cls: type) -> HostedService:

@@ -46,6 +46,7 @@ from .._engine import (
 )
 from .._errors import (
     CallFailed,
+    InvalidArguments,
     DasyncError,
     JournalConflict,
     MalformedMessage,
@@ -62,6 +63,9 @@ from . import _wire
 __all__ = ["HostedService", "Worker", "WorkerStats"]
 
 _log = logging.getLogger("dasync.worker")
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""Largest message body a worker accepts (NATS's default max_payload is 1 MiB too)."""
 
 MISSING_ROUTINE_ATTEMPTS = 8
 """Deliveries of a reply, timer or cancel for a routine that does not exist before it is
@@ -117,10 +121,12 @@ class Worker:
         heartbeat: float = 10.0,
         subscriptions: Sequence[EventSubscription] = (),
         poison_after: int = 10,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.services = {s.spec.name: s for s in services}
         self.event_subscriptions = subscriptions
         self.poison_after = poison_after
+        self.max_payload = max_payload
         self._first_errors: OrderedDict[str, str] = OrderedDict()
         self.heartbeat = heartbeat
         self.transport = transport
@@ -199,6 +205,18 @@ class Worker:
         except MalformedMessage as exc:
             self._reject(hosted, delivery.message, str(exc))
             await delivery.term(str(exc))
+            return
+        size = len(delivery.message.body)
+        if size > self.max_payload:
+            # refused before anything is stored: the caller learns why, nothing else waits
+            error = InvalidArguments(
+                f"{hosted.spec.name}.{env.method or env.kind}: payload of {size} bytes is over "
+                f"the limit of {self.max_payload} bytes"
+            )
+            self._reject(hosted, delivery.message, str(error))
+            if env.kind == "start":
+                await self._fail_caller(hosted, env, str(error), error)
+            await delivery.term(str(error))
             return
         await self._process(hosted, delivery, env, delivery.message)
 
@@ -378,7 +396,13 @@ class Worker:
             _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
         await delivery.term(reason)
 
-    async def _fail_caller(self, hosted: HostedService, env: _wire.Envelope, reason: str) -> None:
+    async def _fail_caller(
+        self,
+        hosted: HostedService,
+        env: _wire.Envelope,
+        reason: str,
+        failure: BaseException | None = None,
+    ) -> None:
         meta: Mapping[str, str] = {}
         if env.kind == "start":
             meta = {
@@ -393,7 +417,7 @@ class Worker:
                 meta = first.meta
         if not meta.get("reply_to"):
             return
-        failure = CallFailed(hosted.spec.name, env.routine_id, reason)
+        failure = failure or CallFailed(hosted.spec.name, env.routine_id, reason)
         await self._reply(env.routine_id, meta, Complete(0, False, encode_failure(failure)))
 
     async def _keep_alive(self) -> None:
