@@ -12,6 +12,7 @@ SQLite tallies and the server store in DIR for inspection.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,13 @@ def parse(argv: list[str] | None = None) -> tuple[ChaosConfig, argparse.Namespac
     return config, args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that SIGTERM (``timeout``) stops every process of the run
+
+
 def main(argv: list[str] | None = None) -> int:
     config, args = parse(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     report = run_chaos(config)
     print(report.summary())
     print(report.details())

@@ -20,7 +20,8 @@ NO_MESSAGE = 10037
 
 
 async def list_dead_letters(conn: Connection, queue: str, limit: int = 1000) -> list[DeadLetter]:
-    stream, subject = naming.work_stream(queue), naming.dead_subject(queue)
+    ns = conn.options.namespace
+    stream, subject = naming.work_stream(queue, ns), naming.dead_subject(queue, ns)
     letters: list[DeadLetter] = []
     seq = 0
     while len(letters) < limit:
@@ -39,13 +40,14 @@ async def list_dead_letters(conn: Connection, queue: str, limit: int = 1000) -> 
 
 
 async def retry_dead_letter(conn: Connection, queue: str, letter_id: str) -> None:
-    stream = naming.work_stream(queue)
+    ns = conn.options.namespace
+    stream = naming.work_stream(queue, ns)
     for letter in await list_dead_letters(conn, queue):
         if letter.id == letter_id:
             headers = dict(letter.message.headers)
             headers[env.NATS_MSG_ID] = f"{letter.message.msg_id}~retry{letter_id}"
             headers[env.MSG_ID] = headers[env.NATS_MSG_ID]
-            await conn.publish(naming.work_subject(queue), letter.message.body, headers)
+            await conn.publish(naming.work_subject(queue, ns), letter.message.body, headers)
             await conn.api(f"STREAM.MSG.DELETE.{stream}", {"seq": int(letter_id)})
             return
     raise LookupError(f"no dead letter {letter_id!r} in {queue!r}")
