@@ -46,8 +46,8 @@ from .._engine import (
 )
 from .._errors import (
     CallFailed,
-    InvalidArguments,
     DasyncError,
+    InvalidArguments,
     JournalConflict,
     MalformedMessage,
     NonDeterminismError,
