@@ -385,6 +385,14 @@ def service_permissions(
         _api("DIRECT", "GET", journal),
         _api("DIRECT", "GET", journal, ">"),
     )
+    claims = naming.claim_stream(name, ns)
+    rules.add("own claims: lease the first step of a routine", *naming.claim_subjects(name, ns))
+    _stream_admin(rules, claims, "own claims stream: create at start")
+    rules.add(
+        "own claims: read who holds a lease (direct get)",
+        _api("DIRECT", "GET", claims),
+        _api("DIRECT", "GET", claims, ">"),
+    )
     for topic in use.events:
         rules.add(f"publish its event {topic}", _event_subject(topic, ns))
         service, _ = naming.split_topic(topic)

@@ -4,6 +4,7 @@ Engine-agnostic: they move opaque messages and journal entries. ``memory`` is
 in-process; the NATS JetStream implementation lives in ``dasync.transports.nats``.
 """
 
+from ._contract import Claims as Claims
 from ._contract import DeadLetter as DeadLetter
 from ._contract import DeadLetters as DeadLetters
 from ._contract import Delivery as Delivery
@@ -17,6 +18,7 @@ from .memory import MemoryStore as MemoryStore
 from .memory import MemoryTransport as MemoryTransport
 
 __all__ = [
+    "Claims",
     "DeadLetter",
     "DeadLetters",
     "Delivery",

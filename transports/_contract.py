@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "Claims",
     "DeadLetter",
     "DeadLetters",
     "Delivery",
@@ -45,6 +46,20 @@ class DeadLetter:
     queue: str
     message: Message
     reason: str
+
+
+@runtime_checkable
+class Claims(Protocol):
+    """Optional store capability: lease the first step of a routine to one worker.
+
+    Without it, two deliveries of one call racing on two workers may both run
+    the callee's first step before one of them commits (the journal still keeps
+    one outcome). With it, the second waits and then finds the journal written.
+    """
+
+    async def claim(self, service: str, routine_id: str, owner: str) -> bool:
+        """True if ``owner`` holds (or now takes) the lease; False while another does."""
+        ...
 
 
 @runtime_checkable

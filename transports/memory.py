@@ -53,6 +53,8 @@ class MemoryBroker:
         self.journals: dict[tuple[str, str], list[bytes]] = {}
         self.dead: list[tuple[str, Message, str]] = []
         self.topics: dict[str, set[str]] = {}
+        self.claims: dict[tuple[str, str], tuple[str, float]] = {}
+        """(service, routine) -> (worker, lease end): who runs a routine's first step."""
         """Event topic -> the queues of the groups subscribed to it."""
         self._scheduled: list[tuple[float, int, _Entry]] = []
         self._counter = itertools.count()
@@ -145,6 +147,15 @@ class MemoryBroker:
         return any((q.pending and q.consumers) or q.inflight for q in self.queues.values())
 
     # --- journals -------------------------------------------------------------------------
+
+    def claim(self, service: str, routine_id: str, owner: str) -> bool:
+        now = self.clock.now()
+        holder, until = self.claims.get((service, routine_id), ("", 0.0))
+        if holder and holder != owner and until > now:
+            return False
+        if holder != owner or until <= now:
+            self.claims[(service, routine_id)] = (owner, now + self.ack_wait)
+        return True
 
     def load(self, service: str, routine_id: str) -> list[bytes]:
         return list(self.journals.get((service, routine_id), ()))
@@ -339,6 +350,9 @@ class MemoryStore:
 
     async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
         self.broker.append(service, routine_id, entry, expected)
+
+    async def claim(self, service: str, routine_id: str, owner: str) -> bool:
+        return self.broker.claim(service, routine_id, owner)
 
     async def close(self) -> None:
         pass

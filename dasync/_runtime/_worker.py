@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ from .._errors import (
 )
 from .._event import Subscription as EventSubscription
 from .._retry import DEFAULT_POLICY, RetryPolicy, policy_of
-from ..transports import Delivery, JournalStore, Message, Subscription, Transport
+from ..transports import Claims, Delivery, JournalStore, Message, Subscription, Transport
 from . import _wire
 
 __all__ = ["HostedService", "Worker", "WorkerStats"]
@@ -74,6 +75,10 @@ rejected (the start may still be in flight on another worker)."""
 
 class _RoutineMissing(MalformedMessage):
     """A message addressed to a routine that is not (yet) in the store."""
+
+
+class _ClaimedElsewhere(Exception):
+    """Another worker holds the lease on this routine's first step."""
 
 
 class _RetryLater(Exception):
@@ -98,6 +103,8 @@ class WorkerStats:
     conflicts: int = 0
     redeliveries_resent: int = 0
     retries: int = 0
+    claimed_elsewhere: int = 0
+    """Deliveries of a new call put back because another worker was already running it."""
     """Steps re-run later because a method's retry policy marked their exception transient."""
     rejected: list[str] = field(default_factory=list)
     """Messages that could not be processed at all (malformed), with the reason."""
@@ -126,6 +133,7 @@ class Worker:
         self.services = {s.spec.name: s for s in services}
         self.event_subscriptions = subscriptions
         self.poison_after = poison_after
+        self.worker_id = uuid.uuid4().hex
         self.max_payload = max_payload
         self._first_errors: OrderedDict[str, str] = OrderedDict()
         self.heartbeat = heartbeat
@@ -252,6 +260,11 @@ class Worker:
             self.stats.conflicts += 1
             self._evict(key)
             await delivery.nak(0.0)
+        except _ClaimedElsewhere:
+            # another worker is running this call's first step: once it commits, this
+            # delivery finds the journal and only re-sends; if it dies, its lease expires
+            self.stats.claimed_elsewhere += 1
+            await delivery.nak(_backoff(delivery.attempt, cap=1.0))
         except _RetryLater as retry:
             _log.info(
                 "%s: attempt %d of %s failed with %r; retrying in %.2fs",
@@ -322,6 +335,10 @@ class Worker:
                     reply_routine=env.reply_routine,
                     reply_seq=str(env.reply_seq),
                 )
+            if isinstance(self.store, Claims) and not await self.store.claim(
+                name, env.routine_id, self.worker_id
+            ):
+                raise _ClaimedElsewhere(env.routine_id)
             inp = Start(message.body, self.clock.now(), meta)
             inst = self._new_instance(hosted, env.routine_id, inp)
         elif inst is None:

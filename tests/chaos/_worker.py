@@ -61,6 +61,9 @@ class RecordingStore:
     async def load(self, service: str, routine_id: str) -> list[bytes]:
         return await self.inner.load(service, routine_id)
 
+    async def claim(self, service: str, routine_id: str, owner: str) -> bool:
+        return await self.inner.claim(service, routine_id, owner)  # type: ignore[attr-defined, no-any-return]
+
     async def close(self) -> None:
         await self.inner.close()
         self._log.close()

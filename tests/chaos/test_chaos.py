@@ -39,11 +39,5 @@ def test_every_routine_finishes_right_and_every_effect_happens_once(report: Repo
     assert report.wall < 90  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dasync runs a routine's code on two workers when a duplicate of its input reaches "
-    "both at once (the second commit fails with JournalConflict); DESIGN section 4 says "
-    "executions exceed calls only after a kill. See docs/reliability.md, 'Chaos suite'.",
-)
 def test_a_duplicate_delivery_never_runs_code_twice(report: Report) -> None:
     assert report.by_duplicate == 0, report.problems()

@@ -93,11 +93,7 @@ TWO_WORKERS_BUG = (
         ("copies", 1),
         ("twice", 1),
         ("twice", 2),
-        pytest.param(
-            "copies",
-            2,
-            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=TWO_WORKERS_BUG),
-        ),
+        ("copies", 2),
     ],
 )
 async def test_every_message_twice_changes_nothing(tmp_path, how, workers):

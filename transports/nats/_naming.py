@@ -139,6 +139,19 @@ def journal_subjects(service: str, namespace: str = "") -> list[str]:
     return [f"{_root(namespace)}.{token(service)}.journal.*"]
 
 
+def claim_stream(service: str, namespace: str = "") -> str:
+    return _stream(namespace, f"{token(service)}_CLAIMS")
+
+
+def claim_subject(service: str, routine_id: str, namespace: str = "") -> str:
+    """One subject per routine being started: the lease of the worker running its first step."""
+    return f"{_root(namespace)}.{token(service)}.claim.{token(routine_id, 200)}"
+
+
+def claim_subjects(service: str, namespace: str = "") -> list[str]:
+    return [f"{_root(namespace)}.{token(service)}.claim.*"]
+
+
 # --- client inboxes ------------------------------------------------------------------------
 
 

@@ -78,6 +78,11 @@ class Provisioner:
         stream = self.stream_of(queue)
         self._done.pop("stream:" + stream, None)
 
+    async def claims(self, service: str) -> None:
+        """The claims stream of ``service`` exists (leases expire with ``max_age``)."""
+        name = naming.claim_stream(service, self.ns)
+        await self._once("stream:" + name, lambda: self._claim_stream(service))
+
     def forget_journal(self, service: str) -> None:
         self._done.pop("stream:" + naming.journal_stream(service, self.ns), None)
 
@@ -163,6 +168,21 @@ class Provisioner:
                 "allow_direct": True,
                 "max_msgs_per_subject": -1,
                 "metadata": self.metadata("journal", service),
+            }
+        )
+
+    async def _claim_stream(self, service: str) -> None:
+        await self._stream(
+            {
+                "name": naming.claim_stream(service, self.ns),
+                "description": f"dasync: leases of workers running the first step of {service} "
+                "routines (so a duplicate delivery never runs a call twice)",
+                "subjects": naming.claim_subjects(service, self.ns),
+                "retention": "limits",
+                "allow_direct": True,
+                "max_msgs_per_subject": 1,
+                "max_age": _ns(self.options.ack_wait),
+                "metadata": self.metadata("claims", service),
             }
         )
 

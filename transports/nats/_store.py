@@ -159,6 +159,36 @@ class NatsStore:
 
     # --- writing --------------------------------------------------------------------------
 
+    async def claim(self, service: str, routine_id: str, owner: str) -> bool:
+        """Lease the first step of a routine to ``owner`` for ``ack_wait`` seconds.
+
+        True if the lease is ``owner``'s (new, or already held); False while
+        another worker holds it. A lease that outlives its worker expires with
+        the stream's ``max_age``.
+        """
+        self._check_open()
+        await self.provisioner.claims(service)
+        stream = naming.claim_stream(service, self._ns)
+        subject = naming.claim_subject(service, routine_id, self._ns)
+        headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Expected-Stream": stream}
+        try:
+            await self.conn.publish(subject, owner.encode(), headers)
+            return True
+        except ApiError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+        try:
+            holder = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+        except NoResponders:
+            return False
+        if holder.status == "404":  # expired in between: try once more
+            try:
+                await self.conn.publish(subject, owner.encode(), headers)
+                return True
+            except ApiError:
+                return False
+        return not holder.status and holder.data == owner.encode()
+
     async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
         self._check_open()
         key = (service, routine_id)
