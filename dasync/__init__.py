@@ -19,6 +19,8 @@ from ._deterministic import call_id as call_id
 from ._deterministic import now as now
 from ._deterministic import random as random
 from ._deterministic import uuid4 as uuid4
+from ._engine import propagate as propagate
+from ._errors import CallDepthExceeded as CallDepthExceeded
 from ._errors import CallFailed as CallFailed
 from ._errors import ContractError as ContractError
 from ._errors import DasyncError as DasyncError
@@ -26,11 +28,13 @@ from ._errors import InvalidArguments as InvalidArguments
 from ._errors import JournalConflict as JournalConflict
 from ._errors import MalformedMessage as MalformedMessage
 from ._errors import NonDeterminismError as NonDeterminismError
+from ._errors import NotAwaited as NotAwaited
 from ._errors import NotInRoutine as NotInRoutine
 from ._errors import RemoteError as RemoteError
 from ._errors import TransportError as TransportError
 from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
+from ._errors import UnsafeInRoutine as UnsafeInRoutine
 from ._event import Event as Event
 from ._io import io as io
 from ._retry import RetryPolicy as RetryPolicy
@@ -68,6 +72,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
+    "CallDepthExceeded",
     "CallFailed",
     "Client",
     "Clock",
@@ -79,6 +84,7 @@ __all__ = [
     "MalformedMessage",
     "MethodSpec",
     "NonDeterminismError",
+    "NotAwaited",
     "NotInRoutine",
     "RemoteError",
     "RetryPolicy",
@@ -89,10 +95,12 @@ __all__ = [
     "TransportError",
     "UnknownMethod",
     "UnknownService",
+    "UnsafeInRoutine",
     "call_id",
     "connect",
     "io",
     "now",
+    "propagate",
     "random",
     "retry",
     "service",

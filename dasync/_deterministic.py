@@ -7,11 +7,11 @@ ordinary values, so the same helper code works in both places.
 
 from __future__ import annotations
 
-import random as _random
 import uuid as _uuid
 from datetime import UTC, datetime
 
 from ._engine import current_instance
+from ._engine._plain import real_random, real_uuid4
 from ._errors import NotInRoutine
 
 __all__ = ["call_id", "now", "random", "uuid4"]
@@ -21,8 +21,10 @@ def uuid4() -> _uuid.UUID:
     """A random UUID, the same one when the routine replays."""
     inst = current_instance()
     if inst is None:
-        return _uuid.uuid4()
-    return _uuid.UUID(hex=inst.record("uuid4", lambda: _uuid.uuid4().hex))
+        return real_uuid4()
+    # journaled, so drawn from the process's generator, not the routine's: a replay reads it
+    # back without drawing, and the routine's own sequence must not shift
+    return _uuid.UUID(hex=inst.record("uuid4", lambda: real_uuid4().hex))
 
 
 def now() -> datetime:
@@ -37,8 +39,8 @@ def random() -> float:
     """A float in [0, 1), the same one when the routine replays."""
     inst = current_instance()
     if inst is None:
-        return _random.random()
-    value: float = inst.record("random", _random.random)
+        return real_random()
+    value: float = inst.record("random", real_random)
     return value
 
 

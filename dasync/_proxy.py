@@ -9,9 +9,11 @@ a client starts a routine and waits for its result.
 
 from __future__ import annotations
 
+import collections.abc
 import functools
+import sys
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar, cast
 
 import wrapt
@@ -22,7 +24,7 @@ from ._engine import current_instance
 from ._errors import NotInRoutine
 from ._event import BoundEvent, EventAttribute, EventBinding, EventSpec
 
-__all__ = ["ContractProxy", "durable_call", "make_proxy", "self_call"]
+__all__ = ["ContractProxy", "PendingCall", "durable_call", "make_proxy", "self_call"]
 
 T = TypeVar("T")
 
@@ -92,17 +94,68 @@ def _stub_class(contract: Any, spec: ServiceSpec) -> type:
 
 
 def _stub_method(method: MethodSpec) -> Callable[..., Awaitable[Any]]:
-    async def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         payload = encode_args(method, bind_args(method, args, kwargs))
         if current_instance() is not None:
-            return await durable_call(method, payload)
-        return await self._dasync_fallback(method, payload)
+            return PendingCall(functools.partial(durable_call, method, payload), method)
+        return PendingCall(functools.partial(self._dasync_fallback, method, payload), method)
 
     call.__name__ = method.name
     call.__qualname__ = f"{method.service}Proxy.{method.name}"
     call.__doc__ = method.doc
     call.__signature__ = method.signature  # type: ignore[attr-defined]
     return call
+
+
+class PendingCall(collections.abc.Coroutine[Any, Any, Any]):
+    """What calling a proxy method returns: a coroutine that makes the call when awaited.
+
+    Like a native coroutine it does nothing until awaited (or handed to
+    ``create_task``, ``gather``...). Unlike one, dropping it unawaited inside a
+    routine is not a silent no-op with a ``RuntimeWarning``: the routine fails
+    with ``NotAwaited`` naming the call and the line that made it.
+    """
+
+    __slots__ = ("_make", "_coro", "_routine", "_method", "_line")
+
+    def __init__(self, make: Callable[[], Coroutine[Any, Any, Any]], method: MethodSpec) -> None:
+        self._make = make
+        self._coro: Coroutine[Any, Any, Any] | None = None
+        self._method = method
+        self._routine = current_instance()
+        self._line = ""
+        if self._routine is not None:
+            frame = sys._getframe(2)
+            self._line = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+    def _started(self) -> Coroutine[Any, Any, Any]:
+        coro = self._coro
+        if coro is None:
+            coro = self._coro = self._make()
+        return coro
+
+    def send(self, value: Any) -> Any:
+        return self._started().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None and tb is None:
+            return self._started().throw(typ)
+        return self._started().throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._started().close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._started().__await__()
+
+    def __del__(self) -> None:
+        if self._coro is None and self._routine is not None:
+            self._routine.note_unawaited(
+                f"{self._method.qualname}() called at {self._line} was never awaited"
+            )
+
+    def __repr__(self) -> str:
+        return f"<dasync call {self._method.qualname}()>"
 
 
 class _SelfMethod:
@@ -122,7 +175,7 @@ class _SelfMethod:
         if current_instance() is None:
             return self._bound(*args, **kwargs)
         payload = encode_args(self._method, bind_args(self._method, args, kwargs))
-        return durable_call(self._method, payload)
+        return PendingCall(functools.partial(durable_call, self._method, payload), self._method)
 
 
 def self_call(method: MethodSpec, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:

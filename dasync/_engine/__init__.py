@@ -1,7 +1,18 @@
 """The replay engine: no transport, no injection, no proxies (a test enforces it)."""
 
+from ._context import propagate as propagate
+from ._ids import MAX_CALL_DEPTH as MAX_CALL_DEPTH
+from ._ids import check_user_id as check_user_id
+from ._ids import child_id as child_id
+from ._ids import event_id as event_id
+from ._ids import handler_id as handler_id
+from ._ids import legacy_child_id as legacy_child_id
+from ._ids import legacy_event_id as legacy_event_id
+from ._instance import EvictedDuringStep as EvictedDuringStep
 from ._instance import RoutineInstance as RoutineInstance
 from ._instance import current_instance as current_instance
+from ._journal import decode_step as decode_step
+from ._journal import encode_step as encode_step
 from ._model import Call as Call
 from ._model import Cancel as Cancel
 from ._model import CancelCall as CancelCall
@@ -10,24 +21,26 @@ from ._model import Complete as Complete
 from ._model import Emit as Emit
 from ._model import FireTimer as FireTimer
 from ._model import Input as Input
+from ._model import Postpone as Postpone
 from ._model import Record as Record
 from ._model import Resolve as Resolve
 from ._model import Start as Start
 from ._model import StartTimer as StartTimer
 from ._model import Step as Step
 from ._model import StepRecord as StepRecord
-from ._model import decode_step as decode_step
-from ._model import encode_step as encode_step
 
 __all__ = [
+    "MAX_CALL_DEPTH",
     "Call",
     "Cancel",
     "CancelCall",
     "Command",
     "Complete",
     "Emit",
+    "EvictedDuringStep",
     "FireTimer",
     "Input",
+    "Postpone",
     "Record",
     "Resolve",
     "RoutineInstance",
@@ -35,7 +48,13 @@ __all__ = [
     "StartTimer",
     "Step",
     "StepRecord",
+    "check_user_id",
+    "child_id",
     "current_instance",
     "decode_step",
-    "encode_step",
+    "event_id",
+    "handler_id",
+    "legacy_child_id",
+    "legacy_event_id",
+    "propagate",
 ]

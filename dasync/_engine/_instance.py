@@ -2,20 +2,40 @@
 
 ``activate(input) -> Step`` applies one input, runs the routine's loop until it
 is idle, and returns the commands it produced. ``replay(journal)`` rebuilds the
-live state from committed steps, checking that the routine issues the same
-commands again; it raises ``NonDeterminismError`` when it does not.
+live state from committed steps, checking that the routine issues exactly the
+same commands again; it raises ``NonDeterminismError`` when it does not.
+
+Three asyncio rules are kept across durable calls:
+
+* **Cancellation waits for the callee.** Cancelling a task that awaits a durable
+  call asks the callee to cancel and keeps waiting; the task resumes with the
+  callee's outcome (``CancelledError``, or the value it returned after catching
+  the cancellation), as awaiting a cancelled ``asyncio.Task`` does.
+* **Completion cancels what is left**, as ``asyncio.run`` does: tasks still
+  pending when the routine's main coroutine finishes are cancelled (durably:
+  their calls are cancelled, their ``finally`` blocks run as steps), then its
+  async generators are closed, then the routine completes.
+* **Eviction is invisible.** Dropping a live routine from memory closes its
+  coroutines (``GeneratorExit``): no ``except CancelledError`` runs, and no
+  command issued while unwinding is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
+import os
+import random
+import sys
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from .._errors import NonDeterminismError
-from ._loop import RoutineLoop
+from .._errors import CallDepthExceeded, NonDeterminismError, NotAwaited
+from . import _context
+from ._ids import MAX_CALL_DEPTH, child_id, event_id
+from ._loop import RoutineLoop, RoutineTask
 from ._model import (
     Call,
     Cancel,
@@ -31,28 +51,70 @@ from ._model import (
     StartTimer,
     Step,
     StepRecord,
-    same_command,
+    difference,
 )
 
-__all__ = ["RoutineInstance", "current_instance"]
+__all__ = ["EvictedDuringStep", "RoutineInstance", "current_instance"]
 
 Body = Callable[[bytes], Coroutine[Any, Any, bytes]]
 """Runs the routine: decodes its arguments, calls user code, encodes the result."""
 
 FailureEncoder = Callable[[BaseException], bytes]
+C = TypeVar("C", bound=Command)
 
 _current: contextvars.ContextVar[RoutineInstance | None] = contextvars.ContextVar(
     "dasync_routine", default=None
 )
+_running_loop = asyncio.events._get_running_loop
 
 
 def current_instance() -> RoutineInstance | None:
-    """The routine whose code is running in this context, if any."""
-    return _current.get()
+    """The routine whose code is running here, if any.
+
+    Only code running on the routine's own loop counts: a thread started from a
+    routine (``asyncio.to_thread``) or work sent to the host loop (``dasync.io``)
+    copies the context but is not part of the routine.
+    """
+    inst = _current.get()
+    if inst is not None and _running_loop() is inst._loop:
+        return inst
+    return None
 
 
 class _Diverged(BaseException):
     """Unwinds user code after replay diverged; the error itself is kept on the instance."""
+
+
+class EvictedDuringStep(Exception):
+    """The instance was dropped while its step was running (awaiting real I/O)."""
+
+
+class CallFuture(asyncio.Future):  # type: ignore[type-arg]
+    """The outcome ``(ok, payload)`` of one durable call.
+
+    ``cancel()`` does not cancel it: it asks the callee to cancel (a durable
+    ``CancelCall``) and the future still resolves with the callee's outcome —
+    the way a task awaiting another task learns how that task really ended.
+    """
+
+    def __init__(
+        self, inst: RoutineInstance, seq: int, service: str, callee: str, order: int
+    ) -> None:
+        self.order = order
+        self._inst = inst
+        self._seq = seq
+        self._service = service
+        self._callee = callee
+        super().__init__(loop=inst._loop)
+
+    def __hash__(self) -> int:
+        return self.order
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.done():
+            return False
+        self._inst._cancel_call(self._seq, self._service, self._callee)
+        return True
 
 
 class RoutineInstance:
@@ -67,6 +129,8 @@ class RoutineInstance:
         encode_failure: FailureEncoder,
         context: dict[str, Any] | None = None,
     ) -> None:
+        if not _plain_installed:
+            _install_plain()
         self.routine_id = routine_id
         self.service = service
         self.method = method
@@ -76,12 +140,18 @@ class RoutineInstance:
         self._loop = RoutineLoop(self, routine_id)  # type: ignore[abstract]
         self._main: asyncio.Task[bytes] | None = None
         self._seq = 0
-        self._calls: dict[int, asyncio.Future[tuple[bool, bytes]]] = {}
-        self._callee_service: dict[int, str] = {}
+        self._calls: dict[int, CallFuture] = {}
         self._out: list[Command] = []
         self._expected: deque[Command] | None = None
         self._diverged: NonDeterminismError | None = None
         self._evicted = False
+        self._fatal: BaseException | None = None
+        self._drained: set[asyncio.Task[Any]] = set()
+        self._generators_closed = False
+        self._unawaited: list[str] = []
+        self._random: random.Random | None = None
+        self._seed = 0
+        self.depth = 0
         self.steps = 0
         self.consumed: dict[str, int] = {}
         self.completion: Complete | None = None
@@ -91,7 +161,9 @@ class RoutineInstance:
 
     @property
     def failure(self) -> BaseException | None:
-        """The exception the routine's main task ended with, if it failed."""
+        """The exception the routine failed with, if it failed."""
+        if self._fatal is not None:
+            return self._fatal
         main = self._main
         if main is None or not main.done():
             return None
@@ -103,6 +175,10 @@ class RoutineInstance:
     @property
     def done(self) -> bool:
         return self.completion is not None
+
+    @property
+    def started(self) -> bool:
+        return self._main is not None
 
     def wants(self, inp: Input) -> bool:
         """False when ``inp`` was consumed already or can no longer change anything."""
@@ -123,6 +199,8 @@ class RoutineInstance:
             return Step(self.steps, inp, (), noop=True)
         self._out = []
         await self._apply(inp)
+        if self._evicted:
+            raise EvictedDuringStep(self.routine_id)
         step = Step(self.steps, inp, tuple(self._out))
         self._advance(step.input, step.commands)
         return step
@@ -130,42 +208,77 @@ class RoutineInstance:
     async def replay(self, journal: Iterable[StepRecord]) -> None:
         """Re-run the routine through committed steps; raises NonDeterminismError."""
         for record in journal:
+            if record.postponed is not None:
+                self.steps += 1  # a retry marker: its input is applied by a later entry
+                continue
             self._out = []
             self._expected = deque(record.commands)
             try:
                 await self._apply(record.input)
                 if self._diverged is None and self._expected:
                     missing = self._expected[0]
-                    self._diverged = NonDeterminismError(
-                        self.routine_id, self.steps, missing.describe(), "nothing"
-                    )
+                    self._diverge(missing.describe(), "nothing", "", None)
             finally:
                 self._expected = None
+            if self._evicted:
+                raise EvictedDuringStep(self.routine_id)
             if self._diverged is not None:
                 raise self._diverged
             self._advance(record.input, record.commands)
 
+    def cancel_postponed(self, inp: Cancel) -> Step:
+        """A cancel arrived while the routine's next attempt waits out a retry backoff.
+
+        As a cancel during ``await asyncio.sleep(backoff)`` in a retry loop would, it
+        ends the routine cancelled without running the attempt; calls it still has
+        in flight are cancelled too.
+        """
+        self._out = []
+        self._loop.set_time(inp.at)
+        for seq, fut in sorted(self._calls.items()):
+            if not fut.done():
+                self._issue(CancelCall(self._next_seq(), seq, fut._service, fut._callee))
+        failure = self._encode_failure(asyncio.CancelledError())
+        self._issue(Complete(self._next_seq(), False, failure))
+        step = Step(self.steps, inp, tuple(self._out))
+        self._advance(step.input, step.commands)
+        return step
+
     def evict(self) -> None:
-        """Unwind the routine's tasks without letting them issue commands."""
+        """Drop the routine from memory without running its cancellation handlers.
+
+        Its coroutines are closed (``GeneratorExit`` at their awaits): ``finally``
+        blocks run, ``except CancelledError`` and ``except Exception`` do not, and
+        any durable command attempted while unwinding is refused.
+        """
+        if self._evicted:
+            return
         self._evicted = True
-        for task in list(self._loop.tasks):
-            task.cancel()
-        for _ in range(100):
-            if not self._loop._ready:
-                break
-            self._loop.run_ready()
         self._loop.close()
+        for task in sorted(self._loop.tasks, key=_order):
+            task._log_destroy_pending = False  # type: ignore[attr-defined]
+            try:
+                task.get_coro().close()
+            except BaseException:  # a finally that misbehaves while the routine is dropped
+                pass
+        self._loop.tasks.clear()
+        self._calls.clear()
 
     # --- called by routine code (through dasync's API) ------------------------------------
 
-    def call(self, service: str, method: str, args: bytes) -> asyncio.Future[tuple[bool, bytes]]:
+    def call(self, service: str, method: str, args: bytes) -> CallFuture:
         """Issue a durable call; the future resolves to ``(ok, payload)``."""
+        if self.depth >= MAX_CALL_DEPTH:
+            raise CallDepthExceeded(
+                f"{self.service}.{self.method} (routine {self.routine_id!r}) is {self.depth} "
+                f"durable calls deep, the limit; {service}.{method}() is not called. Runaway "
+                f"recursion through self or between services?"
+            )
         seq = self._next_seq()
-        self._issue(Call(seq, service, method, args))
-        fut: asyncio.Future[tuple[bool, bytes]] = self._loop.create_future()
+        callee = child_id(self.routine_id, self.service, self.method, seq)
+        call = self._issue(Call(seq, service, method, args, callee, _context.capture()))
+        fut = CallFuture(self, seq, service, call.callee, self._loop.next_order())
         self._calls[seq] = fut
-        self._callee_service[seq] = service
-        fut.add_done_callback(lambda f, s=seq: self._call_done(s, f))  # type: ignore[misc]
         return fut
 
     def record(self, kind: str, make: Callable[[], Any]) -> Any:
@@ -181,6 +294,17 @@ class RoutineInstance:
         self._issue(Record(seq, kind, value))
         return value
 
+    @property
+    def random(self) -> random.Random:
+        """The routine's own generator, seeded from its journaled start: same on replay."""
+        rng = self._random
+        if rng is None:
+            seed = self._seed or int.from_bytes(
+                hashlib.blake2b(self.routine_id.encode(), digest_size=8).digest(), "big"
+            )
+            rng = self._random = random.Random(seed)
+        return rng
+
     def host_loop(self) -> asyncio.AbstractEventLoop:
         """The event loop of the process, on which real I/O can run."""
         host = self._loop.host
@@ -190,7 +314,8 @@ class RoutineInstance:
 
     def emit(self, event: str, payload: bytes) -> None:
         """Fire an event; it is published when the current step commits."""
-        self._issue(Emit(self._next_seq(), event, payload))
+        seq = self._next_seq()
+        self._issue(Emit(seq, event, payload, event_id(self.routine_id, self.service, seq)))
 
     def time(self) -> float:
         """The routine's clock: the time its current input arrived."""
@@ -201,6 +326,11 @@ class RoutineInstance:
         self._issue(StartTimer(seq, fire_at))
         return seq
 
+    def note_unawaited(self, what: str) -> None:
+        """A durable call object was dropped without being awaited: the routine must fail."""
+        if not self._evicted and self.completion is None:
+            self._unawaited.append(what)
+
     # --- internals ------------------------------------------------------------------------
 
     def _next_seq(self) -> int:
@@ -209,35 +339,37 @@ class RoutineInstance:
         self._seq += 1
         return self._seq
 
-    def _issue(self, command: Command) -> None:
+    def _issue(self, command: C) -> C:
         if self._expected is not None:
             expected = self._expected.popleft() if self._expected else None
-            if expected is None or not same_command(expected, command):
-                self._diverged = NonDeterminismError(
-                    self.routine_id,
-                    self.steps,
+            what = "nothing more" if expected is None else difference(expected, command)
+            if what is not None:
+                self._diverge(
                     expected.describe() if expected else "nothing more",
                     command.describe(),
+                    what,
+                    _user_frame(),
                 )
                 raise _Diverged()
-            command = expected  # keep the journal's payload (e.g. the recorded fire time)
+            command = expected  # type: ignore[assignment]  # the journal's own (older ids)
         self._out.append(command)
+        return command
 
-    def _call_done(self, seq: int, fut: asyncio.Future[Any]) -> None:
-        service = self._callee_service.pop(seq, "")
-        if fut.cancelled() and not self._evicted and self._diverged is None:
-            if self._calls.pop(seq, None) is not None and not self.done:
-                try:
-                    self._issue(CancelCall(self._next_seq(), seq, service))
-                except _Diverged:
-                    pass
+    def _diverge(self, expected: str, actual: str, what: str, where: str | None) -> None:
+        if self._diverged is None:
+            self._diverged = NonDeterminismError(
+                self.routine_id, self.steps, expected, actual, differs=what, where=where or ""
+            )
+
+    def _cancel_call(self, seq: int, service: str, callee: str) -> None:
+        if self._evicted or self._diverged is not None or self.done or seq not in self._calls:
+            return
+        self._issue(CancelCall(self._next_seq(), seq, service, callee))
 
     async def _apply(self, inp: Input) -> None:
         self._loop.set_time(inp.at)
         if isinstance(inp, Start):
-            ctx = contextvars.copy_context()
-            ctx.run(_current.set, self)
-            self._main = self._loop.create_task(self._run_body(inp.args), context=ctx)
+            self._start(inp)
         elif isinstance(inp, Resolve):
             fut = self._calls.pop(inp.seq, None)
             if fut is not None and not fut.done():
@@ -247,30 +379,83 @@ class RoutineInstance:
         elif isinstance(inp, Cancel):
             if self._main is not None and not self._main.done():
                 self._main.cancel()
-        await self._loop.run_until_idle()
-        self._check_completion()
+        try:
+            while True:
+                await self._loop.run_until_idle()
+                if self._evicted or not self._settle():
+                    return
+        except _Diverged:
+            pass  # the divergence is on the instance; replay() raises it
+
+    def _start(self, inp: Start) -> None:
+        self._seed = inp.seed
+        self.depth = int(inp.meta.get("depth", "0") or 0)
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, self)
+        if inp.context:
+            ctx.run(_context.restore, inp.context)
+        self._main = self._loop.create_task(self._run_body(inp.args), context=ctx)
 
     async def _run_body(self, args: bytes) -> bytes:
         return await self._body(args)
 
-    def _check_completion(self) -> None:
+    def _settle(self) -> bool:
+        """The loop is idle: finish the routine if it can. True when it started more work.
+
+        Order as ``asyncio.run``: the main task ends; the tasks still pending are
+        cancelled and awaited; async generators still open are closed; then the
+        routine completes with the main task's outcome.
+        """
         main = self._main
-        if main is None or not main.done() or self._diverged is not None:
-            return
-        if any(isinstance(c, Complete) for c in self._out):
-            return
-        if main.cancelled():
+        if main is None or self.completion is not None or self._diverged is not None:
+            return False
+        if self._unawaited and self._fatal is None:
+            self._fatal = NotAwaited(
+                f"{self.service}.{self.method}: "
+                + "; ".join(self._unawaited)
+                + ". A durable call runs only when awaited (or passed to create_task, gather"
+                ", wait...); add `await`"
+            )
+            self._unawaited.clear()
+        if not main.done():
+            if self._fatal is not None and main not in self._drained:
+                self._drained.add(main)
+                main.cancel()
+                return True
+            return False
+        pending = [t for t in sorted(self._loop.tasks, key=_order) if not t.done()]
+        fresh = [t for t in pending if t not in self._drained]
+        if fresh:
+            for task in fresh:
+                self._drained.add(task)
+                task.cancel()
+            return True
+        if pending:
+            return False  # cancellations still travelling to callees
+        if not self._generators_closed:
+            self._generators_closed = True
+            generators = self._loop.live_asyncgens()
+            for agen in generators:
+                self._drained.add(self._loop.create_task(agen.aclose()))
+            if generators:
+                return True
+        self._complete(main)
+        return False
+
+    def _complete(self, main: asyncio.Task[bytes]) -> None:
+        if self._fatal is not None:
+            ok, payload = False, self._encode_failure(self._fatal)
+        elif main.cancelled():
             ok, payload = False, self._encode_failure(asyncio.CancelledError())
         else:
             exc = main.exception()
+            if isinstance(exc, _Diverged):
+                return
             if exc is None:
                 ok, payload = True, main.result()
-            elif isinstance(exc, _Diverged):
-                return
             else:
                 ok, payload = False, self._encode_failure(exc)
-        seq = self._next_seq()
-        self._issue(Complete(seq, ok, payload))
+        self._issue(Complete(self._next_seq(), ok, payload))
 
     def _advance(self, inp: Input, commands: tuple[Command, ...]) -> None:
         self.consumed[inp.key] = self.steps
@@ -278,3 +463,37 @@ class RoutineInstance:
         for command in commands:
             if isinstance(command, Complete):
                 self.completion = command
+
+
+_plain_installed = False
+
+
+def _install_plain() -> None:
+    """Make plain Python's clocks and generators deterministic inside routines (``_plain``)."""
+    global _plain_installed
+    from . import _plain
+
+    _plain.install()
+    _plain_installed = True
+
+
+def _order(task: asyncio.Task[Any]) -> int:
+    return task.order if isinstance(task, RoutineTask) else 0
+
+
+_SKIPPED = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(contextvars.__file__)) + os.sep + "contextlib",
+)
+
+
+def _user_frame() -> str:
+    """Where user code issued the command being checked: the first frame not ours/asyncio's."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_SKIPPED):
+            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""

@@ -6,10 +6,17 @@ engine says so; timers become durable ``StartTimer`` commands. So
 cancellation behave as usual, and the same inputs always give the same
 interleaving — which is what makes replay possible.
 
+Orderings that stock asyncio leaves to object identity are made to follow
+creation order instead: the loop's tasks and futures hash by a per-routine
+counter, so sets of them (``asyncio.wait``'s ``done``/``pending``,
+``TaskGroup``'s children, ``as_completed``'s queue) iterate the same way live
+and on every replay.
+
 Routines may still await real I/O (a database driver running on the host loop):
 ``_Bridge`` swaps a foreign future for a local one that completes when the
 foreign one does, and the loop is not idle until every bridged await is done.
-So a step never commits half-way through an I/O call.
+So a step never commits half-way through an I/O call. ``run_in_executor`` (and
+so ``asyncio.to_thread``) runs on the host loop's executor the same way.
 """
 
 from __future__ import annotations
@@ -19,17 +26,49 @@ import collections
 import collections.abc
 import contextvars
 import logging
+import sys
+import weakref
 from asyncio import events, futures
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Protocol
 
-__all__ = ["RoutineLoop"]
+__all__ = ["RoutineFuture", "RoutineLoop", "RoutineTask"]
 
 _log = logging.getLogger("dasync.engine")
 
 
 class TimerSink(Protocol):
     def start_timer(self, fire_at: float) -> int: ...
+
+
+class RoutineTask(asyncio.Task):  # type: ignore[type-arg]
+    """A task of a routine: hashes by creation order, so sets of tasks iterate alike."""
+
+    def __init__(
+        self,
+        coro: Any,
+        *,
+        loop: RoutineLoop,
+        name: str | None,
+        context: contextvars.Context | None,
+        order: int,
+    ) -> None:
+        self.order = order  # before Task.__init__, which puts the task in a WeakSet
+        super().__init__(coro, loop=loop, name=name, context=context)
+
+    def __hash__(self) -> int:
+        return self.order
+
+
+class RoutineFuture(asyncio.Future):  # type: ignore[type-arg]
+    """A future of a routine: hashes by creation order (see ``RoutineTask``)."""
+
+    def __init__(self, *, loop: RoutineLoop, order: int) -> None:
+        self.order = order
+        super().__init__(loop=loop)
+
+    def __hash__(self) -> int:
+        return self.order
 
 
 class RoutineLoop(asyncio.AbstractEventLoop):
@@ -44,7 +83,9 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._closed = False
         self._bridges = 0
+        self._order = 0
         self._wakeup: asyncio.Event | None = None
+        self._asyncgens: dict[int, weakref.ref[Any]] = {}
         self.errors: list[dict[str, Any]] = []
         self.tasks: set[asyncio.Task[Any]] = set()
         """This routine's unfinished tasks (``asyncio.all_tasks`` would scan every loop's)."""
@@ -55,6 +96,11 @@ class RoutineLoop(asyncio.AbstractEventLoop):
 
     def set_time(self, now: float) -> None:
         self._now = max(self._now, now)
+
+    def next_order(self) -> int:
+        """The next creation number (hash) for an object of this routine."""
+        self._order += 1
+        return self._order
 
     def fire_timer(self, seq: int) -> bool:
         """Make the durable timer ``seq`` ready; False if it was cancelled or unknown.
@@ -88,38 +134,67 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         previous = events._get_running_loop()
         if previous is not None and previous is not self:
             self.host = previous
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(self._asyncgen_firstiter, self._asyncgen_finalizer)
         events._set_running_loop(self)
         self._running = True
         try:
             ready = self._ready
-            while ready:
+            while ready and not self._closed:
                 handle = ready.popleft()
                 if not handle._cancelled:
-                    handle._run()
+                    try:
+                        handle._run()
+                    except (SystemExit, KeyboardInterrupt):
+                        # raised by routine code: the task holds it as its outcome already
+                        # (Task.__step sets it before re-raising), so it is the routine's
+                        # failure, never the worker's
+                        pass
         finally:
             self._running = False
             events._set_running_loop(previous)
+            sys.set_asyncgen_hooks(*hooks)
 
     async def run_until_idle(self) -> None:
         """Run until nothing is ready and no bridged I/O is pending."""
         while True:
             self.run_ready()
-            if self._bridges == 0:
+            if self._bridges == 0 or self._closed:
                 return
             wakeup = self._wakeup = asyncio.Event()
             await wakeup.wait()
 
+    @property
+    def idle(self) -> bool:
+        return not self._ready and self._bridges == 0
+
+    # --- async generators: finalized here, in a deterministic order -----------------------
+
+    def _asyncgen_firstiter(self, agen: Any) -> None:
+        self._asyncgens[self.next_order()] = weakref.ref(agen)
+
+    def _asyncgen_finalizer(self, agen: Any) -> None:
+        if self._closed:
+            return  # evicted: nothing may run any more
+        self.call_soon(self.create_task, agen.aclose())
+
+    def live_asyncgens(self) -> list[Any]:
+        """Async generators first iterated here and not yet collected, oldest first."""
+        alive = [ref() for _, ref in sorted(self._asyncgens.items())]
+        self._asyncgens.clear()
+        return [g for g in alive if g is not None and g.ag_frame is not None]
+
     # --- bridging foreign futures ---------------------------------------------------------
 
     def _bridge(self, foreign: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        local: asyncio.Future[Any] = asyncio.Future(loop=self)
+        local = self.create_future()
         local._asyncio_future_blocking = True
         foreign._asyncio_future_blocking = False
         self._bridges += 1
 
         def foreign_done(_: Any) -> None:
             self._bridges -= 1
-            if not local.done():
+            if not local.done() and not self._closed:
                 local.set_result(None)
             if self._wakeup is not None:
                 self._wakeup.set()
@@ -131,6 +206,14 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         foreign.add_done_callback(foreign_done)
         local.add_done_callback(local_done)
         return local
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> Any:
+        """Run ``func`` in the host's executor; the step waits for it (not journaled)."""
+        if self.host is None:
+            raise RuntimeError("the routine's loop has not been driven yet")
+        return self.host.run_in_executor(executor, func, *args)
 
     # --- the AbstractEventLoop surface routines use ---------------------------------------
 
@@ -146,6 +229,8 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         handle = asyncio.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
+
+    call_soon_threadsafe = call_soon  # type: ignore[assignment]
 
     def call_later(  # type: ignore[override]
         self,
@@ -172,7 +257,7 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         pass  # the durable timer still fires; fire_timer() then finds it cancelled
 
     def create_future(self) -> asyncio.Future[Any]:
-        return asyncio.Future(loop=self)
+        return RoutineFuture(loop=self, order=self.next_order())
 
     def create_task(
         self,
@@ -181,7 +266,9 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        task = asyncio.Task(_Bridge(coro, self), loop=self, name=name, context=context)
+        task = RoutineTask(
+            _Bridge(coro, self), loop=self, name=name, context=context, order=self.next_order()
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -196,6 +283,7 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         self._closed = True
         self._ready.clear()
         self._timers.clear()
+        self._asyncgens.clear()
 
     def get_debug(self) -> bool:
         return False
@@ -219,8 +307,35 @@ class RoutineLoop(asyncio.AbstractEventLoop):
     def get_task_factory(self) -> None:
         return None
 
+    async def shutdown_asyncgens(self) -> None:
+        pass  # the routine closes its generators itself when it completes
+
     def __repr__(self) -> str:
         return f"<RoutineLoop {self._name}>"
+
+
+def _refuse(name: str) -> Callable[..., Any]:
+    def refuse(self: RoutineLoop, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            f"loop.{name}() cannot run on a routine's deterministic event loop: run the I/O "
+            f"on the process's loop with `await dasync.io(...)` (it then runs again on replay, "
+            f"so keep it idempotent), or move it into a service method"
+        )
+
+    refuse.__name__ = name
+    return refuse
+
+
+for _name in (
+    "create_connection", "create_server", "create_unix_connection", "create_unix_server",
+    "create_datagram_endpoint", "getaddrinfo", "getnameinfo", "sock_recv", "sock_recv_into",
+    "sock_recvfrom", "sock_sendall", "sock_sendto", "sock_connect", "sock_accept",
+    "sock_sendfile", "sendfile", "start_tls", "connect_accepted_socket", "connect_read_pipe",
+    "connect_write_pipe", "subprocess_exec", "subprocess_shell", "add_reader", "add_writer",
+    "remove_reader", "remove_writer", "add_signal_handler", "remove_signal_handler",
+    "run_forever", "run_until_complete", "set_default_executor",
+):  # fmt: skip
+    setattr(RoutineLoop, _name, _refuse(_name))
 
 
 class _Bridge(collections.abc.Coroutine[Any, Any, Any]):

@@ -2,7 +2,8 @@
 
 Payloads are opaque bytes here: encoding belongs to the runtime, routing to
 the transport. A journal is a list of ``StepRecord``: the one input a step
-consumed and the commands it produced, in order.
+consumed and the commands it produced, in order. The byte format of a journal
+entry is in ``_journal.py``.
 """
 
 from __future__ import annotations
@@ -11,25 +12,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 __all__ = [
     "Call",
-    "CancelCall",
     "Cancel",
+    "CancelCall",
     "Command",
     "Complete",
     "Emit",
     "FireTimer",
     "Input",
+    "Postpone",
     "Record",
     "Resolve",
     "Start",
     "StartTimer",
     "Step",
     "StepRecord",
-    "decode_step",
-    "encode_step",
+    "difference",
 ]
 
 
@@ -43,7 +42,11 @@ class Start:
     args: bytes
     at: float
     meta: Mapping[str, str] = field(default_factory=dict, compare=False)
-    """Routing facts the runtime keeps with the routine (method, where to reply)."""
+    """Routing facts the runtime keeps with the routine (method, where to reply, depth)."""
+    seed: int = 0
+    """Seeds the routine's own random generator (``random``, ``uuid`` inside the routine)."""
+    context: bytes = b""
+    """Declared context variables the caller propagated (a JSON object), or empty."""
 
     @property
     def key(self) -> str:
@@ -76,13 +79,18 @@ class FireTimer:
 
 @dataclass(frozen=True, slots=True)
 class Cancel:
-    """Cancel the routine's main task, as ``task.cancel()`` would."""
+    """Cancel the routine's main task, as ``task.cancel()`` would.
+
+    Each cancel is its own input (``id``), so a routine that caught one cancel
+    can be cancelled again. Journals written before cancel ids have ``id=""``.
+    """
 
     at: float
+    id: str = ""
 
     @property
     def key(self) -> str:
-        return "cancel"
+        return f"cancel:{self.id}" if self.id else "cancel"
 
 
 Input = Start | Resolve | FireTimer | Cancel
@@ -93,12 +101,16 @@ Input = Start | Resolve | FireTimer | Cancel
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Start the routine ``service.method`` under the id ``<routine id>-<seq>``."""
+    """Start the routine ``service.method`` under the id ``callee``."""
 
     seq: int
     service: str
     method: str
     args: bytes
+    callee: str = ""
+    """The callee's routine id; empty in journals written before ids were journaled."""
+    context: bytes = b""
+    """Declared context variables propagated to the callee (a JSON object), or empty."""
 
     def describe(self) -> str:
         return f"call {self.service}.{self.method} (seq {self.seq})"
@@ -111,6 +123,8 @@ class CancelCall:
     seq: int
     target: int
     service: str
+    callee: str = ""
+    """The callee's routine id; empty in journals written before ids were journaled."""
 
     def describe(self) -> str:
         return f"cancel of call seq {self.target} (seq {self.seq})"
@@ -144,6 +158,8 @@ class Emit:
     seq: int
     event: str
     payload: bytes
+    event_id: str = ""
+    """The event's id; empty in journals written before ids were journaled."""
 
     def describe(self) -> str:
         return f"event {self.event} (seq {self.seq})"
@@ -161,22 +177,55 @@ class Complete:
         return f"completion (seq {self.seq})"
 
 
-Command = Call | CancelCall | StartTimer | Record | Emit | Complete
+@dataclass(frozen=True, slots=True)
+class Postpone:
+    """The step's input failed transiently: try it again at ``due`` (attempt ``attempt``).
+
+    A journal entry whose only command is a ``Postpone`` is a *retry marker*: it
+    keeps the input and the count of failed attempts, and replay skips it.
+    """
+
+    attempt: int
+    due: float
+    error: str
+
+    def describe(self) -> str:
+        return f"retry {self.attempt} due at {self.due:.3f}"
 
 
-def same_command(a: Command, b: Command) -> bool:
-    """Whether replay issued the command the journal has (payloads are not compared)."""
-    if type(a) is not type(b) or a.seq != b.seq:
-        return False
-    if isinstance(a, Call):
-        return (a.service, a.method) == (b.service, b.method)  # type: ignore[union-attr]
-    if isinstance(a, Record):
-        return a.kind == b.kind  # type: ignore[union-attr]
-    if isinstance(a, Emit):
-        return a.event == b.event  # type: ignore[union-attr]
-    if isinstance(a, CancelCall):
-        return a.target == b.target  # type: ignore[union-attr]
-    return True
+Command = Call | CancelCall | StartTimer | Record | Emit | Complete | Postpone
+
+
+def difference(expected: Command, actual: Command) -> str | None:
+    """What differs between the journal's command and the one replay issued, if anything.
+
+    Everything that decides what the command does is compared: kind, sequence,
+    target, arguments (byte for byte), deadlines. A failure's payload is not
+    (its message and traceback may legitimately embed addresses or line numbers);
+    its being a failure is.
+    """
+    if type(expected) is not type(actual):
+        return "kind"
+    if getattr(expected, "seq", None) != getattr(actual, "seq", None):
+        return "sequence number"
+    for name in _COMPARED[type(expected)]:
+        if getattr(expected, name) != getattr(actual, name):
+            return name
+    if isinstance(expected, Complete) and expected.ok and expected.payload != actual.payload:  # type: ignore[union-attr]
+        return "result"
+    return None
+
+
+_COMPARED: dict[type, tuple[str, ...]] = {
+    Call: ("service", "method", "args", "context"),
+    CancelCall: ("target", "service"),
+    StartTimer: ("fire_at",),
+    Record: ("kind",),
+    Emit: ("event", "payload"),
+    Complete: ("ok",),
+    Postpone: (),
+}
+"""The fields of each command that replay must reproduce exactly (see ``difference``)."""
 
 
 # --- steps --------------------------------------------------------------------------------
@@ -204,68 +253,16 @@ class StepRecord:
     input: Input
     commands: tuple[Command, ...]
 
+    @property
+    def postponed(self) -> Postpone | None:
+        """The retry marker this entry is, if it is one (replay skips those)."""
+        if len(self.commands) == 1 and isinstance(self.commands[0], Postpone):
+            return self.commands[0]
+        return None
 
-def _frag(b: bytes) -> Any:
-    return orjson.Fragment(b)
-
-
-def encode_step(step: Step | StepRecord) -> bytes:
-    """One journal entry; payloads are embedded as raw JSON, so the entry stays JSON."""
-    inp = step.input
-    i: dict[str, Any]
-    if isinstance(inp, Start):
-        i = {"k": "start", "at": inp.at, "args": _frag(inp.args), "meta": dict(inp.meta)}
-    elif isinstance(inp, Resolve):
-        i = {"k": "reply", "at": inp.at, "seq": inp.seq, "ok": inp.ok, "p": _frag(inp.payload)}
-    elif isinstance(inp, FireTimer):
-        i = {"k": "timer", "at": inp.at, "seq": inp.seq}
-    else:
-        i = {"k": "cancel", "at": inp.at}
-    cmds: list[dict[str, Any]] = []
-    for c in step.commands:
-        if isinstance(c, Call):
-            cmds.append(
-                {"k": "call", "s": c.seq, "svc": c.service, "m": c.method, "a": _frag(c.args)}
-            )
-        elif isinstance(c, CancelCall):
-            cmds.append({"k": "cancel", "s": c.seq, "t": c.target, "svc": c.service})
-        elif isinstance(c, StartTimer):
-            cmds.append({"k": "timer", "s": c.seq, "at": c.fire_at})
-        elif isinstance(c, Record):
-            cmds.append({"k": "rec", "s": c.seq, "kind": c.kind, "v": c.value})
-        elif isinstance(c, Emit):
-            cmds.append({"k": "emit", "s": c.seq, "e": c.event, "p": _frag(c.payload)})
-        else:
-            cmds.append({"k": "done", "s": c.seq, "ok": c.ok, "p": _frag(c.payload)})
-    return orjson.dumps({"in": i, "cmd": cmds})
-
-
-def decode_step(data: bytes) -> StepRecord:
-    raw = orjson.loads(data)
-    i = raw["in"]
-    inp: Input
-    kind = i["k"]
-    if kind == "start":
-        inp = Start(orjson.dumps(i["args"]), i["at"], i.get("meta") or {})
-    elif kind == "reply":
-        inp = Resolve(i["seq"], i["ok"], orjson.dumps(i["p"]), i["at"])
-    elif kind == "timer":
-        inp = FireTimer(i["seq"], i["at"])
-    else:
-        inp = Cancel(i["at"])
-    cmds: list[Command] = []
-    for c in raw["cmd"]:
-        k = c["k"]
-        if k == "call":
-            cmds.append(Call(c["s"], c["svc"], c["m"], orjson.dumps(c["a"])))
-        elif k == "cancel":
-            cmds.append(CancelCall(c["s"], c["t"], c["svc"]))
-        elif k == "timer":
-            cmds.append(StartTimer(c["s"], c["at"]))
-        elif k == "rec":
-            cmds.append(Record(c["s"], c["kind"], c["v"]))
-        elif k == "emit":
-            cmds.append(Emit(c["s"], c["e"], orjson.dumps(c["p"])))
-        else:
-            cmds.append(Complete(c["s"], c["ok"], orjson.dumps(c["p"])))
-    return StepRecord(inp, tuple(cmds))
+    @property
+    def completion(self) -> Complete | None:
+        for command in self.commands:
+            if isinstance(command, Complete):
+                return command
+        return None

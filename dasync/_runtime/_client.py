@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar, cast
 from .._clock import Clock
 from .._codec import bind_args, decode_failure, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
-from .._engine import Complete, decode_step
+from .._engine import Complete, check_user_id, decode_step
 from .._errors import ContractError, InvalidArguments, MalformedMessage
 from .._event import EventSpec
 from .._proxy import make_proxy
@@ -41,7 +41,8 @@ class RoutineHandle(Generic[R]):
 
     async def cancel(self) -> None:
         """Ask the routine to cancel (its main task gets ``CancelledError``)."""
-        await self._client._transport.send(self.service, _wire.cancel_message(self.routine_id))
+        cancel = _wire.cancel_message(self.routine_id, f"c{uuid.uuid4().hex}")
+        await self._client._transport.send(self.service, cancel)
 
     def __repr__(self) -> str:
         return f"<RoutineHandle {self.method.qualname} {self.routine_id}>"
@@ -125,8 +126,9 @@ class Client:
         one) lets the caller name the routine before it starts, e.g. to report it.
         """
         routine_id = routine_id or uuid.uuid4().hex
-        fut = self._waiter(routine_id)
-        msg = _wire.call_message(routine_id, method, args, self._inbox, routine_id, 0)
+        key = _waiter_key(service, routine_id)
+        fut = self._waiter(key)
+        msg = _wire.call_message(routine_id, method, args, self._inbox, key, 0)
         await self._transport.send(service, msg)
         return await fut
 
@@ -144,20 +146,21 @@ class Client:
                 f"{method.qualname}(): arguments are {len(payload)} bytes encoded, over the "
                 f"limit of {self.max_payload} bytes; pass a reference (an id, a URL) instead"
             )
-        routine_id = routine_id or uuid.uuid4().hex
-        self._waiter(routine_id)
-        msg = _wire.call_message(routine_id, method.name, payload, self._inbox, routine_id, 0)
+        routine_id = check_user_id(routine_id) if routine_id else uuid.uuid4().hex
+        key = _waiter_key(method.service, routine_id)
+        self._waiter(key)
+        msg = _wire.call_message(routine_id, method.name, payload, self._inbox, key, 0)
         try:
             await self._transport.send(method.service, msg)
         except BaseException:
-            self._waiters.pop(routine_id, None)
+            self._waiters.pop(key, None)
             raise
         return RoutineHandle(self, method, routine_id)
 
-    def _waiter(self, routine_id: str) -> asyncio.Future[tuple[bool, bytes]]:
-        fut = self._waiters.get(routine_id)
+    def _waiter(self, key: str) -> asyncio.Future[tuple[bool, bytes]]:
+        fut = self._waiters.get(key)
         if fut is None:
-            fut = self._waiters[routine_id] = asyncio.get_running_loop().create_future()
+            fut = self._waiters[key] = asyncio.get_running_loop().create_future()
         return fut
 
     async def _on_reply(self, delivery: Delivery) -> None:
@@ -172,7 +175,8 @@ class Client:
         await delivery.ack()
 
     async def _outcome(self, handle: RoutineHandle[Any]) -> Any:
-        fut = self._waiters.get(handle.routine_id)
+        key = _waiter_key(handle.service, handle.routine_id)
+        fut = self._waiters.get(key)
         poll = self._poll
         try:
             while True:
@@ -192,7 +196,7 @@ class Client:
                     await asyncio.sleep(self._poll)
         finally:
             if fut is not None and fut.done():
-                self._waiters.pop(handle.routine_id, None)
+                self._waiters.pop(key, None)
         if ok:
             return decode_result(handle.method, payload)
         raise decode_failure(payload)
@@ -208,15 +212,26 @@ class Client:
         return None
 
 
+def _waiter_key(service: str, routine_id: str) -> str:
+    """What a reply to this client names (its ``reply routine``): routine ids are unique
+    per service only, so two services' routines may share one."""
+    return f"{service}/{routine_id}"
+
+
 def _method_spec_of(method: Callable[..., Any]) -> MethodSpec:
-    known = method_of_function(method)
-    if known is not None:
-        return known
+    """The contract method ``method`` names, on the service of the class that defines it.
+
+    The defining class comes first: a method a subclass inherits is the same function
+    object, so a lookup by function alone could name the subclass's service.
+    """
     qualname = getattr(method, "__qualname__", "")
     owner_name, _, name = qualname.rpartition(".")
     module = getattr(method, "__module__", None)
     owner = _find_owner(method, owner_name, module)
     if owner is None:
+        known = method_of_function(method)
+        if known is not None:
+            return known
         raise ContractError(
             f"pass an unbound contract method such as PaymentTerminal.pay, not {method!r}"
         )

@@ -41,6 +41,7 @@ class Runtime:
         force_replay: bool = False,
         concurrency: int = 64,
         max_payload: int = 1024 * 1024,
+        on_divergence: str | None = None,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -65,6 +66,7 @@ class Runtime:
             concurrency=concurrency,
             subscriptions=self.events.subscriptions,
             max_payload=max_payload,
+            on_divergence=on_divergence or ("fail" if force_replay else "park"),
         )
         self.client = Client(transport, store, self.clock, max_payload=max_payload)
         self._started = False

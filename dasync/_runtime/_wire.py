@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._engine import Call, CancelCall, Complete, StartTimer
+from .._engine import (
+    Call,
+    CancelCall,
+    Complete,
+    Emit,
+    Postpone,
+    StartTimer,
+    handler_id,
+    legacy_child_id,
+    legacy_event_id,
+)
 from .._errors import MalformedMessage
 from ..transports import Message
 
@@ -17,7 +27,7 @@ __all__ = [
     "INBOX_PREFIX",
     "KIND",
     "call_message",
-    "child_id",
+    "callee_of",
     "parse",
     "reply_message",
 ]
@@ -30,12 +40,19 @@ REPLY_ROUTINE = "dasync-reply-routine"
 REPLY_SEQ = "dasync-reply-seq"
 SEQ = "dasync-seq"
 OK = "dasync-ok"
+DEPTH = "dasync-depth"
+CONTEXT = "dasync-context"
+CANCEL_ID = "dasync-cancel-id"
 INBOX_PREFIX = "_inbox."
+KINDS = ("start", "reply", "timer", "cancel", "retry")
 
 
-def child_id(parent: str, seq: int) -> str:
-    """A callee's routine id: its caller's id plus the step that called it."""
-    return f"{parent}-{seq}"
+def callee_of(routine_id: str, command: Call | CancelCall) -> str:
+    """The routine id a call (or the cancel of one) addresses; journals before ids were
+    journaled derive it from the caller's id and the call's sequence number."""
+    if command.callee:
+        return command.callee
+    return legacy_child_id(routine_id, command.seq if isinstance(command, Call) else command.target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +67,16 @@ class Envelope:
     reply_seq: int = 0
     seq: int = 0
     ok: bool = True
+    depth: int = 0
+    context: bytes = b""
+    cancel_id: str = ""
 
 
 def parse(message: Message) -> Envelope:
     h = message.headers
     kind = h.get(KIND)
     routine = h.get(ROUTINE)
-    if kind not in ("start", "reply", "timer", "cancel") or not routine:
+    if kind not in KINDS or not routine:
         raise MalformedMessage(
             f"message {message.msg_id!r} lacks valid {KIND}/{ROUTINE} headers: {dict(h)!r}"
         )
@@ -70,6 +90,9 @@ def parse(message: Message) -> Envelope:
             reply_seq=int(h.get(REPLY_SEQ, "0")),
             seq=int(h.get(SEQ, "0")),
             ok=h.get(OK, "1") == "1",
+            depth=int(h.get(DEPTH, "0")),
+            context=h.get(CONTEXT, "").encode(),
+            cancel_id=h.get(CANCEL_ID, ""),
         )
     except ValueError as exc:
         raise MalformedMessage(
@@ -78,9 +101,21 @@ def parse(message: Message) -> Envelope:
 
 
 def call_message(
-    routine_id: str, method: str, args: bytes, reply_to: str, reply_routine: str, reply_seq: int
+    routine_id: str,
+    method: str,
+    args: bytes,
+    reply_to: str,
+    reply_routine: str,
+    reply_seq: int,
+    *,
+    depth: int = 0,
+    context: bytes = b"",
 ) -> Message:
     headers = {KIND: "start", ROUTINE: routine_id, METHOD: method}
+    if depth:
+        headers[DEPTH] = str(depth)
+    if context:
+        headers[CONTEXT] = context.decode()
     if reply_to:
         headers.update(
             {REPLY_TO: reply_to, REPLY_ROUTINE: reply_routine, REPLY_SEQ: str(reply_seq)}
@@ -99,23 +134,38 @@ def reply_message(env: Envelope, callee_id: str, done: Complete) -> Message:
 
 
 def outgoing(
-    routine_id: str, own_queue: str, command: Call | CancelCall | StartTimer
+    routine_id: str, own_queue: str, command: Call | StartTimer | Postpone, depth: int = 0
 ) -> tuple[str, Message]:
-    """The (queue, message) that a call, cancel or timer command sends."""
+    """The (queue, message) that a call, timer or retry command sends.
+
+    ``depth`` is the sending routine's call depth; its callees are one deeper.
+    """
     if isinstance(command, Call):
-        callee = child_id(routine_id, command.seq)
+        callee = callee_of(routine_id, command)
         return command.service, call_message(
-            callee, command.method, command.args, own_queue, routine_id, command.seq
+            callee,
+            command.method,
+            command.args,
+            own_queue,
+            routine_id,
+            command.seq,
+            depth=depth + 1,
+            context=command.context,
         )
-    if isinstance(command, CancelCall):
-        raise TypeError("cancel commands are routed by the worker (it knows the callee's service)")
+    if isinstance(command, Postpone):
+        headers = {KIND: "retry", ROUTINE: routine_id, SEQ: str(command.attempt)}
+        msg_id = f"retry:{routine_id}:{command.attempt}"
+        return own_queue, Message(msg_id, headers, deliver_at=command.due)
     headers = {KIND: "timer", ROUTINE: routine_id, SEQ: str(command.seq)}
     msg_id = f"timer:{routine_id}:{command.seq}"
     return own_queue, Message(msg_id, headers, deliver_at=command.fire_at)
 
 
-def cancel_message(callee_id: str) -> Message:
-    return Message(f"cancel:{callee_id}", {KIND: "cancel", ROUTINE: callee_id})
+def cancel_message(callee_id: str, cancel_id: str) -> Message:
+    """A request to cancel ``callee_id``; each cancel has its own id (a routine that caught
+    one cancel can be cancelled again)."""
+    headers = {KIND: "cancel", ROUTINE: callee_id, CANCEL_ID: cancel_id}
+    return Message(f"cancel:{callee_id}:{cancel_id}", headers)
 
 
 EVENT = "dasync-event"
@@ -127,11 +177,11 @@ def event_message(topic: str, event_id: str, payload: bytes) -> Message:
     return Message(f"event:{event_id}", {EVENT: topic, EVENT_ID: event_id}, payload)
 
 
-def event_id(routine_id: str, seq: int) -> str:
-    """The id of the event a routine fired at ``seq``: stable across re-sends."""
-    return f"{routine_id}-e{seq}"
+def event_id_of(routine_id: str, command: Emit) -> str:
+    """The id of the event a routine fired: stable across re-sends."""
+    return command.event_id or legacy_event_id(routine_id, command.seq)
 
 
-def handler_routine_id(event_id: str, handler: str) -> str:
+def handler_routine_id(event_id: str, subscriber: str, handler: str) -> str:
     """One routine per event per subscribing handler: created once, whatever is redelivered."""
-    return f"{event_id}-{handler}"
+    return handler_id(event_id, subscriber, handler)

@@ -17,8 +17,10 @@ redelivery with backoff; user code never sees them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -35,12 +37,15 @@ from .._engine import (
     Command,
     Complete,
     Emit,
+    EvictedDuringStep,
     FireTimer,
     Input,
+    Postpone,
     Resolve,
     RoutineInstance,
     Start,
     StartTimer,
+    Step,
     StepRecord,
     decode_step,
     encode_step,
@@ -81,12 +86,11 @@ class _ClaimedElsewhere(Exception):
     """Another worker holds the lease on this routine's first step."""
 
 
-class _RetryLater(Exception):
-    """The step failed with a transient exception: hand the message back for later."""
+class _Postponed(Exception):
+    """The routine waits out a retry backoff; other inputs wait with it."""
 
-    def __init__(self, delay: float, error: BaseException) -> None:
+    def __init__(self, delay: float) -> None:
         self.delay = delay
-        self.error = error
 
 
 @dataclass
@@ -105,7 +109,8 @@ class WorkerStats:
     retries: int = 0
     claimed_elsewhere: int = 0
     """Deliveries of a new call put back because another worker was already running it."""
-    """Steps re-run later because a method's retry policy marked their exception transient."""
+    diverged: list[str] = field(default_factory=list)
+    """Routines whose replay did not match their journal: id and the error (parked or failed)."""
     rejected: list[str] = field(default_factory=list)
     """Messages that could not be processed at all (malformed), with the reason."""
     failed: list[str] = field(default_factory=list)
@@ -129,7 +134,14 @@ class Worker:
         subscriptions: Sequence[EventSubscription] = (),
         poison_after: int = 10,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        on_divergence: str = "park",
     ) -> None:
+        if on_divergence not in ("park", "fail"):
+            raise ValueError(f"on_divergence must be 'park' or 'fail', not {on_divergence!r}")
+        self.on_divergence = on_divergence
+        """``park``: a routine whose replay diverges stops where it is, its message set aside
+        as a dead letter until fixed code is deployed; ``fail`` (tests): its caller gets the
+        ``NonDeterminismError``."""
         self.services = {s.spec.name: s for s in services}
         self.event_subscriptions = subscriptions
         self.poison_after = poison_after
@@ -240,7 +252,8 @@ class Worker:
             return
         param = method.params[0].name
         args = b'{"' + param.encode() + b'":' + (message.body or b"null") + b"}"
-        env = _wire.Envelope("start", _wire.handler_routine_id(event_id, handler), handler)
+        routine_id = _wire.handler_routine_id(event_id, hosted.spec.name, handler)
+        env = _wire.Envelope("start", routine_id, handler)
         await self._process(hosted, delivery, env, Message(message.msg_id, message.headers, args))
 
     async def _process(
@@ -256,25 +269,17 @@ class Worker:
         try:
             async with lock:
                 await self._handle(hosted, env, message, delivery.attempt)
-        except JournalConflict:
+        except (JournalConflict, EvictedDuringStep):
             self.stats.conflicts += 1
             self._evict(key)
             await delivery.nak(0.0)
+        except _Postponed as wait:
+            await delivery.nak(wait.delay)
         except _ClaimedElsewhere:
             # another worker is running this call's first step: once it commits, this
             # delivery finds the journal and only re-sends; if it dies, its lease expires
             self.stats.claimed_elsewhere += 1
             await delivery.nak(_backoff(delivery.attempt, cap=1.0))
-        except _RetryLater as retry:
-            _log.info(
-                "%s: attempt %d of %s failed with %r; retrying in %.2fs",
-                hosted.spec.name,
-                delivery.attempt,
-                env.routine_id,
-                retry.error,
-                retry.delay,
-            )
-            await delivery.nak(retry.delay)
         except _RoutineMissing as exc:
             # a cancel can overtake its routine's start on another worker: wait a little
             if delivery.attempt >= MISSING_ROUTINE_ATTEMPTS:
@@ -287,13 +292,14 @@ class Worker:
             await delivery.term(str(exc))
         except NonDeterminismError as exc:
             self._evict(key)
-            _log.error("%s", exc)
-            await self._failed_attempt(hosted, env, delivery, exc, cap=300.0)
+            await self._diverged(hosted, env, delivery, exc)
         except (TimeoutError, TransportError, OSError) as exc:
             self._evict(key)
             _log.warning("retrying %s after infrastructure error: %r", delivery.message.msg_id, exc)
             await delivery.nak(_backoff(delivery.attempt))
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise  # the worker itself is stopping: the message is redelivered
+        except BaseException as exc:  # nothing may leave a message unsettled
             self._evict(key)
             _log.exception("internal error on %s; will retry", delivery.message.msg_id)
             await self._failed_attempt(hosted, env, delivery, exc)
@@ -313,22 +319,46 @@ class Worker:
         self, hosted: HostedService, env: _wire.Envelope, message: Message, attempt: int = 1
     ) -> None:
         name = hosted.spec.name
+        key = _input_key(env)
+        if env.kind == "retry":
+            self._evict((name, env.routine_id))  # a retry always starts from the journal
         inst = self._cached(hosted, env.routine_id)
+        marker: StepRecord | None = None
         if inst is None:
             records = await self._load(hosted, env.routine_id)
-            if any(r.input.key == _input_key(env) for r in records):
+            if env.kind != "retry" and any(r.input.key == key for r in records):
                 # a redelivery: resend from the journal, never re-run the routine's code
-                await self._resend(hosted, env.routine_id, records, _input_key(env))
+                await self._resend(hosted, env.routine_id, records, key)
                 return
             if _completion(records) is not None:
                 return  # news for a finished routine (a late timer or reply) changes nothing
+            if records and records[-1].postponed is not None:
+                marker = records[-1]
             inst = await self._replay(hosted, env.routine_id, records) if records else None
+        now = self.clock.now()
         inp: Input
-        if env.kind == "start":
+        if env.kind == "retry":
+            postponed = marker.postponed if marker is not None else None
+            if marker is None or postponed is None or postponed.attempt != env.seq:
+                return  # a stale retry: its attempt ran already
+            inp = dataclasses.replace(marker.input, at=now)
+            attempt = postponed.attempt + 1
+        elif marker is not None and env.kind == "cancel" and inst is not None:
+            # cancelled while waiting out a retry backoff: the attempt never runs
+            step = inst.cancel_postponed(Cancel(now, env.cancel_id))
+            await self._commit(hosted, inst, step)
+            return
+        elif marker is not None:
+            postponed = marker.postponed
+            assert postponed is not None
+            raise _Postponed(max(0.05, postponed.due - now + 0.05))
+        elif env.kind == "start":
             if inst is not None:  # duplicate call: its effects exist already
                 await self._resend(hosted, env.routine_id, None, "start")
                 return
             meta = {"method": env.method}
+            if env.depth:
+                meta["depth"] = str(env.depth)
             if env.reply_to:
                 meta.update(
                     reply_to=env.reply_to,
@@ -339,19 +369,21 @@ class Worker:
                 name, env.routine_id, self.worker_id
             ):
                 raise _ClaimedElsewhere(env.routine_id)
-            inp = Start(message.body, self.clock.now(), meta)
+            inp = Start(message.body, now, meta, seed=secrets.randbits(63) | 1, context=env.context)
             inst = self._new_instance(hosted, env.routine_id, inp)
         elif inst is None:
             raise _RoutineMissing(
                 f"{env.kind} for routine {env.routine_id!r} of {name}, which does not exist"
             )
         elif env.kind == "reply":
-            inp = Resolve(env.seq, env.ok, message.body, self.clock.now())
+            inp = Resolve(env.seq, env.ok, message.body, now)
         elif env.kind == "timer":
-            inp = FireTimer(env.seq, self.clock.now())
+            inp = FireTimer(env.seq, now)
         else:
-            inp = Cancel(self.clock.now())
+            inp = Cancel(now, env.cancel_id)
 
+        if inst is None:
+            inst = self._new_instance(hosted, env.routine_id, inp)  # type: ignore[arg-type]
         if inp.key in inst.consumed:
             await self._resend(hosted, inst.routine_id, None, inp.key)
             return
@@ -361,10 +393,20 @@ class Worker:
         if done is not None and not done.ok and inst.failure is not None:
             policy = self._policy(hosted, inst.method)
             if policy is not None and policy.retries(inst.failure, attempt):
-                # transient: do not commit the failure; re-run this step later from the journal
+                # transient: keep the input and the count of failures in a retry marker; the
+                # attempt is run again, from the journal, when the marker's retry comes due
                 self._evict((name, inst.routine_id))
+                delay = policy.delay(attempt)
+                error = f"{type(inst.failure).__name__}: {inst.failure}"[:500]
+                record = StepRecord(inp, (Postpone(attempt, now + delay, error),))
+                await self.store.append(name, inst.routine_id, encode_step(record), step.index)
+                await self._send(hosted, inst.routine_id, inst.context, record.commands)
                 self.stats.retries += 1
-                raise _RetryLater(policy.delay(attempt), inst.failure)
+                _log.info(
+                    "%s: attempt %d of %s failed with %s; retrying in %.2fs",
+                    name, attempt, inst.routine_id, error, delay,
+                )  # fmt: skip
+                return
         if step.noop:
             # nothing to commit, so no append can reveal a stale cached instance (another
             # worker may have advanced the routine): check before the message is acked
@@ -372,6 +414,11 @@ class Worker:
                 raise JournalConflict(f"cached state of {inst.routine_id!r} is behind its journal")
             self._release(hosted, inst)
             return
+        await self._commit(hosted, inst, step)
+
+    async def _commit(self, hosted: HostedService, inst: RoutineInstance, step: Step) -> None:
+        """Append the step to the journal, send its outbox, keep or drop the live instance."""
+        name = hosted.spec.name
         try:
             await self.store.append(name, inst.routine_id, encode_step(step), expected=step.index)
         except BaseException:
@@ -379,6 +426,35 @@ class Worker:
             raise
         await self._send(hosted, inst.routine_id, inst.context, step.commands)
         self._release(hosted, inst)
+
+    async def _diverged(
+        self,
+        hosted: HostedService,
+        env: _wire.Envelope,
+        delivery: Delivery,
+        exc: NonDeterminismError,
+    ) -> None:
+        """Replay did not match the journal: never retried into a chance match.
+
+        ``park``: the message becomes a dead letter with the reason; the routine stays as
+        its journal has it and resumes when the dead letter is retried on fixed code.
+        ``fail`` (tests, forced replay): the routine's caller gets the error itself.
+        """
+        self.stats.diverged.append(f"{hosted.spec.name}/{env.routine_id}: {exc}")
+        del self.stats.diverged[:-1000]
+        if self.on_divergence == "fail":
+            reason = f"non-determinism: {exc}"
+            self._reject(hosted, delivery.message, reason)
+            try:
+                await self._fail_caller(hosted, env, reason, exc)
+            except Exception as fail_exc:  # best effort: the dead letter keeps the facts
+                _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
+            await delivery.term(reason)
+            return
+        reason = f"parked: non-determinism: {exc}"
+        _log.error("%s: %s", hosted.spec.name, reason)
+        self._reject(hosted, delivery.message, reason)
+        await delivery.term(reason)
 
     async def _failed_attempt(
         self,
@@ -535,9 +611,10 @@ class Worker:
         commands: Sequence[Command],
     ) -> None:
         own = hosted.spec.name
+        depth = int(meta.get("depth", "0") or 0)
         for command in commands:
-            if isinstance(command, Call | StartTimer):
-                queue, msg = _wire.outgoing(routine_id, own, command)
+            if isinstance(command, Call | StartTimer | Postpone):
+                queue, msg = _wire.outgoing(routine_id, own, command, depth)
                 try:
                     await self.transport.send(queue, msg)
                 except UnknownService as exc:
@@ -545,13 +622,14 @@ class Worker:
                         raise
                     await self._fail_call(own, routine_id, command, exc)
             elif isinstance(command, CancelCall):
-                callee = _wire.child_id(routine_id, command.target)
+                callee = _wire.callee_of(routine_id, command)
+                message = _wire.cancel_message(callee, f"s{command.seq}")
                 try:
-                    await self.transport.send(command.service, _wire.cancel_message(callee))
+                    await self.transport.send(command.service, message)
                 except UnknownService:
                     pass
             elif isinstance(command, Emit):
-                event_id = _wire.event_id(routine_id, command.seq)
+                event_id = _wire.event_id_of(routine_id, command)
                 message = _wire.event_message(command.event, event_id, command.payload)
                 try:
                     await self.transport.publish(command.event, message)
@@ -568,7 +646,7 @@ class Worker:
     async def _fail_call(self, own: str, routine_id: str, call: Call, exc: DasyncError) -> None:
         """A call to a service that does not exist resolves as a failure the caller can catch."""
         env = _wire.Envelope("start", "", reply_routine=routine_id, reply_seq=call.seq)
-        callee = _wire.child_id(routine_id, call.seq)
+        callee = _wire.callee_of(routine_id, call)
         done = Complete(0, False, encode_failure(exc))
         await self.transport.send(own, _wire.reply_message(env, callee, done))
 
@@ -607,7 +685,7 @@ class Worker:
             return
         first = records[0].input
         meta = first.meta if isinstance(first, Start) else {}
-        for record in records:
+        for record in reversed(records):  # the latest: an input retried has a marker before
             if record.input.key == key:
                 await self._send(hosted, routine_id, meta, record.commands)
                 break
@@ -641,14 +719,18 @@ def _input_key(env: _wire.Envelope) -> str:
         return f"reply:{env.seq}"
     if env.kind == "timer":
         return f"timer:{env.seq}"
+    if env.kind == "cancel":
+        return Cancel(0.0, env.cancel_id).key
+    if env.kind == "retry":
+        return f"retry:{env.seq}"
     return env.kind
 
 
 def _completion(records: Sequence[StepRecord]) -> Complete | None:
     for record in reversed(records):
-        for command in record.commands:
-            if isinstance(command, Complete):
-                return command
+        done = record.completion
+        if done is not None:
+            return done
     return None
 
 

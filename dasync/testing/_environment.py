@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from .._errors import ContractError
+from .._errors import ContractError, NonDeterminismError
 from .._event import EventSpec
 from .._injection import Container, Injector
 from .._proxy import make_proxy
@@ -15,7 +15,21 @@ from .._runtime import Runtime
 from ..transports import MemoryBroker
 from ._clock import VirtualClock
 
-__all__ = ["instantiate", "runtime"]
+__all__ = ["NonDeterminismFound", "instantiate", "runtime"]
+
+
+class NonDeterminismFound(NonDeterminismError):
+    """Raised when a test runtime closes after some routine's replay diverged."""
+
+    def __init__(self, divergences: list[str]) -> None:
+        self.divergences = list(divergences)
+        Exception.__init__(
+            self, f"{len(divergences)} routine(s) diverged on replay: " + "; ".join(divergences)
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.divergences,))
+
 
 S = TypeVar("S")
 
@@ -44,9 +58,13 @@ async def runtime(
     rt = Runtime(
         services, container=container, broker=broker, force_replay=force_replay,
         cache_size=cache_size,
+        on_divergence="fail",
     )
     async with rt:
         yield rt
+    if rt.worker.stats.diverged:
+        # a divergence whose error some caller caught must still fail the test
+        raise NonDeterminismFound(rt.worker.stats.diverged)
 
 
 class _IgnoredEvents:

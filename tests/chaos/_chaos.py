@@ -817,7 +817,7 @@ class Chaos:
                 rep.rewrites += writes - 1
                 if subject in expected and outcome != expected[subject]:
                     rep.wrong.append(f"{subject}: {outcome} != {expected[subject]}")
-                if not key.startswith(subject.partition("/")[0] + "-"):
+                if not key.startswith(subject.partition("/")[0] + "/"):
                     rep.bad_keys.append(f"{subject}: {key}")
             rep.lost = sorted(set(expected) - set(keys_of))
             rep.unexpected = sorted(set(keys_of) - set(expected))

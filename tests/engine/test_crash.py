@@ -138,7 +138,7 @@ def journals(broker: MemoryBroker) -> Iterator[tuple[str, str, list[StepRecord]]
 def ledger_calls(broker: MemoryBroker) -> set[str]:
     """The call ids of every committed call to Ledger (the callee's routine id)."""
     return {
-        f"{rid}-{c.seq}"
+        c.callee
         for _, rid, steps in journals(broker)
         for s in steps
         for c in s.commands
@@ -206,7 +206,7 @@ async def test_kill_at_any_point_then_resume(replay_mode):
     calls = ledger_calls(broker)
     assert len(calls) == total
     assert set(EFFECTS) == calls  # each call's effect happened, keyed by its call id
-    assert EFFECTS[f"{rids[7]}-1"] == ("acct-7", 7)
+    assert EFFECTS[f"{rids[7]}/Flow.run.1"] == ("acct-7", 7)
     assert sum(EXECUTIONS.values()) >= total
     rerun = {k for k, v in EXECUTIONS.items() if v > 1}
     assert rerun  # executions cut short ran again after the restart...

@@ -253,7 +253,7 @@ def test_a_fixed_kitchen_sink_program() -> None:
         "caught no 7",
         "slept True",
         "uuid <uuid ks#9>",  # seq 6 and 8 are the timer's dasync.now(), 7 the timer
-        "sub ['call 7', \"sub ['uuid <uuid ks-10-2#1>']\"]",
+        "sub ['call 7', \"sub ['uuid <uuid ks/Sink.run.10/Sink.run.2#1>']\"]",
         "parallel [['slept True'], ['call 10'], ['caught no 1']]",
     ]
     forced, _ = asyncio.run(run_program(program, force_replay=True))

@@ -125,8 +125,8 @@ async def test_duplicate_deliveries_run_the_handler_once(world: World) -> None:
     assert log.values("Rewards.welcome") == ["jo", "jo"]  # two events, each handled once
     assert len(log.runs) == 2
     assert set(log.effects) == {
-        _wire.handler_routine_id("dup-1", "welcome"),
-        _wire.handler_routine_id("dup-2", "welcome"),
+        _wire.handler_routine_id("dup-1", "Rewards", "welcome"),
+        _wire.handler_routine_id("dup-2", "Rewards", "welcome"),
     }
 
 
@@ -142,7 +142,7 @@ async def test_a_failing_handler_is_recorded_and_later_events_keep_flowing(world
         assert "ValueError: no rewards for bad-lee" in failure
         # the failure is durable: the handler routine's outcome is in its journal
         routine_id = failure.split("/", 1)[1].split(":", 1)[0]
-        assert routine_id.endswith("-welcome")
+        assert routine_id.endswith("/Rewards.welcome")
         try:
             await rt.client.handle(Rewards.welcome, routine_id).result(timeout=10)
         except ValueError as exc:
@@ -207,11 +207,11 @@ async def test_a_payload_that_does_not_decode_is_rejected_and_recorded(world: Wo
         await wait_until(lambda: len(log.effects) == 1)
         await quiet()
         failed = "\n".join(rt.worker.stats.failed)
-        assert "junk-json-welcome: MalformedMessage" in failed
+        assert "junk-json/Rewards.welcome: MalformedMessage" in failed
         assert "not valid JSON" in failed
-        assert "junk-field-welcome: InvalidArguments" in failed
+        assert "junk-field/Rewards.welcome: InvalidArguments" in failed
         assert "'info.email'" in failed  # names the missing field
-        assert "junk-type-welcome: InvalidArguments" in failed
+        assert "junk-type/Rewards.welcome: InvalidArguments" in failed
         assert "'info.name'" in failed
         [rejected] = rt.worker.stats.rejected
         assert rejected.startswith("foreign-1:") and _wire.EVENT_ID in rejected

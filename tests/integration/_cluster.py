@@ -178,7 +178,7 @@ def check_exactly_once(
         f"unexpected: {sorted(set(effects) - calls)[:10]}"
     )
     for call_id, (account, amount, _pid, _writes) in effects.items():
-        flow, _, seq = call_id.rpartition("-")
+        flow, _, seq = call_id.rpartition("/Flow.run.")
         i = int(seq) - first_seq
         n = int(flow.rpartition("-")[2])
         assert (account, amount) == (f"acct-{n}-{i}", n * 10 + i), call_id  # the right effect

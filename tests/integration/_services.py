@@ -139,8 +139,8 @@ class FlowService(Flow):
 
 
 def call_ids(flows: int, pause: bool = False) -> set[str]:
-    """The call id of every ``book`` call of flows ``0..flows-1`` (``<flow>-<seq>``; with a
-    pause, the timer takes sequence number 1)."""
+    """The call id of every ``book`` call of flows ``0..flows-1`` (``<flow>/Flow.run.<seq>``;
+    with a pause, the timer takes sequence number 1)."""
     first = 2 if pause else 1
     seqs = range(first, first + CALLS_PER_FLOW)
-    return {f"{flow_id(n)}-{seq}" for n in range(flows) for seq in seqs}
+    return {f"{flow_id(n)}/Flow.run.{seq}" for n in range(flows) for seq in seqs}

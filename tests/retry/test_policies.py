@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 import pytest
@@ -134,3 +135,68 @@ def test_bad_policies_are_refused():
         RetryPolicy(attempts=0)
     with pytest.raises(TypeError):
         dasync.retry(on=("TimeoutError",))  # type: ignore[arg-type]
+
+
+class Slow(Protocol):
+    async def pay(self, key: str) -> str: ...
+
+
+class SlowImpl(Slow):
+    @dasync.retry(attempts=3, backoff=600.0, jitter=0.0, on=RateLimited)
+    async def pay(self, key: str) -> str:
+        ATTEMPTS.setdefault(key, []).append(dasync.now().timestamp())
+        raise RateLimited("busy")
+
+
+class Fails(Protocol):
+    async def pay(self, key: str) -> str: ...
+
+
+class FailsImpl(Fails):
+    @dasync.retry(attempts=3, backoff=0.05, jitter=0.0, on=RateLimited)
+    async def pay(self, key: str) -> str:
+        ATTEMPTS.setdefault(key, []).append(dasync.now().timestamp())
+        raise RateLimited("busy")
+
+
+async def test_attempts_are_failures_kept_in_the_journal(make_runtime):
+    """Each failed attempt is a retry marker in the journal: attempts count failures of the
+    step (not deliveries), and survive any worker restart."""
+    from dasync._engine import Postpone
+
+    from ..semantics._helpers import steps
+
+    ATTEMPTS.clear()
+    async with make_runtime([FailsImpl]) as rt:
+        handle = await rt.client.start(Fails.pay, "k1", routine_id="pay-k1")
+        with pytest.raises(RateLimited):
+            await handle.result(timeout=60)
+        journal = await steps(rt, "Fails", "pay-k1")
+    assert len(ATTEMPTS["k1"]) == 3
+    markers = [s.commands[0] for s in journal if s.postponed is not None]
+    assert [m.attempt for m in markers if isinstance(m, Postpone)] == [1, 2]
+    assert journal[-1].completion is not None and not journal[-1].completion.ok
+
+
+async def test_a_cancel_during_a_retry_backoff_cancels_the_pending_attempt(backend, transport):
+    from dasync.testing import runtime
+
+    from ..semantics._helpers import steps, wait_until
+
+    ATTEMPTS.clear()
+    # real time on memory too: a virtual clock would fire the 600 s backoff at once
+    make = runtime([SlowImpl], virtual_time=False) if transport == "memory" else None
+    async with make or backend.runtime([SlowImpl]) as rt:
+        handle = await rt.client.start(Slow.pay, "k2", routine_id="pay-k2")
+
+        async def waiting() -> bool:  # the first attempt failed; the retry is 600 s away
+            journal = await steps(rt, "Slow", "pay-k2")
+            return len(journal) == 1 and journal[0].postponed is not None
+
+        await wait_until(waiting)
+        await handle.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await handle.result(timeout=30)
+        journal = await steps(rt, "Slow", "pay-k2")
+    assert len(ATTEMPTS["k2"]) == 1  # the retry never ran: the caller had given up
+    assert type(journal[-1].input).__name__ == "Cancel"

@@ -214,7 +214,7 @@ async def test_start_returns_a_handle_whose_result_is_awaited(make_runtime):
         # a second handle on the same id (e.g. from another client) sees the same outcome
         again = rt.client.handle(Orders.place, "order-1")
         assert await again.result(timeout=10) == "CHARGED 5"
-    assert EXECUTIONS == {"order-1-1": 1}
+    assert EXECUTIONS == {"order-1/Orders.place.1": 1}
 
 
 async def test_idempotent_start_runs_the_routine_once(make_runtime):
@@ -230,7 +230,7 @@ async def test_idempotent_start_runs_the_routine_once(make_runtime):
         await settled(rt)
         records = await steps(rt, "Orders", "order-7")
         assert [type(s.input).__name__ for s in records] == ["Start", "Resolve", "FireTimer"]
-    assert EXECUTIONS == {"order-7-1": 1}
+    assert EXECUTIONS == {"order-7/Orders.place.1": 1}
 
 
 async def test_start_with_keyword_arguments_and_many_routines(make_runtime):

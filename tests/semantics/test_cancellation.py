@@ -92,13 +92,13 @@ async def test_cancelling_a_task_cancels_the_callee(make_runtime):
         handle = await rt.client.start(Boss.cancel_child, routine_id="boss-1")
         assert await handle.result(timeout=10) == "child cancelled"
         # the task starts after the routine's own sleep was issued: the call is step 2
-        await wait_until(lambda: CANCELLED == {"boss-1-2"})
+        await wait_until(lambda: CANCELLED == {"boss-1/Boss.cancel_child.2"})
 
         async def committed() -> bool:  # the callee saw the cancel; then its step commits
-            return len(await steps(rt, "Worker", "boss-1-2")) == 2
+            return len(await steps(rt, "Worker", "boss-1/Boss.cancel_child.2")) == 2
 
         await wait_until(committed)
-        child = await steps(rt, "Worker", "boss-1-2")
+        child = await steps(rt, "Worker", "boss-1/Boss.cancel_child.2")
         assert type(child[-1].input).__name__ == "Cancel"
         done = child[-1].commands[-1]
         assert type(done).__name__ == "Complete" and not done.ok
@@ -111,7 +111,7 @@ async def test_cancelling_a_task_cancels_the_callee(make_runtime):
             "Complete",
         ]
         assert parent[2].target == 2
-    assert STARTED == {"boss-1-2"}
+    assert STARTED == {"boss-1/Boss.cancel_child.2"}
 
 
 async def test_cancelling_some_tasks_of_a_gather(make_runtime):
@@ -127,9 +127,9 @@ async def test_client_cancels_a_routine_and_its_callee(make_runtime):
     _reset()
     async with make_runtime([WorkerImpl, BossImpl]) as rt:
         handle = await rt.client.start(Boss.waits, routine_id="boss-w")
-        await wait_until(lambda: STARTED == {"boss-w-1"})
+        await wait_until(lambda: STARTED == {"boss-w/Boss.waits.1"})
         await handle.cancel()
         with pytest.raises(asyncio.CancelledError):
             await handle.result(timeout=10)
         assert CLEANED == {"boss-w"}  # finally ran in the cancelled routine
-        await wait_until(lambda: CANCELLED == {"boss-w-1"})
+        await wait_until(lambda: CANCELLED == {"boss-w/Boss.waits.1"})

@@ -146,7 +146,7 @@ async def test_gather_of_self_subroutines_runs_them_in_parallel(make_runtime):
         calls = [c for c in calls if type(c).__name__ == "Call"]
         assert [(c.service, c.method) for c in calls] == [("Fan", "part")] * 6
         for call in calls:  # each part() ran as its own durable routine of the same service
-            sub = await steps(rt, "Fan", f"fan-self-{call.seq}")
+            sub = await steps(rt, "Fan", call.callee)
             assert type(sub[0].input).__name__ == "Start"
             assert type(sub[-1].commands[-1]).__name__ == "Complete"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -122,15 +122,24 @@ async def test_changed_code_is_detected_on_replay(change, make_runtime, caplog):
         for part in (rid, "step 2", expected, actual):
             assert part in str(err)
 
-        # the runtime: the reply that makes the routine replay is refused, not committed; the
-        # original code is deployed again right after the refused run, and the routine finishes
-        VERSION["redeploy"] = True
+        # the runtime: the reply that makes the routine replay diverges; it is parked (a dead
+        # letter with the reason), never retried into a chance match; nothing is committed
         caplog.set_level(logging.ERROR, logger="dasync.worker")
-        async with make_runtime([LeafImpl, FlowImpl, LaterImpl]) as rt:
+        async with make_runtime([LeafImpl, FlowImpl, LaterImpl], on_divergence="park") as rt:
             handle = rt.client.handle(Flow.run, rid)
+            [letter] = await _letters(rt.transport, "Flow", 1)
+            assert letter.reason.startswith("parked: non-determinism")
+            for part in (rid, "step 2", expected, actual, "test_nondeterminism.py"):
+                assert part in letter.reason
+            assert [_shape(s) for s in await steps(rt, "Flow", rid)] == [
+                _shape(s) for s in records
+            ]
+            assert await rt.client.proxy(Leaf).a() == 1  # the worker keeps serving
+            # fixed code is deployed; the parked message is put back and the routine finishes
+            VERSION["code"] = "v1"
+            await rt.transport.retry_dead_letter("Flow", letter.id)
             assert await handle.result(timeout=20) == 42
             final = await steps(rt, "Flow", rid)
-        assert VERSION["changed_runs"] == 1  # the changed code did run, once
         logged = [r.getMessage() for r in caplog.records]
         assert any(all(p in m for p in (rid, "step 2", expected, actual)) for m in logged), logged
         # nothing of the changed run was committed: the journal is v1's, one step longer
@@ -140,6 +149,47 @@ async def test_changed_code_is_detected_on_replay(change, make_runtime, caplog):
         assert [type(c).__name__ for c in final[4].commands] == ["Complete"]
     finally:
         VERSION.update(code="v1", redeploy=False)
+
+
+class Fickle(Protocol):
+    async def run(self) -> int: ...
+
+
+RUNS = {"fickle": 0}
+
+
+class FickleImpl(Fickle):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def run(self) -> int:
+        RUNS["fickle"] += 1  # plain state that differs on every run: not deterministic
+        first = await (self.leaf.a() if RUNS["fickle"] == 1 else self.leaf.b())
+        return first + await self.leaf.a()
+
+
+async def test_divergence_fails_the_caller_in_tests(backend):
+    """Under forced replay (and in dasync.testing) the first divergence is the caller's error
+    at once: a test cannot pass by retrying until a replay happens to match."""
+    RUNS["fickle"] = 0
+    async with backend.runtime([LeafImpl, FickleImpl], force_replay=True) as rt:
+        with pytest.raises(dasync.NonDeterminismError) as info:
+            await rt.client.proxy(Fickle).run()
+        err = info.value
+        assert err.step == 0 and "Leaf.a" in err.expected and "Leaf.b" in err.actual
+        assert err.differs == "method"
+        assert err.where.startswith(__file__) and "in run" in err.where
+        assert len(rt.worker.stats.diverged) == 1
+    assert RUNS["fickle"] == 2  # one live run, one replay: no retry
+
+
+async def _letters(transport: Any, queue: str, count: int) -> list[Any]:
+    for _ in range(500):
+        letters = await transport.dead_letters(queue)
+        if len(letters) >= count:
+            return list(letters)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{queue}: expected {count} dead letters, found {letters}")
 
 
 def _shape(step: StepRecord) -> tuple[str, list[tuple[str, int]]]:
