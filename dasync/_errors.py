@@ -10,6 +10,9 @@
     ├── RemoteError                      a callee raised an exception we cannot rebuild
     ├── CallFailed                       the callee could not process the call (poison message)
     ├── NotInRoutine (RuntimeError)      a routine-only API was used outside a routine
+    ├── NotAwaited (RuntimeError)        a durable call was created and never awaited
+    ├── UnsafeInRoutine (RuntimeError)   something that cannot replay was used in a routine
+    ├── CallDepthExceeded (RecursionError)  durable calls nested deeper than the limit
     └── TransportError                   infrastructure failure (retried, never seen in routines)
         └── JournalConflict              another worker appended to the journal first
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CallDepthExceeded",
     "CallFailed",
     "ContractError",
     "DasyncError",
@@ -29,10 +33,12 @@ __all__ = [
     "JournalConflict",
     "MalformedMessage",
     "NonDeterminismError",
+    "NotAwaited",
     "NotInRoutine",
     "RemoteError",
     "TransportError",
     "UnknownMethod",
+    "UnsafeInRoutine",
     "UnknownService",
 ]
 
@@ -74,34 +80,84 @@ class JournalConflict(TransportError):
 
 
 class NonDeterminismError(DasyncError):
-    """A replayed routine issued other commands than its journal recorded."""
+    """A replayed routine issued other commands than its journal recorded.
 
-    def __init__(self, routine_id: str, step: int, expected: str, actual: str) -> None:
+    ``differs`` names what differs (kind, sequence number, args...), ``where`` the
+    line of user code that issued the command on replay.
+    """
+
+    def __init__(
+        self,
+        routine_id: str,
+        step: int,
+        expected: str,
+        actual: str,
+        differs: str = "",
+        where: str = "",
+    ) -> None:
         self.routine_id = routine_id
         self.step = step
         self.expected = expected
         self.actual = actual
+        self.differs = differs
+        self.where = where
+        detail = f" ({differs} differs)" if differs and differs != "nothing more" else ""
+        at = f" at {where}" if where else ""
         super().__init__(
             f"routine {routine_id!r} step {step}: journal has {expected}, replay issued "
-            f"{actual}. Check that the routine is deterministic: values that change between "
-            f"runs must come from dasync.uuid4()/now()/random() or from calls to services."
+            f"{actual}{detail}{at}. The routine is not deterministic: values that change "
+            f"between runs must come from its inputs, from calls to services, or from what "
+            f"dasync makes deterministic (time.time(), random, uuid, dasync.now())."
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.routine_id, self.step, self.expected, self.actual))
+        return (
+            type(self),
+            (self.routine_id, self.step, self.expected, self.actual, self.differs, self.where),
+        )
 
 
 class RemoteError(DasyncError):
-    """A callee raised an exception whose class cannot be rebuilt in the caller's process."""
+    """A callee raised an exception that is not rebuilt in the caller's process.
 
-    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+    Its class is not loaded here, is not an ``Exception`` (``SystemExit``,
+    ``KeyboardInterrupt``... are never raised in a caller on a remote's behalf),
+    or refused the carried state. Nothing the callee sent is lost: ``remote_args``
+    and ``state`` (attributes and builtin fields) are the remote exception's, its
+    notes are this error's notes, its cause and context are chained as usual.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        message: str,
+        traceback: str = "",
+        remote_args: tuple[Any, ...] | list[Any] = (),
+        state: dict[str, Any] | None = None,
+        notes: tuple[str, ...] | list[str] = (),
+    ) -> None:
         self.type_name = type_name
         self.message = message
         self.traceback = traceback
+        self.remote_args = tuple(remote_args)
+        self.state = dict(state or {})
+        self.notes = tuple(notes)
         super().__init__(f"{type_name}: {message}")
+        if self.notes:
+            self.__notes__ = list(self.notes)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.type_name, self.message, self.traceback))
+        return (
+            type(self),
+            (
+                self.type_name,
+                self.message,
+                self.traceback,
+                self.remote_args,
+                self.state,
+                self.notes,
+            ),
+        )
 
 
 class CallFailed(DasyncError):
@@ -123,3 +179,19 @@ class CallFailed(DasyncError):
 
 class _RoutineEvicted(BaseException):
     """Thrown into a routine's tasks when its live instance is dropped from the cache."""
+
+
+class NotAwaited(DasyncError, RuntimeError):
+    """A durable call was created inside a routine and dropped without being awaited.
+
+    Under plain asyncio the call would silently never happen; in a routine it is
+    an error that names the call and the line that made it.
+    """
+
+
+class UnsafeInRoutine(DasyncError, RuntimeError):
+    """Code inside a routine used something whose result cannot be the same on replay."""
+
+
+class CallDepthExceeded(DasyncError, RecursionError):
+    """Durable calls are nested deeper than ``MAX_CALL_DEPTH`` (runaway recursion)."""
