@@ -64,7 +64,7 @@ async def engine_only(steps: int) -> tuple[float, int]:
     inst = RoutineInstance("bench", "Chain", "run", body, encode_failure)
     journal_bytes = 0
     t0 = time.perf_counter()
-    step = await inst.activate(Start(b"{}", 0.0, {"method": "run"}))
+    step = await inst.activate(Start(b"{}", 0.0, {"method": "run"}, seed=1))
     journal_bytes += len(encode_step(step))
     for seq in range(1, steps + 1):
         step = await inst.activate(Resolve(seq, True, b"1", 0.0))

@@ -123,10 +123,10 @@ class PendingCall(collections.abc.Coroutine[Any, Any, Any]):
         self._coro: Coroutine[Any, Any, Any] | None = None
         self._method = method
         self._routine = current_instance()
-        self._line = ""
+        self._line: tuple[str, int] | None = None
         if self._routine is not None:
             frame = sys._getframe(2)
-            self._line = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+            self._line = (frame.f_code.co_filename, frame.f_lineno)
 
     def _started(self) -> Coroutine[Any, Any, Any]:
         coro = self._coro
@@ -149,9 +149,10 @@ class PendingCall(collections.abc.Coroutine[Any, Any, Any]):
         return self._started().__await__()
 
     def __del__(self) -> None:
-        if self._coro is None and self._routine is not None:
+        if self._coro is None and self._routine is not None and self._line is not None:
+            filename, lineno = self._line
             self._routine.note_unawaited(
-                f"{self._method.qualname}() called at {self._line} was never awaited"
+                f"{self._method.qualname}() called at {filename}:{lineno} was never awaited"
             )
 
     def __repr__(self) -> str:

@@ -114,6 +114,8 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
         if self.done():
             return False
         self._inst._cancel_call(self._seq, self._service, self._callee)
+        if self._inst.legacy:
+            return super().cancel(msg)  # format 1: the caller resumed at once
         return True
 
 
@@ -151,6 +153,10 @@ class RoutineInstance:
         self._unawaited: list[str] = []
         self._random: random.Random | None = None
         self._seed = 0
+        self.legacy = False
+        """Started under journal format 1: keep that format's rules (cancelled calls resume
+        the caller at once; completion does not wait for pending tasks), so routines in
+        flight across the upgrade replay as they ran."""
         self.depth = 0
         self.steps = 0
         self.consumed: dict[str, int] = {}
@@ -389,6 +395,7 @@ class RoutineInstance:
 
     def _start(self, inp: Start) -> None:
         self._seed = inp.seed
+        self.legacy = inp.seed == 0  # every format-2 start carries a non-zero seed
         self.depth = int(inp.meta.get("depth", "0") or 0)
         ctx = contextvars.copy_context()
         ctx.run(_current.set, self)
@@ -417,6 +424,10 @@ class RoutineInstance:
                 ", wait...); add `await`"
             )
             self._unawaited.clear()
+        if self.legacy:
+            if main.done():
+                self._complete(main)
+            return False
         if not main.done():
             if self._fatal is not None and main not in self._drained:
                 self._drained.add(main)

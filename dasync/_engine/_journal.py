@@ -21,7 +21,9 @@ a scalar kept in the header or a blob kept after it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -59,6 +61,15 @@ class _Kind:
     blobs: tuple[tuple[str, str], ...]
     """(attribute, header key) whose bytes follow the header; the key holds the length."""
 
+    def __post_init__(self) -> None:
+        # encoding runs for every committed step: read all fields with one C call each
+        object.__setattr__(self, "scalar_keys", ("k", *(key for _, key in self.scalars)))
+        object.__setattr__(self, "read_scalars", attrgetter(*(a for a, _ in self.scalars)))
+        object.__setattr__(self, "blob_keys", tuple(key for _, key in self.blobs))
+        object.__setattr__(
+            self, "read_blobs", attrgetter(*(a for a, _ in self.blobs)) if self.blobs else None
+        )
+
 
 _INPUTS = (
     _Kind("start", Start, (("at", "at"), ("meta", "meta"), ("seed", "seed")),
@@ -93,19 +104,25 @@ def encode_step(step: Step | StepRecord) -> bytes:
         "in": _header(step.input, blobs),
         "cmd": [_header(c, blobs) for c in step.commands],
     }
-    return orjson.dumps(head) + b"\n" + b"".join(blobs)
+    return orjson.dumps(head, default=_plain_mapping) + b"\n" + b"".join(blobs)
+
+
+def _plain_mapping(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot journal {type(value).__name__}")
 
 
 def _header(item: Any, blobs: list[bytes]) -> dict[str, Any]:
-    kind = _BY_CLASS[type(item)]
-    out: dict[str, Any] = {"k": kind.tag}
-    for attr, key in kind.scalars:
-        value = getattr(item, attr)
-        out[key] = dict(value) if attr == "meta" else value
-    for attr, key in kind.blobs:
-        blob: bytes = getattr(item, attr)
-        out[key] = len(blob)
-        blobs.append(blob)
+    kind: Any = _BY_CLASS[type(item)]
+    out = dict(zip(kind.scalar_keys, (kind.tag, *kind.read_scalars(item)), strict=True))
+    if kind.read_blobs is not None:
+        values = kind.read_blobs(item)
+        if len(kind.blob_keys) == 1:
+            values = (values,)
+        for key, blob in zip(kind.blob_keys, values, strict=True):
+            out[key] = len(blob)
+            blobs.append(blob)
     return out
 
 

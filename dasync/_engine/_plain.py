@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import UnsafeInRoutine
-from ._instance import RoutineInstance, current_instance
+from ._instance import RoutineInstance, _current, current_instance
 from ._loop import RoutineLoop
 
 __all__ = ["install", "installed", "real_random", "real_uuid4"]
@@ -118,11 +118,12 @@ def _install_random() -> None:
 
 def _per_routine(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     method = getattr(random.Random, name)
+    routine_var, running_loop = _current.get, asyncio.events._get_running_loop
 
     @functools.wraps(original)
     def routed(*args: Any, **kwargs: Any) -> Any:
-        inst = current_instance()
-        if inst is None:
+        inst = routine_var()
+        if inst is None or running_loop() is not inst._loop:
             return original(*args, **kwargs)
         return method(inst.random, *args, **kwargs)
 

@@ -114,7 +114,9 @@ class RecordingClient:
         original = self.client._on_reply
 
         async def on_reply(delivery: Delivery) -> None:
-            self.replies[_wire.parse(delivery.message).routine_id] += 1
+            # a reply to a client names "<service>/<routine id>"
+            key = _wire.parse(delivery.message).routine_id
+            self.replies[key.partition("/")[2] or key] += 1
             await original(delivery)
 
         self.client._on_reply = on_reply  # type: ignore[method-assign]
