@@ -97,15 +97,12 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
     the way a task awaiting another task learns how that task really ended.
     """
 
-    def __init__(
-        self, inst: RoutineInstance, seq: int, service: str, callee: str, order: int
-    ) -> None:
-        self.order = order
-        self._inst = inst
-        self._seq = seq
-        self._service = service
-        self._callee = callee
-        super().__init__(loop=inst._loop)
+    # set right after construction (no Python __init__: one is made per durable call)
+    order: int
+    _inst: RoutineInstance
+    _seq: int
+    _service: str
+    _callee: str
 
     def __hash__(self) -> int:
         return self.order
@@ -283,7 +280,10 @@ class RoutineInstance:
         seq = self._next_seq()
         callee = child_id(self.routine_id, self.service, self.method, seq)
         call = self._issue(Call(seq, service, method, args, callee, _context.capture()))
-        fut = CallFuture(self, seq, service, call.callee, self._loop.next_order())
+        loop = self._loop
+        fut = CallFuture(loop=loop)
+        fut.order, fut._inst, fut._seq = loop.next_order(), self, seq
+        fut._service, fut._callee = service, call.callee
         self._calls[seq] = fut
         return fut
 

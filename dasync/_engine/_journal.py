@@ -3,8 +3,10 @@
 Format 2 (current)::
 
     entry  = header "\\n" blobs
-    header = {"v": 2, "in": {...}, "cmd": [{...}, ...]}       (compact JSON, one line)
+    header = [2, INPUT, [COMMAND, ...]]                    (compact JSON, one line)
+    INPUT, COMMAND = [tag, field, ..., blob length, ...]
 
+e.g. ``[2,["reply",3,true,1767225600.0,4],[["call",4,"Leaf","step","r/S.m.4",8,0]]]``.
 Payloads (arguments, results, failures, event bodies, propagated context) are
 not parsed: the header stores each one's *length* and the bytes follow the
 newline, in the order the header names them (the input's first, then each
@@ -15,14 +17,14 @@ and replay can compare what it issues against exactly what was recorded.
 Format 1 (journals written before) embedded payloads as JSON values; it is
 still read, so routines in flight across an upgrade resume.
 
-Each kind's fields are a table (``_INPUTS``, ``_COMMANDS``): a field is either
-a scalar kept in the header or a blob kept after it.
+Each kind's fields, in their order, are a table (``_INPUTS``, ``_COMMANDS``):
+scalars kept in the header, then blobs kept after it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
@@ -56,40 +58,33 @@ FORMAT = 2
 class _Kind:
     tag: str
     cls: type
-    scalars: tuple[tuple[str, str], ...]
-    """(attribute, header key) kept in the header."""
-    blobs: tuple[tuple[str, str], ...]
-    """(attribute, header key) whose bytes follow the header; the key holds the length."""
+    scalars: tuple[str, ...]
+    """Attributes kept in the header, in order."""
+    blobs: tuple[str, ...] = ()
+    """Attributes whose bytes follow the header; the header holds their lengths, in order."""
+    read: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # encoding runs for every committed step: read all fields with one C call each
-        object.__setattr__(self, "scalar_keys", ("k", *(key for _, key in self.scalars)))
-        object.__setattr__(self, "read_scalars", attrgetter(*(a for a, _ in self.scalars)))
-        object.__setattr__(self, "blob_keys", tuple(key for _, key in self.blobs))
-        object.__setattr__(
-            self, "read_blobs", attrgetter(*(a for a, _ in self.blobs)) if self.blobs else None
-        )
+        # encoding runs for every committed step: read every field with one C call
+        object.__setattr__(self, "read", attrgetter(*self.scalars, *self.blobs))
 
 
 _INPUTS = (
-    _Kind("start", Start, (("at", "at"), ("meta", "meta"), ("seed", "seed")),
-          (("args", "a"), ("context", "ctx"))),
-    _Kind("reply", Resolve, (("seq", "s"), ("ok", "ok"), ("at", "at")), (("payload", "p"),)),
-    _Kind("timer", FireTimer, (("seq", "s"), ("at", "at")), ()),
-    _Kind("cancel", Cancel, (("at", "at"), ("id", "id")), ()),
-)  # fmt: skip
+    _Kind("start", Start, ("at", "meta", "seed"), ("args", "context")),
+    _Kind("reply", Resolve, ("seq", "ok", "at"), ("payload",)),
+    _Kind("timer", FireTimer, ("seq", "at")),
+    _Kind("cancel", Cancel, ("at", "id")),
+)
 
 _COMMANDS = (
-    _Kind("call", Call, (("seq", "s"), ("service", "svc"), ("method", "m"), ("callee", "id")),
-          (("args", "a"), ("context", "ctx"))),
-    _Kind("cancel", CancelCall,
-          (("seq", "s"), ("target", "t"), ("service", "svc"), ("callee", "id")), ()),
-    _Kind("timer", StartTimer, (("seq", "s"), ("fire_at", "at")), ()),
-    _Kind("rec", Record, (("seq", "s"), ("kind", "kind"), ("value", "v")), ()),
-    _Kind("emit", Emit, (("seq", "s"), ("event", "e"), ("event_id", "id")), (("payload", "p"),)),
-    _Kind("done", Complete, (("seq", "s"), ("ok", "ok")), (("payload", "p"),)),
-    _Kind("postpone", Postpone, (("attempt", "n"), ("due", "due"), ("error", "err")), ()),
-)  # fmt: skip
+    _Kind("call", Call, ("seq", "service", "method", "callee"), ("args", "context")),
+    _Kind("cancel", CancelCall, ("seq", "target", "service", "callee")),
+    _Kind("timer", StartTimer, ("seq", "fire_at")),
+    _Kind("rec", Record, ("seq", "kind", "value")),
+    _Kind("emit", Emit, ("seq", "event", "event_id"), ("payload",)),
+    _Kind("done", Complete, ("seq", "ok"), ("payload",)),
+    _Kind("postpone", Postpone, ("attempt", "due", "error")),
+)
 
 _BY_CLASS = {k.cls: k for k in (*_INPUTS, *_COMMANDS)}
 _INPUT_TAGS = {k.tag: k for k in _INPUTS}
@@ -99,12 +94,23 @@ _COMMAND_TAGS = {k.tag: k for k in _COMMANDS}
 def encode_step(step: Step | StepRecord) -> bytes:
     """One journal entry for ``step``."""
     blobs: list[bytes] = []
-    head = {
-        "v": FORMAT,
-        "in": _header(step.input, blobs),
-        "cmd": [_header(c, blobs) for c in step.commands],
-    }
+    head = (
+        FORMAT,
+        _row(step.input, blobs),
+        [_row(c, blobs) for c in step.commands],
+    )
     return orjson.dumps(head, default=_plain_mapping) + b"\n" + b"".join(blobs)
+
+
+def _row(item: Any, blobs: list[bytes]) -> tuple[Any, ...]:
+    kind = _BY_CLASS[type(item)]
+    values = kind.read(item)
+    if not kind.blobs:
+        return (kind.tag, *values)
+    n = len(kind.scalars)
+    payloads = values[n:]
+    blobs.extend(payloads)
+    return (kind.tag, *values[:n], *map(len, payloads))
 
 
 def _plain_mapping(value: Any) -> dict[str, Any]:
@@ -113,31 +119,18 @@ def _plain_mapping(value: Any) -> dict[str, Any]:
     raise TypeError(f"cannot journal {type(value).__name__}")
 
 
-def _header(item: Any, blobs: list[bytes]) -> dict[str, Any]:
-    kind: Any = _BY_CLASS[type(item)]
-    out = dict(zip(kind.scalar_keys, (kind.tag, *kind.read_scalars(item)), strict=True))
-    if kind.read_blobs is not None:
-        values = kind.read_blobs(item)
-        if len(kind.blob_keys) == 1:
-            values = (values,)
-        for key, blob in zip(kind.blob_keys, values, strict=True):
-            out[key] = len(blob)
-            blobs.append(blob)
-    return out
-
-
 def decode_step(data: bytes) -> StepRecord:
     """The step stored in one journal entry (format 2, or format 1 for older journals)."""
     head, sep, tail = bytes(data).partition(b"\n")
     try:
         if not sep:
             return _decode_v1(orjson.loads(head))
-        raw = orjson.loads(head)
-        if raw.get("v") != FORMAT:
-            raise ValueError(f"unknown journal format {raw.get('v')!r}")
+        version, raw_input, raw_commands = orjson.loads(head)
+        if version != FORMAT:
+            raise ValueError(f"unknown journal format {version!r}")
         reader = _Blobs(memoryview(tail))
-        inp = _item(raw["in"], _INPUT_TAGS, reader)
-        commands = tuple(_item(c, _COMMAND_TAGS, reader) for c in raw["cmd"])
+        inp = _item(raw_input, _INPUT_TAGS, reader)
+        commands = tuple(_item(c, _COMMAND_TAGS, reader) for c in raw_commands)
         if reader.left:
             raise ValueError(f"{reader.left} bytes after the last payload")
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -161,11 +154,14 @@ class _Blobs:
         return len(self._view) - self._at
 
 
-def _item(raw: dict[str, Any], kinds: dict[str, _Kind], blobs: _Blobs) -> Any:
-    kind = kinds[raw["k"]]
-    values = {attr: raw[key] for attr, key in kind.scalars}
-    for attr, key in kind.blobs:
-        values[attr] = blobs.take(raw[key])
+def _item(row: list[Any], kinds: dict[str, _Kind], blobs: _Blobs) -> Any:
+    kind = kinds[row[0]]
+    n, m = len(kind.scalars), len(kind.blobs)
+    if len(row) != 1 + n + m:
+        raise ValueError(f"{kind.tag} entry has {len(row) - 1} fields, not {n + m}")
+    values = dict(zip(kind.scalars, row[1 : 1 + n], strict=True))
+    for attr, length in zip(kind.blobs, row[1 + n :], strict=True):
+        values[attr] = blobs.take(length)
     return kind.cls(**values)
 
 

@@ -63,9 +63,7 @@ class RoutineTask(asyncio.Task):  # type: ignore[type-arg]
 class RoutineFuture(asyncio.Future):  # type: ignore[type-arg]
     """A future of a routine: hashes by creation order (see ``RoutineTask``)."""
 
-    def __init__(self, *, loop: RoutineLoop, order: int) -> None:
-        self.order = order
-        super().__init__(loop=loop)
+    order: int  # set right after construction, before anything can hash it
 
     def __hash__(self) -> int:
         return self.order
@@ -257,7 +255,10 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         pass  # the durable timer still fires; fire_timer() then finds it cancelled
 
     def create_future(self) -> asyncio.Future[Any]:
-        return RoutineFuture(loop=self, order=self.next_order())
+        fut = RoutineFuture(loop=self)
+        self._order += 1
+        fut.order = self._order
+        return fut
 
     def create_task(
         self,
