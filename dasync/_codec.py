@@ -1,38 +1,84 @@
 """Type-directed encoding of call arguments, results and exceptions.
 
-The only module that imports orjson and pydantic. Arguments travel as one JSON
-object keyed by parameter name; results as the JSON of the annotated return
-type; exceptions as ``{type, args, message, traceback}`` so that the caller can
-rebuild the same class when it can import it.
+The only module that imports pydantic (orjson is shared with ``_values``).
+Arguments travel as one JSON object keyed by parameter name, results as the
+JSON of the annotated return type, both through pydantic with *wire rules*
+that make the documented types round-trip exactly:
+
+* ``float`` inf/nan travel as the strings ``"Infinity"``, ``"-Infinity"``,
+  ``"NaN"`` (pydantic's ``ser_json_inf_nan="strings"``), not ``null``;
+* ``bytes`` as base64 (``ser_json_bytes``/``val_json_bytes="base64"``);
+* ints of any size as JSON numbers (pydantic reads them back exactly, and the
+  journal keeps payloads byte for byte);
+* a ``datetime`` whose tzinfo is a ``zoneinfo.ZoneInfo`` as RFC 9557 text,
+  ``2026-03-29T01:30:00+01:00[Europe/Rome]``, decoded with the same ZoneInfo;
+  fixed offsets decode as ``datetime.timezone``.
+
+The rules are applied by rewriting the core schema pydantic generates for the
+annotation (public ``pydantic_core`` API, no patching), so they reach values
+nested in containers, unions, dataclasses and TypedDicts. **They do not reach
+inside pydantic models or pydantic dataclasses**: pydantic-core validates and
+serialises those with the class's own prebuilt validator and config. Give such
+models ``ConfigDict(ser_json_inf_nan="strings", ser_json_bytes="base64",
+val_json_bytes="base64")`` for inf/nan and bytes; their zoned datetimes keep
+only the offset. Known ambiguity: in a union of ``str`` and ``float``, inf and
+nan come back as the ``str`` (``"Infinity"``...).
+
+Failures are encoded by ``encode_failure`` (format in its docstring) with the
+tagged values of ``_values``.
 """
 
 from __future__ import annotations
 
-import importlib
+import asyncio
+import inspect
 import os
+import re
+import sys
 import traceback as _traceback
 import typing
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from types import WrapperDescriptorType
 from typing import Any, NotRequired
+from zoneinfo import ZoneInfo
 
 import orjson
 import pydantic
+from pydantic_core import (
+    CoreConfig,
+    PydanticSerializationError,
+    PydanticSerializationUnexpectedValue,
+    SchemaSerializer,
+    SchemaValidator,
+    TzInfo,
+    core_schema,
+)
 from typing_extensions import TypedDict
 
 from ._contract import MethodSpec
 from ._errors import ContractError, InvalidArguments, MalformedMessage, RemoteError
 from ._event import EventSpec
+from ._values import ADDRESS as _ADDRESS
+from ._values import ValueDecoder, ValueEncoder, plain_key, safe_repr
 
 __all__ = [
+    "BUILTIN_FIELDS",
+    "args_json_schema",
     "check_method_types",
     "decode_args",
     "decode_failure",
     "decode_json",
     "decode_result",
     "encode_args",
+    "encode_event",
     "encode_failure",
     "encode_json",
     "encode_result",
+    "result_json_schema",
 ]
 
 
@@ -47,35 +93,191 @@ def decode_json(data: bytes | str) -> Any:
         raise MalformedMessage(f"payload is not valid JSON: {exc}") from None
 
 
+# --- wire rules for typed payloads ------------------------------------------------------------
+
+_WIRE_CONFIG: CoreConfig = {
+    "ser_json_inf_nan": "strings",
+    "ser_json_bytes": "base64",
+    "val_json_bytes": "base64",
+}
+_NOT_SCHEMAS = frozenset(
+    {
+        "metadata",
+        "cls",
+        "default",
+        "expected",
+        "members",
+        "config",
+        "ref",
+        "schema_ref",
+        "function",
+        "generic_origin",
+        "custom_error_context",
+        "validation_alias",
+    }
+)
+"""Core-schema keys whose values are user data or settings, never schemas to rewrite."""
+_ZONE_KEY = re.compile(r"[A-Za-z0-9_+\-]{1,64}(/[A-Za-z0-9_+\-]{1,64}){0,3}")
+
+
+class _Wire:
+    """A type's validator and serializer under the wire rules; the adapter gives JSON Schema."""
+
+    __slots__ = ("adapter", "serializer", "validator")
+
+    def __init__(self, adapter: pydantic.TypeAdapter[Any]) -> None:
+        self.adapter = adapter
+        schema = _wire_schema(adapter.core_schema)
+        self.validator = SchemaValidator(schema, _WIRE_CONFIG)
+        self.serializer = SchemaSerializer(schema, _WIRE_CONFIG)
+
+    def dump_json(self, value: Any) -> bytes:
+        return self.serializer.to_json(value, by_alias=True, round_trip=True)
+
+
+def _wire_schema(node: Any) -> Any:
+    """A copy of a core schema with the wire rules: configs overridden, datetimes given a
+    serializer and a validator unless the user gave them their own."""
+    if isinstance(node, list | tuple):
+        return type(node)(_wire_schema(item) for item in node)
+    if not isinstance(node, dict):
+        return node
+    out = {k: v if k in _NOT_SCHEMAS else _wire_schema(v) for k, v in node.items()}
+    if isinstance(out.get("config"), dict):
+        out["config"] = {**out["config"], **_WIRE_CONFIG}
+    if out.get("type") == "datetime" and "serialization" not in out:
+        return core_schema.no_info_wrap_validator_function(
+            _validate_datetime,
+            out,
+            serialization=core_schema.wrap_serializer_function_ser_schema(
+                _serialize_datetime, when_used="json"
+            ),
+        )
+    return out
+
+
+def _serialize_datetime(value: Any, handler: core_schema.SerializerFunctionWrapHandler) -> Any:
+    if not isinstance(value, datetime):
+        raise PydanticSerializationUnexpectedValue(f"expected datetime, got {type(value).__name__}")
+    text = handler(value)
+    zone = getattr(value, "tzinfo", None)
+    key = zone.key if isinstance(zone, ZoneInfo) else None
+    return f"{text}[{key}]" if key and isinstance(text, str) else text
+
+
+def _validate_datetime(value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
+    if isinstance(value, str) and value.endswith("]") and "[" in value:
+        text, _, key = value[:-1].rpartition("[")
+        return _in_zone(handler(text), _zone(key.removeprefix("!")))
+    result = handler(value)
+    if isinstance(result, datetime) and isinstance(result.tzinfo, TzInfo):
+        offset = result.utcoffset() or timedelta(0)
+        result = result.replace(tzinfo=timezone(offset) if offset else UTC)
+    return result
+
+
+def _zone(key: str) -> ZoneInfo:
+    if not _ZONE_KEY.fullmatch(key):
+        raise ValueError(f"{key[:80]!r} is not an IANA time zone name")
+    try:
+        return ZoneInfo(key)
+    except Exception:  # ZoneInfoNotFoundError is a KeyError, which pydantic would not wrap
+        raise ValueError(f"unknown time zone {key!r}") from None
+
+
+def _in_zone(value: datetime, zone: ZoneInfo) -> datetime:
+    """The wall time of ``value`` in ``zone``, with the fold its offset selects; an offset
+    that the zone never had at that time wins (RFC 9557: the instant is kept)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=zone)
+    wall = value.replace(tzinfo=None)
+    for fold in (0, 1):
+        candidate = wall.replace(tzinfo=zone, fold=fold)
+        if _whole_minutes(candidate.utcoffset()) == value.utcoffset():
+            return candidate
+    return value.astimezone(zone)
+
+
+def _whole_minutes(offset: timedelta | None) -> timedelta | None:
+    """An offset as ISO 8601 text keeps it (pydantic drops the seconds of old local times)."""
+    if offset is None:
+        return None
+    return timedelta(minutes=int(offset.total_seconds() / 60))
+
+
 @lru_cache(maxsize=4096)
-def _args_adapter(method: MethodSpec) -> pydantic.TypeAdapter[Any]:
+def _args_wire(method: MethodSpec) -> _Wire:
     fields: dict[str, Any] = {
         p.name: (NotRequired[p.annotation] if p.has_default else p.annotation)
         for p in method.params
     }
     make_typed_dict: Any = TypedDict
     typed = make_typed_dict(f"{method.service}_{method.name}_args", fields)
-    typed.__pydantic_config__ = pydantic.ConfigDict(extra="forbid")
-    return pydantic.TypeAdapter(typed)
+    typed.__pydantic_config__ = pydantic.ConfigDict(extra="forbid", **_WIRE_CONFIG)  # type: ignore[typeddict-item]
+    return _Wire(pydantic.TypeAdapter(typed))
 
 
 @lru_cache(maxsize=4096)
-def _type_adapter(annotation: Any) -> pydantic.TypeAdapter[Any]:
-    return pydantic.TypeAdapter(annotation)
+def _type_wire(annotation: Any) -> _Wire:
+    try:  # the config only changes the JSON Schema (bytes: base64url); _Wire applies the rules
+        adapter = pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(**_WIRE_CONFIG))  # type: ignore[typeddict-item]
+    except pydantic.PydanticUserError as exc:
+        if exc.code != "type-adapter-config-unused":
+            raise
+        adapter = pydantic.TypeAdapter(annotation)  # a model, dataclass or TypedDict
+    return _Wire(adapter)
 
 
 def check_method_types(method: MethodSpec) -> list[str]:
     """Problems that would stop ``method``'s arguments or result from being encoded."""
     problems = []
-    try:
-        _args_adapter(method)
-    except pydantic.PydanticSchemaGenerationError as exc:
-        problems.append(f"{method.qualname}: a parameter type cannot be encoded ({exc.message})")
-    try:
-        _type_adapter(method.returns)
-    except pydantic.PydanticSchemaGenerationError as exc:
-        problems.append(f"{method.qualname}: the return type cannot be encoded ({exc.message})")
+    for p in method.params:
+        problem = _type_problem(p.annotation)
+        if problem:
+            problems.append(
+                f"{method.qualname}: parameter {p.name!r} ({_type_name(p.annotation)}) "
+                f"cannot be encoded: {problem}"
+            )
+    if not problems:
+        try:
+            _args_wire(method)
+        except Exception as exc:
+            problems.append(f"{method.qualname}: the parameters cannot be encoded: {_why(exc)}")
+    problem = _type_problem(method.returns)
+    if problem:
+        problems.append(
+            f"{method.qualname}: the return type {_type_name(method.returns)} "
+            f"cannot be encoded: {problem}"
+        )
     return problems
+
+
+def _type_problem(annotation: Any) -> str | None:
+    try:
+        _type_wire(annotation)
+    except Exception as exc:
+        return _why(exc)
+    return None
+
+
+def _why(exc: Exception) -> str:
+    """What to change, for an error pydantic raised while building a type's schema."""
+    if isinstance(exc, pydantic.PydanticUndefinedAnnotation):
+        return f"the annotation {exc.name!r} is not defined; import it or define it first"
+    if isinstance(exc, pydantic.PydanticUserError):
+        if exc.code == "typed-dict-version":
+            return (
+                "typing.TypedDict cannot be validated on Python < 3.12; "
+                "use typing_extensions.TypedDict instead"
+            )
+        if exc.code == "schema-for-unknown-type":
+            return (
+                f"{exc.message.splitlines()[0]} Use builtins, containers, dataclasses, "
+                "TypedDict, enums, UUID, datetime, Decimal or pydantic models, or give the "
+                "class a __get_pydantic_core_schema__"
+            )
+        return exc.message.splitlines()[0]
+    return f"{type(exc).__name__}: {exc}"
 
 
 def bind_args(method: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -91,21 +293,21 @@ def bind_args(method: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 def encode_args(method: MethodSpec, values: dict[str, Any]) -> bytes:
     """Validate bound arguments against their annotations and encode them."""
-    adapter = _args_adapter(method)
+    wire = _args_wire(method)
     try:
-        checked = adapter.validate_python(values)
+        return wire.dump_json(wire.validator.validate_python(values))
     except pydantic.ValidationError as exc:
         raise InvalidArguments(_describe(method, exc)) from None
-    return adapter.dump_json(checked)
+    except PydanticSerializationError as exc:
+        raise InvalidArguments(f"{method.qualname}(): arguments cannot be encoded: {exc}") from None
 
 
 def decode_args(method: MethodSpec, data: bytes) -> dict[str, Any]:
     """Decode and type-check an arguments payload; the message names what was wrong."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedMessage(f"{method.qualname}: arguments payload must be bytes")
-    adapter = _args_adapter(method)
     try:
-        values: dict[str, Any] = adapter.validate_json(data)
+        values: dict[str, Any] = _args_wire(method).validator.validate_json(data)
     except pydantic.ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise MalformedMessage(
@@ -119,20 +321,26 @@ def decode_args(method: MethodSpec, data: bytes) -> dict[str, Any]:
 
 
 def encode_result(method: MethodSpec, value: Any) -> bytes:
-    adapter = _type_adapter(method.returns)
+    """Encode a return value as its annotated type.
+
+    The annotation wins: a subclass instance returned for a class annotation
+    reaches the caller as the annotated class, built from that class's fields
+    (a union that names the subclass keeps it).
+    """
+    wire = _type_wire(method.returns)
     try:
-        checked = adapter.validate_python(value)
-    except pydantic.ValidationError as exc:
+        return wire.dump_json(wire.validator.validate_python(value))
+    except (pydantic.ValidationError, PydanticSerializationError) as exc:
+        why = exc.errors()[0]["msg"] if isinstance(exc, pydantic.ValidationError) else str(exc)
         raise ContractError(
             f"{method.qualname} returned {type(value).__name__!s}, which does not match its "
-            f"annotated return type {_type_name(method.returns)}: {exc.errors()[0]['msg']}"
+            f"annotated return type {_type_name(method.returns)}: {why}"
         ) from None
-    return adapter.dump_json(checked)
 
 
 def decode_result(method: MethodSpec, data: bytes) -> Any:
     try:
-        return _type_adapter(method.returns).validate_json(data)
+        return _type_wire(method.returns).validator.validate_json(data)
     except pydantic.ValidationError as exc:
         raise MalformedMessage(
             f"{method.qualname}: reply does not match return type "
@@ -140,108 +348,33 @@ def decode_result(method: MethodSpec, data: bytes) -> Any:
         ) from None
 
 
-def encode_failure(exc: BaseException) -> bytes:
-    """Encode an exception so that the caller can raise the same class.
-
-    Carries the constructor arguments (from ``__reduce__``, which exceptions
-    with custom ``__init__`` keep right), the instance attributes that are
-    JSON-encodable, and the callee's traceback without dasync's own frames.
-    """
-    cls = type(exc)
-    ctor_args: Any = exc.args
-    state: dict[str, Any] = {}
-    if isinstance(exc, RemoteError):
-        ctor_args = (exc.type_name, exc.message, exc.traceback)
-    else:
-        reduced = exc.__reduce__()
-        if isinstance(reduced, tuple) and len(reduced) >= 2 and reduced[0] is cls:
-            ctor_args = reduced[1]
-        for key, value in getattr(exc, "__dict__", {}).items():
-            if key.startswith("__"):
-                continue
-            try:
-                orjson.dumps(value)
-            except TypeError:
-                continue
-            state[key] = value
-    payload = {
-        "type": f"{cls.__module__}:{cls.__qualname__}",
-        "message": str(exc),
-        "args": list(ctor_args),
-        "state": state,
-        "traceback": _user_traceback(exc),
-    }
-    return orjson.dumps(payload, default=repr)
-
-
-def decode_failure(data: bytes) -> BaseException:
-    """Rebuild a callee's exception: same class if importable, else ``RemoteError``.
-
-    When the class's constructor does not accept the carried arguments, the
-    instance is rebuilt without calling ``__init__`` (args and attributes
-    restored), so ``except OutOfStock:`` still matches.
-    """
+def encode_event(event: EventSpec, value: Any) -> bytes:
+    """Validate an event payload against its declared type and encode it."""
+    wire = _type_wire(event.payload)
     try:
-        payload = orjson.loads(data)
-        type_path, message = str(payload["type"]), str(payload.get("message", ""))
-        args, tb = list(payload.get("args") or []), str(payload.get("traceback", ""))
-        state = dict(payload.get("state") or {})
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return MalformedMessage(f"undecodable failure payload: {bytes(data)[:200]!r}")
-    cls = _import_exception(type_path)
-    exc: BaseException | None = None
-    if cls is not None:
-        try:
-            exc = cls(*args)
-        except Exception:
-            exc = _rebuild_without_init(cls, args)
-        if exc is not None and state:
-            try:
-                exc.__dict__.update({k: v for k, v in state.items() if k not in exc.__dict__})
-            except AttributeError:
-                pass
-    if exc is None:
-        return RemoteError(type_path.replace(":", "."), message, tb)
-    if tb:
-        exc.add_note("Remote traceback (from the callee):\n" + tb.rstrip())
-    return exc
+        return wire.dump_json(wire.validator.validate_python(value))
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        at = f", field {where!r}" if where else ""
+        raise InvalidArguments(
+            f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
+            f"{err['msg']} (got {_short(value)})"
+        ) from None
+    except PydanticSerializationError as exc:
+        raise InvalidArguments(f"event {event.topic}: payload cannot be encoded: {exc}") from None
 
 
-def _rebuild_without_init(cls: type[BaseException], args: list[Any]) -> BaseException | None:
-    try:
-        exc = cls.__new__(cls, *args)
-        exc.args = tuple(args)
-    except Exception:
-        return None
-    return exc
+def args_json_schema(method: MethodSpec) -> dict[str, Any]:
+    """JSON Schema of the arguments object of ``method`` (used by codegen and `dasync call`)."""
+    schema: dict[str, Any] = _args_wire(method).adapter.json_schema()
+    schema["title"] = f"{method.qualname} arguments"
+    return schema
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback of ``exc`` without frames from dasync's own modules."""
-    frames = [
-        f
-        for f in _traceback.extract_tb(exc.__traceback__)
-        if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
-    ]
-    lines = _traceback.format_list(frames)
-    lines += _traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
-
-
-def _import_exception(type_path: str) -> type[BaseException] | None:
-    module_name, _, qualname = type_path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except Exception:
-        return None
-    if isinstance(obj, type) and issubclass(obj, BaseException):
-        return obj
-    return None
+def result_json_schema(method: MethodSpec) -> dict[str, Any]:
+    schema: dict[str, Any] = _type_wire(method.returns).adapter.json_schema()
+    return schema
 
 
 def _describe(method: MethodSpec, exc: pydantic.ValidationError) -> str:
@@ -267,29 +400,414 @@ def _type_name(annotation: Any) -> str:
     return name
 
 
-def args_json_schema(method: MethodSpec) -> dict[str, Any]:
-    """JSON Schema of the arguments object of ``method`` (used by codegen and `dasync call`)."""
-    schema: dict[str, Any] = _args_adapter(method).json_schema()
-    schema["title"] = f"{method.qualname} arguments"
-    return schema
+# --- failures ---------------------------------------------------------------------------------
+
+BUILTIN_FIELDS: dict[type[BaseException], tuple[str, ...]] = {
+    OSError: ("errno", "strerror", "filename", "filename2")
+    + (("winerror",) if hasattr(OSError, "winerror") else ()),
+    UnicodeDecodeError: ("encoding", "object", "start", "end", "reason"),
+    UnicodeEncodeError: ("encoding", "object", "start", "end", "reason"),
+    UnicodeTranslateError: ("object", "start", "end", "reason"),
+    SyntaxError: ("msg", "filename", "lineno", "offset", "text", "end_lineno", "end_offset"),
+    ImportError: ("msg", "name", "path"),
+    NameError: ("name",),
+    AttributeError: ("name",),  # not ``obj``: an arbitrary object, and its repr has an address
+    StopIteration: ("value",),
+    StopAsyncIteration: (),
+    SystemExit: ("code",),
+    BaseExceptionGroup: ("message",),  # with ``exceptions``, given to the constructor
+}
+"""Fields that builtin exceptions keep outside ``args`` and ``__dict__``; they travel as
+``fields`` and are set back through the builtin's own descriptor. ``KeyError`` and the
+others need nothing beyond ``args``."""
+
+MAX_FAILURE_BYTES = 8 * 1024 * 1024
+MAX_EXCEPTIONS = 64
+"""Most exceptions one failure payload carries (the root, its chain, group members...)."""
+MAX_CHAIN_DEPTH = 16
+"""Deepest link (cause, context, group member, exception in args) followed from the root."""
+MAX_TEXT = 16 * 1024
+"""Longest message or traceback text kept per exception."""
+_NOTE = "Remote traceback (from the callee):\n"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ARGS: Any = BaseException.__dict__["args"]
+_CAUSE: Any = BaseException.__dict__["__cause__"]
+_CONTEXT: Any = BaseException.__dict__["__context__"]
+_SUPPRESS: Any = BaseException.__dict__["__suppress_context__"]
 
 
-def result_json_schema(method: MethodSpec) -> dict[str, Any]:
-    schema: dict[str, Any] = _type_adapter(method.returns).json_schema()
-    return schema
+def encode_failure(exc: BaseException) -> bytes:
+    """Encode an exception, with what it is linked to, so that the caller can rebuild it.
 
-
-def encode_event(event: EventSpec, value: Any) -> bytes:
-    """Validate an event payload against its declared type and encode it."""
-    adapter = _type_adapter(event.payload)
+    ``{"v": 2, "exceptions": [root, ...]}``: a flat list of exception objects,
+    the root first; links are indices into the list, so an exception reached
+    twice (``raise X from e`` makes ``e`` both cause and context) is encoded
+    once and cycles end. Each object has ``type`` (``module:qualname``) and
+    ``message`` (``str(exc)``), and when not empty: ``args`` (tagged values),
+    ``state`` (``__dict__`` without dunder keys, tagged), ``fields`` (the
+    ``BUILTIN_FIELDS`` of its class), ``exceptions`` (group members),
+    ``cause``, ``context``, ``suppress_context``, ``notes`` and ``traceback``
+    (the callee's frames, dasync's own stripped). Dicts keep their order, sets
+    are sorted and memory addresses are cut from reprs and texts, so one exception
+    always gives the same bytes.
+    """
     try:
-        checked = adapter.validate_python(value)
-    except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        at = f", field {where!r}" if where else ""
-        raise InvalidArguments(
-            f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
-            f"{err['msg']} (got {_short(value)})"
-        ) from None
-    return adapter.dump_json(checked)
+        return _FailureEncoder(exc).payload()
+    except Exception as error:  # never fail a routine's completion over its error report
+        node = {"type": _type_path(type(exc)), "message": f"<not encodable: {error!r}>"}
+        return orjson.dumps({"v": 2, "exceptions": [node]})
+
+
+class _FailureEncoder:
+    def __init__(self, root: BaseException) -> None:
+        self._order: list[BaseException] = []
+        self._depth: list[int] = []
+        self._index: dict[int, int] = {}
+        self._current = 0
+        self._values = ValueEncoder(self._nested)
+        self._ref(root, 0)
+
+    def payload(self) -> bytes:
+        nodes = []
+        i = 0
+        while i < len(self._order):  # grows while nodes are encoded (breadth first)
+            nodes.append(self._node(self._order[i], self._depth[i]))
+            i += 1
+        return orjson.dumps({"v": 2, "exceptions": nodes})
+
+    def _ref(self, exc: BaseException | None, depth: int) -> int | None:
+        if exc is None:
+            return None
+        index = self._index.get(id(exc))
+        if index is None and depth <= MAX_CHAIN_DEPTH and len(self._order) < MAX_EXCEPTIONS:
+            index = self._index[id(exc)] = len(self._order)
+            self._order.append(exc)
+            self._depth.append(depth)
+        return index
+
+    def _nested(self, exc: BaseException) -> int | None:
+        return self._ref(exc, self._current + 1)
+
+    def _node(self, exc: BaseException, depth: int) -> dict[str, Any]:
+        self._current = depth
+        enc = self._values.encode
+        cls = type(exc)
+        node: dict[str, Any] = {"type": _type_path(cls), "message": self._text(_str(exc))}
+        if exc.args:
+            node["args"] = [enc(a) for a in exc.args]
+        attrs = getattr(exc, "__dict__", None) or {}
+        state = {k: enc(v) for k, v in attrs.items() if plain_key(k) and not k.startswith("__")}
+        if state:
+            node["state"] = state
+        fields = {}
+        for name, descriptor in _field_descriptors(cls).items():
+            try:
+                value = descriptor.__get__(exc, cls)
+            except Exception:
+                continue
+            if value is not None:
+                fields[name] = enc(value)
+        if fields:
+            node["fields"] = fields
+        if isinstance(exc, BaseExceptionGroup):
+            members = [self._ref(m, depth + 1) for m in exc.exceptions]
+            node["exceptions"] = [m for m in members if m is not None]
+        for key, linked in (("cause", exc.__cause__), ("context", exc.__context__)):
+            index = self._ref(linked, depth + 1)
+            if index is not None:
+                node[key] = index
+        if exc.__suppress_context__:
+            node["suppress_context"] = True
+        notes = attrs.get("__notes__")
+        if isinstance(notes, list | tuple) and notes:
+            node["notes"] = [enc(n) for n in notes if isinstance(n, str)]
+        text = self._text(_user_traceback(exc), keep_end=True)
+        if text:
+            node["traceback"] = text
+        return node
+
+    def _text(self, text: str, keep_end: bool = False) -> str:
+        """Display text, cut to its share of the payload's budget, without lone surrogates."""
+        limit = max(200, min(MAX_TEXT, self._values.budget))
+        if len(text) > limit:
+            text = "…" + text[-limit:] if keep_end else text[:limit] + "…"
+        self._values.budget -= len(text)
+        text = _ADDRESS.sub("", text)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _type_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<str() of {type(exc).__qualname__} failed>"
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without frames from dasync's own modules, nor its notes
+    (they travel on their own); empty when no frame is left."""
+    try:
+        frames = [
+            f
+            for f in _traceback.extract_tb(exc.__traceback__)
+            if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)
+        ]
+        if not frames:
+            return ""  # never raised, or raised by dasync itself: the message says it all
+        only = _traceback.TracebackException(type(exc), exc, None, compact=True)
+        only.__notes__ = None
+        return "".join(_traceback.format_list(frames)) + "".join(only.format_exception_only())
+    except Exception:
+        return ""
+
+
+_DESCRIPTORS: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _field_descriptors(cls: type) -> dict[str, Any]:
+    """The table's fields of ``cls`` that still use the builtin's descriptor (a subclass
+    that redefines one, e.g. as a property, keeps it in its ``__dict__`` instead)."""
+    cached = _DESCRIPTORS.get(cls)
+    if cached is not None:
+        return cached
+    found: dict[str, Any] = {}
+    for base, names in BUILTIN_FIELDS.items():
+        if issubclass(cls, base):
+            for name in names:
+                descriptor = inspect.getattr_static(base, name, None)
+                if descriptor is not None and inspect.getattr_static(cls, name, None) is descriptor:
+                    found.setdefault(name, descriptor)
+    _DESCRIPTORS[cls] = found
+    return found
+
+
+def decode_failure(data: bytes) -> BaseException:
+    """Rebuild a callee's exception; never raises, never imports.
+
+    Classes are looked up in ``sys.modules`` only (a class the caller has not
+    loaded cannot be in its ``except`` clauses anyway) and only subclasses of
+    ``Exception``, ``asyncio.CancelledError`` and ``BaseExceptionGroup`` are
+    rebuilt: builtins by calling them with their args, other classes like
+    pickle restores state, without ``__init__`` (``cls.__new__(cls, *args)``,
+    then ``args``, fields and ``__dict__``). Everything else becomes
+    ``RemoteError``; a payload that is not a failure becomes ``MalformedMessage``.
+    """
+    try:
+        return _decode_failure(data)
+    except Exception as exc:  # whatever a hostile payload provokes stays a value
+        return MalformedMessage(f"undecodable failure payload ({exc}): {_preview(data)}")
+
+
+def _preview(data: object) -> str:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return repr(bytes(data[:200]))
+    return f"<{type(data).__name__}>"
+
+
+def _decode_failure(data: bytes) -> BaseException:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedMessage("a failure payload must be bytes")
+    if len(data) > MAX_FAILURE_BYTES:
+        raise MalformedMessage(f"{len(data)} bytes, over the limit of {MAX_FAILURE_BYTES}")
+    payload = orjson.loads(bytes(data))
+    if not isinstance(payload, dict):
+        raise MalformedMessage("not a JSON object")
+    if "v" not in payload and "type" in payload:
+        nodes = [_legacy_node(payload)]
+    elif payload.get("v") == 2:
+        raw = payload.get("exceptions")
+        if not isinstance(raw, list) or not 0 < len(raw) <= MAX_EXCEPTIONS:
+            raise MalformedMessage(f"'exceptions' must be a list of 1 to {MAX_EXCEPTIONS} objects")
+        nodes = [_parse_node(n, len(raw)) for n in raw]
+    else:
+        raise MalformedMessage(f"unknown failure format {safe_repr(payload.get('v'), 40)}")
+    return _build_all(nodes)
+
+
+@dataclass
+class _Node:
+    """One exception of a payload, checked for shape; values still tagged (``raw``: not)."""
+
+    type_path: str
+    message: str
+    args: list[Any] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    members: list[int] = field(default_factory=list)
+    cause: int | None = None
+    context: int | None = None
+    suppress_context: bool = False
+    notes: list[Any] = field(default_factory=list)
+    traceback: str = ""
+    deps: set[int] = field(default_factory=set)
+    raw: bool = False
+
+
+def _get(node: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = node.get(key, default)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise MalformedMessage(f"exception field {key!r} has the wrong type")
+    return value
+
+
+def _parse_node(node: Any, count: int) -> _Node:
+    if not isinstance(node, dict):
+        raise MalformedMessage("an exception must be a JSON object")
+
+    def index(value: Any) -> int:
+        if type(value) is not int or not 0 <= value < count:
+            raise MalformedMessage(f"exception index {safe_repr(value, 20)} out of range")
+        return value
+
+    parsed = _Node(
+        type_path=_get(node, "type", str, None)[:1000],
+        message=_get(node, "message", str, ""),
+        args=_get(node, "args", list, []),
+        state=_get(node, "state", dict, {}),
+        fields=_get(node, "fields", dict, {}),
+        members=[index(m) for m in _get(node, "exceptions", list, [])],
+        cause=None if node.get("cause") is None else index(node["cause"]),
+        context=None if node.get("context") is None else index(node["context"]),
+        suppress_context=_get(node, "suppress_context", bool, False),
+        notes=_get(node, "notes", list, []),
+        traceback=_get(node, "traceback", str, ""),
+    )
+    # a first decoding checks every tag and finds the exceptions the values refer to
+    scan = ValueDecoder(lambda i: parsed.deps.add(index(i)))
+    for value in (parsed.args, *parsed.state.values(), *parsed.fields.values()):
+        scan.decode(value)  # as _build will: state and fields are names, not tagged objects
+    ValueDecoder().decode(parsed.notes)
+    parsed.deps.update(parsed.members)
+    return parsed
+
+
+def _legacy_node(payload: dict[str, Any]) -> _Node:
+    """Format 1 (``{type, message, args, state, traceback}``, plain JSON values), still found
+    in journals written before format 2."""
+    return _Node(
+        type_path=_get(payload, "type", str, None),
+        message=_get(payload, "message", str, ""),
+        args=_get(payload, "args", list, []),
+        state=_get(payload, "state", dict, {}),
+        traceback=_get(payload, "traceback", str, ""),
+        raw=True,
+    )
+
+
+def _build_all(nodes: list[_Node]) -> BaseException:
+    """Build exceptions after those their values and members refer to; a cycle among those
+    is broken by decoding the reference still missing as ``None``. Then link the chains."""
+    built: dict[int, BaseException] = {}
+    pending = list(range(len(nodes)))
+    while pending:
+        ready = [i for i in pending if nodes[i].deps <= built.keys()] or pending[:1]
+        for i in ready:
+            built[i] = _build(nodes[i], built)
+        pending = [i for i in pending if i not in built]
+    for i, node in enumerate(nodes):
+        exc = built[i]
+        if node.cause is not None:
+            _CAUSE.__set__(exc, built[node.cause])
+        if node.context is not None:
+            _CONTEXT.__set__(exc, built[node.context])
+        _SUPPRESS.__set__(exc, node.suppress_context)
+    return built[0]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _build(node: _Node, built: dict[int, BaseException]) -> BaseException:
+    decode: Callable[[Any], Any] = _same if node.raw else ValueDecoder(built.get).decode
+    args = list(decode(node.args))
+    state = {k: decode(v) for k, v in node.state.items() if not k.startswith("__")}
+    fields = {k: decode(v) for k, v in node.fields.items()}
+    members = [built.get(i) for i in node.members]
+    notes = [n for n in ValueDecoder().decode(node.notes) if isinstance(n, str)]
+    cls = _lookup(node.type_path)
+    exc = _rebuild(cls, args, fields, members, state) if cls is not None else None
+    if exc is None:
+        extra = {"exceptions": tuple(m for m in members if m is not None)} if members else {}
+        return RemoteError(
+            node.type_path.replace(":", "."),
+            node.message,
+            node.traceback,
+            args,
+            {**fields, **state, **extra},
+            notes,
+        )
+    if notes or node.traceback:
+        text = node.traceback.rstrip()
+        exc.__dict__["__notes__"] = notes + ([_NOTE + text] if text else [])
+    return exc
+
+
+def _rebuild(
+    cls: type[BaseException],
+    args: list[Any],
+    fields: dict[str, Any],
+    members: list[BaseException | None],
+    state: dict[str, Any],
+) -> BaseException | None:
+    if not (issubclass(cls, Exception) or cls in (asyncio.CancelledError, BaseExceptionGroup)):
+        return None  # SystemExit, KeyboardInterrupt, GeneratorExit, custom BaseExceptions
+    try:
+        exc = _construct(cls, args, fields, members)
+        if not isinstance(exc, cls):
+            return None
+        descriptors = _field_descriptors(cls)
+        for name, value in fields.items():
+            if name in descriptors:
+                try:
+                    descriptors[name].__set__(exc, value)
+                except (AttributeError, TypeError, ValueError):
+                    pass  # read-only (a group's message) or refused: the constructor set it
+        exc.__dict__.update(state)
+    except Exception:
+        return None
+    return exc
+
+
+def _construct(
+    cls: type[BaseException],
+    args: list[Any],
+    fields: dict[str, Any],
+    members: list[BaseException | None],
+) -> BaseException:
+    if issubclass(cls, BaseExceptionGroup):
+        group: Any = BaseExceptionGroup.__new__  # the checks are its own: str, exceptions
+        exc: BaseException = group(cls, fields.get("message"), members)
+    elif isinstance(cls.__init__, WrapperDescriptorType):  # no Python __init__: call it
+        try:
+            return cls(*args)
+        except Exception:
+            exc = cls.__new__(cls, *args)
+    else:
+        exc = cls.__new__(cls, *args)
+    _ARGS.__set__(exc, tuple(args))
+    return exc
+
+
+def _lookup(type_path: str) -> type[BaseException] | None:
+    """The class named ``module:qualname`` if its module is loaded; never imports."""
+    module_name, _, qualname = type_path.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    if obj is None or not qualname:
+        return None
+    for part in qualname.split("."):
+        if not part.isidentifier():
+            return None  # "<locals>": a class defined in a function has no global name
+        try:
+            obj = vars(obj).get(part)
+        except TypeError:
+            return None
+    if not (isinstance(obj, type) and issubclass(obj, BaseException)):
+        return None
+    if obj.__module__ != module_name or obj.__qualname__ != qualname:
+        return None  # an alias: encoders always write the canonical name
+    return obj
