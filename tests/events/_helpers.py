@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dasync
+from dasync._engine import Emit, decode_step
 from dasync._errors import TransportError
 from dasync._runtime import _wire
 from dasync.testing import VirtualClock
@@ -245,7 +246,7 @@ class CrashingStore:
         return await self.inner.load(service, routine_id)
 
     async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
-        if self.armed and b'"k":"emit"' in entry:
+        if self.armed and any(isinstance(c, Emit) for c in decode_step(entry).commands):
             self.armed = False
             self.hit.set()
             if self.mode == "raise":
