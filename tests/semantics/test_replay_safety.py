@@ -346,3 +346,35 @@ async def test_client_start_of_a_base_method_starts_the_base_service(make_runtim
         assert handle.service == "Pricing"
         assert await handle.result(timeout=20) == "priced by Pricing"
         assert await rt.client.proxy(Pricing).price() == "priced by Pricing"
+
+
+# --- a routine that calls sys.exit() fails; the worker keeps serving ------------------------
+
+
+class Quitter(Protocol):
+    async def quit(self, code: int) -> str: ...
+    async def ask(self) -> str: ...
+
+
+class QuitterImpl(Quitter):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def quit(self, code: int) -> str:
+        raise SystemExit(code)
+
+    async def ask(self) -> str:
+        try:
+            return await self.quit(7)
+        except SystemExit:  # never raised in a caller on a callee's behalf
+            return "caught SystemExit"
+        except dasync.RemoteError as exc:
+            return f"remote {exc.type_name}"
+
+
+async def test_sys_exit_in_a_routine_is_its_failure_not_the_workers(make_runtime):
+    async with make_runtime([LeafImpl, QuitterImpl]) as rt:
+        with pytest.raises(dasync.RemoteError, match="SystemExit"):
+            await rt.client.proxy(Quitter).quit(7)
+        assert await rt.client.proxy(Quitter).ask() == "remote builtins.SystemExit"
+        assert await rt.client.proxy(Leaf).a() == 1  # still serving
