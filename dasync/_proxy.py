@@ -18,11 +18,12 @@ from typing import Any, TypeVar, cast
 
 import wrapt
 
-from ._codec import bind_args, decode_failure, decode_result, encode_args
+from ._codec import bind_args, decode_result, encode_args
 from ._contract import MethodSpec, ServiceSpec, spec_of
 from ._engine import current_instance
 from ._errors import NotInRoutine
 from ._event import BoundEvent, EventAttribute, EventBinding, EventSpec
+from ._failures import decode_failure
 
 __all__ = ["ContractProxy", "PendingCall", "durable_call", "make_proxy", "self_call"]
 

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 from .._clock import Clock
-from .._codec import bind_args, decode_failure, decode_result, encode_args
+from .._codec import bind_args, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
 from .._engine import Complete, check_user_id, decode_step
 from .._errors import ContractError, InvalidArguments, MalformedMessage
 from .._event import EventSpec
+from .._failures import decode_failure
 from .._proxy import make_proxy
 from ..transports import Delivery, JournalStore, Subscription, Transport
 from . import _wire

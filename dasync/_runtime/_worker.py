@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._clock import Clock
-from .._codec import decode_args, decode_failure, encode_failure, encode_result
+from .._codec import decode_args, encode_result
 from .._contract import ServiceSpec
 from .._engine import (
     Call,
@@ -62,6 +62,7 @@ from .._errors import (
     UnknownService,
 )
 from .._event import Subscription as EventSubscription
+from .._failures import decode_failure, encode_failure
 from .._retry import DEFAULT_POLICY, RetryPolicy, policy_of
 from ..transports import Claims, Delivery, JournalStore, Message, Subscription, Transport
 from . import _wire

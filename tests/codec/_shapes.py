@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic
 
-from dasync._codec import BUILTIN_FIELDS
+from dasync._failures import BUILTIN_FIELDS
 
 REMOTE_NOTE = "Remote traceback (from the callee):\n"
 

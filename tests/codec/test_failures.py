@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import dasync
-from dasync._codec import (
+from dasync._failures import (
     BUILTIN_FIELDS,
     MAX_CHAIN_DEPTH,
     MAX_EXCEPTIONS,
@@ -379,7 +379,7 @@ def test_remote_traceback_is_attached_as_a_note_without_dasync_frames() -> None:
     notes = rebuilt.__notes__
     assert notes[-1].startswith(REMOTE_NOTE)
     assert "raise exc" in notes[-1] and "test_failures.py" in notes[-1]
-    assert "dasync/_codec.py" not in notes[-1]
+    assert "dasync/_failures.py" not in notes[-1]
 
 
 def test_a_note_is_added_per_hop() -> None:

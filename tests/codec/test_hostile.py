@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dasync
-from dasync._codec import MAX_EXCEPTIONS, MAX_FAILURE_BYTES, decode_failure
+from dasync._failures import MAX_EXCEPTIONS, MAX_FAILURE_BYTES, decode_failure
 from dasync._values import MAX_DEPTH
 
 
@@ -42,7 +42,7 @@ FORGED_TYPES = [
     "builtins:OSError.__init__",
     "builtins:OSError.__class__",
     "builtins:ValueError.mro",
-    "dasync._codec:_lookup",
+    "dasync._failures:_lookup",
     "tests.codec.test_failures:_hidden.<locals>.Hidden",
     "builtins",
     ":ValueError",
