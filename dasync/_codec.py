@@ -139,13 +139,24 @@ def _serialize_datetime(value: Any, handler: core_schema.SerializerFunctionWrapH
     text = handler(value)
     zone = getattr(value, "tzinfo", None)
     key = zone.key if isinstance(zone, ZoneInfo) else None
-    return f"{text}[{key}]" if key and isinstance(text, str) else text
+    if key and isinstance(text, str):
+        offset = value.utcoffset()
+        if offset is not None and offset.total_seconds() % 60:
+            # pydantic writes offsets in whole minutes; an old local time whose offset has
+            # seconds needs them, or a repeated wall time loses its fold
+            text = value.isoformat()
+        return f"{text}[{key}]"
+    return text
 
 
 def _validate_datetime(value: Any, handler: core_schema.ValidatorFunctionWrapHandler) -> Any:
     if isinstance(value, str) and value.endswith("]") and "[" in value:
         text, _, key = value[:-1].rpartition("[")
-        return _in_zone(handler(text), _zone(key.removeprefix("!")))
+        try:
+            parsed = datetime.fromisoformat(text)  # keeps an offset's seconds
+        except ValueError:
+            parsed = handler(text)
+        return _in_zone(parsed, _zone(key.removeprefix("!")))
     result = handler(value)
     if isinstance(result, datetime) and isinstance(result.tzinfo, TzInfo):
         offset = result.utcoffset() or timedelta(0)
@@ -168,10 +179,12 @@ def _in_zone(value: datetime, zone: ZoneInfo) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=zone)
     wall = value.replace(tzinfo=None)
-    for fold in (0, 1):
-        candidate = wall.replace(tzinfo=zone, fold=fold)
-        if _whole_minutes(candidate.utcoffset()) == value.utcoffset():
-            return candidate
+    for exact in (True, False):
+        for fold in (0, 1):
+            candidate = wall.replace(tzinfo=zone, fold=fold)
+            offset = candidate.utcoffset()
+            if (offset if exact else _whole_minutes(offset)) == value.utcoffset():
+                return candidate
     return value.astimezone(zone)
 
 
