@@ -84,10 +84,13 @@ def install() -> None:
 
 def _install_clock() -> None:
     real_time, real_time_ns = time.time, time.time_ns
+    routine_var, running_loop = _current.get, asyncio.events._get_running_loop
 
     def routine_clock(real: Callable[[], Any]) -> Any:
-        inst = current_instance()
-        if inst is None or sys._getframe(2).f_globals.get("__name__") in _REAL_CLOCK_CALLERS:
+        inst = routine_var()
+        if inst is None or running_loop() is not inst._loop:
+            return None
+        if sys._getframe(2).f_globals.get("__name__") in _REAL_CLOCK_CALLERS:
             return None
         return inst.time()
 

@@ -152,6 +152,8 @@ class Worker:
         self.heartbeat = heartbeat
         self.transport = transport
         self.store = store
+        # checked once: isinstance() against a runtime-checkable Protocol is slow
+        self._claims: Claims | None = store if isinstance(store, Claims) else None
         self.clock = clock
         self.cache_size = cache_size
         self.force_replay = force_replay
@@ -366,7 +368,7 @@ class Worker:
                     reply_routine=env.reply_routine,
                     reply_seq=str(env.reply_seq),
                 )
-            if isinstance(self.store, Claims) and not await self.store.claim(
+            if self._claims is not None and not await self._claims.claim(
                 name, env.routine_id, self.worker_id
             ):
                 raise _ClaimedElsewhere(env.routine_id)
