@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -62,11 +61,25 @@ class _Kind:
     """Attributes kept in the header, in order."""
     blobs: tuple[str, ...] = ()
     """Attributes whose bytes follow the header; the header holds their lengths, in order."""
-    read: Any = field(init=False, repr=False, compare=False)
+    row: Any = field(init=False, repr=False, compare=False)
+    """``row(item, blobs) -> header row``, appending the item's payloads to ``blobs``."""
 
     def __post_init__(self) -> None:
         # encoding runs for every committed step: read every field with one C call
-        object.__setattr__(self, "read", attrgetter(*self.scalars, *self.blobs))
+        object.__setattr__(self, "row", _row_writer(self.tag, self.scalars, self.blobs))
+
+
+def _row_writer(tag: str, scalars: tuple[str, ...], payloads: tuple[str, ...]) -> Any:
+    """A function writing one kind's row, generated from its fields (as ``dataclasses``
+    generates ``__init__``): encoding runs for every committed step."""
+    fields = ", ".join([repr(tag), *(f"item.{a}" for a in scalars)])
+    fields += "".join(f", len(item.{a})" for a in payloads)
+    lines = [f"    blobs.append(item.{a})" for a in payloads]
+    source = "def row(item, blobs):\n" + "".join(f"{line}\n" for line in lines)
+    source += f"    return ({fields},)\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<journal row {tag}>", "exec"), namespace)
+    return namespace["row"]
 
 
 _INPUTS = (
@@ -94,23 +107,14 @@ _COMMAND_TAGS = {k.tag: k for k in _COMMANDS}
 def encode_step(step: Step | StepRecord) -> bytes:
     """One journal entry for ``step``."""
     blobs: list[bytes] = []
-    head = (
-        FORMAT,
-        _row(step.input, blobs),
-        [_row(c, blobs) for c in step.commands],
-    )
-    return orjson.dumps(head, default=_plain_mapping) + b"\n" + b"".join(blobs)
-
-
-def _row(item: Any, blobs: list[bytes]) -> tuple[Any, ...]:
-    kind = _BY_CLASS[type(item)]
-    values = kind.read(item)
-    if not kind.blobs:
-        return (kind.tag, *values)
-    n = len(kind.scalars)
-    payloads = values[n:]
-    blobs.extend(payloads)
-    return (kind.tag, *values[:n], *map(len, payloads))
+    kinds = _BY_CLASS
+    inp = step.input
+    first = kinds[type(inp)].row(inp, blobs)  # the input's payloads come first
+    rows = []
+    for command in step.commands:
+        rows.append(kinds[type(command)].row(command, blobs))
+    head = orjson.dumps((FORMAT, first, rows), default=_plain_mapping)
+    return b"".join((head, b"\n", *blobs))
 
 
 def _plain_mapping(value: Any) -> dict[str, Any]:

@@ -132,6 +132,7 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         previous = events._get_running_loop()
         if previous is not None and previous is not self:
             self.host = previous
+        # per thread, like the running loop: a generator keeps the finalizer it met first
         hooks = sys.get_asyncgen_hooks()
         sys.set_asyncgen_hooks(self._asyncgen_firstiter, self._asyncgen_finalizer)
         events._set_running_loop(self)

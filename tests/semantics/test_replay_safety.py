@@ -378,3 +378,44 @@ async def test_sys_exit_in_a_routine_is_its_failure_not_the_workers(make_runtime
             await rt.client.proxy(Quitter).quit(7)
         assert await rt.client.proxy(Quitter).ask() == "remote builtins.SystemExit"
         assert await rt.client.proxy(Leaf).a() == 1  # still serving
+
+
+# --- an async generator abandoned after break is closed on the routine's loop --------------
+
+CLOSED: list[str] = []
+
+
+class Streams(Protocol):
+    async def first_two(self) -> list[int]: ...
+
+
+class StreamsImpl(Streams):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def first_two(self) -> list[int]:
+        async def numbers():  # type: ignore[no-untyped-def]
+            try:
+                for _ in range(10):
+                    yield await self.leaf.a()
+            finally:
+                CLOSED.append(await self.leaf.echo("closed"))  # a durable call in finally
+
+        out = []
+        async for n in numbers():
+            out.append(n)
+            if len(out) == 2:
+                break
+        await asyncio.sleep(1)
+        return out
+
+
+async def test_an_abandoned_async_generator_runs_its_durable_finally(make_runtime):
+    CLOSED.clear()
+    async with make_runtime([LeafImpl, StreamsImpl]) as rt:
+        handle = await rt.client.start(Streams.first_two, routine_id="streams")
+        assert await handle.result(timeout=20) == [1, 1]
+        calls = [c for s in await steps(rt, "Streams", "streams") for c in s.commands]
+    assert set(CLOSED) == {"closed:streams/Streams.first_two.4"}  # after the sleep: as asyncio
+    kinds = [type(c).__name__ for c in calls]
+    assert kinds == ["Call", "Call", "StartTimer", "Call", "Complete"]
