@@ -419,3 +419,41 @@ async def test_an_abandoned_async_generator_runs_its_durable_finally(make_runtim
     assert set(CLOSED) == {"closed:streams/Streams.first_two.4"}  # after the sleep: as asyncio
     kinds = [type(c).__name__ for c in calls]
     assert kinds == ["Call", "Call", "StartTimer", "Call", "Complete"]
+
+
+# --- dasync.testing: a divergence some caller swallowed still fails the test ---------------
+
+
+class Swallow(Protocol):
+    async def run(self) -> str: ...
+    async def fickle(self) -> int: ...
+
+
+FICKLE = {"runs": 0}
+
+
+class SwallowImpl(Swallow):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def run(self) -> str:
+        try:
+            await self.fickle()
+        except Exception:  # hides the NonDeterminismError from the test's own assertions
+            return "swallowed"
+        return "fine"
+
+    async def fickle(self) -> int:
+        FICKLE["runs"] += 1
+        first = await (self.leaf.a() if FICKLE["runs"] == 1 else self.leaf.b())
+        return first + await self.leaf.a()
+
+
+async def test_the_test_runtime_raises_at_exit_for_a_swallowed_divergence():
+    from dasync.testing import runtime
+    from dasync.testing import NonDeterminismFound
+
+    FICKLE["runs"] = 0
+    with pytest.raises(NonDeterminismFound, match="fickle|Swallow"):
+        async with runtime([LeafImpl, SwallowImpl], force_replay=True) as rt:
+            assert await rt.client.proxy(Swallow).run() == "swallowed"
