@@ -450,8 +450,7 @@ class SwallowImpl(Swallow):
 
 
 async def test_the_test_runtime_raises_at_exit_for_a_swallowed_divergence():
-    from dasync.testing import runtime
-    from dasync.testing import NonDeterminismFound
+    from dasync.testing import NonDeterminismFound, runtime
 
     FICKLE["runs"] = 0
     with pytest.raises(NonDeterminismFound, match="fickle|Swallow"):
