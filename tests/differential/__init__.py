@@ -1,0 +1,1 @@
+"""Differential tests: plain asyncio is the oracle (see below)."""

@@ -1,0 +1,183 @@
+"""A hand-written scenario, run every way and compared with plain asyncio.
+
+On memory: live, forced replay, and a crash after each journal commit in turn
+(``crash@1`` ... ``crash@n``, n the live run's commits). On NATS (a real
+nats-server, real timers): live and forced replay. Every mode's outcome is
+compared with the plain-asyncio oracle (results, effect multiset, and the
+``order`` pairs the scenario names), and the test fails with one report per
+way of disagreeing (crash points that disagree the same way are listed
+together).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ._compare import differences, order_violations, report
+from ._dasync import observed, run_dasync
+from ._effects import Effects
+from ._plain import run_plain_nested
+from ._scenario import Outcome, Scenario
+from ._shape import canon, shape
+
+__all__ = ["NATS_UNIT", "UNIT", "check", "run_dasync_modes", "run_nats", "settle_garbage", "unit"]
+
+NATS_UNIT = 0.01
+"""Real seconds per nominal second on NATS, where timers are real: 100 -> 1 s."""
+
+NATS_WAIT = 5.0
+"""Real seconds a NATS run may take; a scenario's own timers take well under 1 s there."""
+
+UNIT = [1.0]
+"""Seconds per nominal second for corpus services (``unit()``); 1 but on NATS."""
+
+
+def unit() -> float:
+    return UNIT[0]
+
+
+def settle_garbage() -> None:
+    """Finalize dead tasks now, before pytest formats a failure.
+
+    A task that died with an exception nobody retrieved logs it when collected, and
+    formatting that traceback calls ``ast.parse``; if the collection happens while
+    pytest itself is inside ``ast.parse`` (it parses sources to print a failure),
+    CPython 3.11 reports "SystemError: AST constructor recursion depth mismatch" and
+    pytest aborts the whole session (INTERNALERROR).
+    """
+    gc.collect()
+
+
+async def run_dasync_modes(scenario: Scenario, crash: bool = True) -> list[Outcome]:
+    """live, forced, and crash@k for every commit k of the live run."""
+    live = await run_dasync(scenario)
+    outcomes = [live, await run_dasync(scenario, force_replay=True)]
+    if crash and scenario.crash:
+        for k in range(1, live.commits + 1):
+            outcomes.append(await run_dasync(scenario, crash_after=k))
+    return outcomes
+
+
+async def run_nats(scenario: Scenario, backend: Any, *, force_replay: bool = False) -> Outcome:
+    """One run on the ``backend`` fixture's NATS namespace (live, or forced replay)."""
+    effects = Effects(durable=True)
+    container = {"log": effects, **scenario.container}
+    mode = "nats-forced" if force_replay else "nats-live"
+    notes: list[str] = []
+    UNIT[0] = NATS_UNIT
+    try:
+        with observed(notes):
+            return await _run_nats(scenario, backend, container, mode, force_replay, notes)
+    finally:
+        UNIT[0] = 1.0
+
+
+async def _run_nats(
+    scenario: Scenario,
+    backend: Any,
+    container: dict[str, Any],
+    mode: str,
+    force_replay: bool,
+    notes: list[str],
+) -> Outcome:
+    from ..semantics._helpers import settled
+
+    effects: Effects = container["log"]
+    async with backend.runtime(
+        scenario.services, container=container, force_replay=force_replay
+    ) as rt:
+        handles = [
+            await rt.client.start(e.function, *e.args, routine_id=f"{e.routine_id}-{mode}")
+            for e in scenario.entries
+        ]
+        tasks = [asyncio.create_task(h.result()) for h in handles]
+        driver = None
+        if scenario.driver is not None:
+            driver = asyncio.create_task(scenario.driver(_NatsControl(effects, handles)))
+        done, _ = await asyncio.wait(tasks, timeout=NATS_WAIT)
+        if len(done) == len(tasks):
+            await settled(rt, within=NATS_WAIT)
+        if driver is not None and not driver.done():
+            driver.cancel()
+        results: list[Any] = []
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                results.append(["incomplete", f"no result within {NATS_WAIT:.0f} s"])
+            elif task.exception() is not None:
+                results.append(["raised", shape(task.exception())])  # type: ignore[arg-type]
+            else:
+                results.append(["ok", canon(task.result())])
+        stats = rt.worker.stats
+        notes += [f"rejected: {r}" for r in stats.rejected]
+        notes += [f"failed with no caller: {f}" for f in stats.failed]
+        return Outcome(mode, results, list(effects.labels), 0, notes)
+
+
+class _NatsControl:
+    def __init__(self, effects: Effects, handles: list[Any]) -> None:
+        self.effects = effects
+        self._handles = handles
+
+    async def until(self, label: str) -> None:
+        await self.effects.when(label)
+
+    async def cancel(self, entry: int) -> None:
+        await self._handles[entry].cancel()
+
+
+def _grouped_reports(
+    plain: Outcome, outcomes: list[Outcome], order: list[tuple[str, str]], name: str
+) -> list[str]:
+    reports: list[str] = []
+    crashes: dict[tuple[str, ...], list[tuple[Outcome, list[str]]]] = {}
+    for outcome in outcomes:
+        problems = differences(plain, outcome, None, order)
+        if not problems:
+            continue
+        if outcome.mode.startswith("crash@"):
+            kinds = tuple(sorted({p.split(":")[0].split(" (")[0] for p in problems}))
+            crashes.setdefault(kinds, []).append((outcome, problems))
+        else:
+            reports.append(report(plain, outcome, problems, f"scenario {name}"))
+    for group in crashes.values():
+        first, problems = group[0]
+        ks = ",".join(o.mode.removeprefix("crash@") for o, _ in group)
+        reports.append(
+            report(plain, first, problems, f"scenario {name}")
+            + f"\n  (crash points disagreeing the same way: {ks}; the first is shown)"
+        )
+    return reports
+
+
+async def check(
+    scenario: Scenario,
+    backend: Any = None,
+    *,
+    order: Iterable[tuple[str, str]] = (),
+    crash: bool = True,
+) -> None:
+    """Plain asyncio, then dasync every way; fails listing each disagreement."""
+    order = list(order)
+    started = time.monotonic()
+    plain = run_plain_nested(scenario)
+    bad = order_violations(plain.effects, None, order)
+    assert not bad, f"scenario {scenario.name}: plain asyncio itself breaks {bad}: {plain.effects}"
+    if backend is None or backend.transport == "memory":
+        outcomes = await run_dasync_modes(scenario, crash)
+    else:
+        outcomes = [
+            await run_nats(scenario, backend),
+            await run_nats(scenario, backend, force_replay=True),
+        ]
+    reports = _grouped_reports(plain, outcomes, order, scenario.name)
+    took = time.monotonic() - started
+    settle_garbage()
+    assert not reports, (
+        f"{len(reports)} way(s) of disagreeing with plain asyncio ({len(outcomes)} runs, "
+        f"{took:.1f}s):\n\n" + "\n\n".join(reports)
+    )

@@ -1,0 +1,40 @@
+"""Generated programs: each runs under plain asyncio, dasync live, forced replay and with a
+crash at a hypothesis-chosen commit, and must agree with plain asyncio.
+
+``DASYNC_DIFF_EXAMPLES`` sets how many programs (default 1000, split over the tests
+below); programs are derandomized, so a run reproduces. A failure lists every group of
+disagreements with a minimized program; ``python -m tests.differential.run`` is the long
+run (20,000 programs, random seed).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ._fourway import settle_garbage
+from ._property import CI_EXAMPLES, run_survey
+
+pytestmark = [pytest.mark.differential, pytest.mark.timeout(600)]
+
+MINIMIZE = float(os.environ.get("DASYNC_DIFF_MINIMIZE", "15"))
+"""Seconds spent shrinking the failing programs of one test, all groups together."""
+
+
+def _check(examples: int, max_nodes: int) -> None:
+    survey = run_survey(examples, max_nodes=max_nodes)
+    text = survey.report(MINIMIZE) if survey.groups or survey.harness else ""
+    settle_garbage()
+    assert survey.examples >= examples
+    assert not survey.groups and not survey.harness, text
+
+
+def test_small_programs() -> None:
+    """Up to 6 nodes: the first place a bug shows, and the easiest program to read."""
+    _check(CI_EXAMPLES * 2 // 5, max_nodes=6)
+
+
+def test_larger_programs() -> None:
+    """Up to 16 nodes, nested up to 4 deep."""
+    _check(CI_EXAMPLES - CI_EXAMPLES * 2 // 5, max_nodes=16)
