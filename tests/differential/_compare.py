@@ -102,6 +102,12 @@ def differences(
         )
     if extra:
         problems.append(f"effects extra (not in plain asyncio): {sorted(extra.elements())}")
+    if got.strays:
+        problems.append(
+            f"effects outside any routine (ran inline instead of as durable calls): {got.strays}"
+        )
+    for error in got.errors:
+        problems.append(f"dasync raised: {error}")
     pairs = list(pairs)
     for a, b in order_violations(got.effects, before, pairs):
         problems.append(

@@ -27,12 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
-import sys
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import dasync
@@ -41,6 +36,7 @@ from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport
 
 from ._clock import FastClock
 from ._effects import Effects
+from ._observe import observed
 from ._scenario import Outcome, Scenario
 from ._shape import canon, shape
 
@@ -127,42 +123,6 @@ class _GatedTransport(MemoryTransport):
         return await super().publish(*args, **kwargs)
 
 
-class _Collector(logging.Handler):
-    def __init__(self, notes: list[str]) -> None:
-        super().__init__(logging.WARNING)
-        self._notes = notes
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._notes.append(f"log {record.name}: {record.getMessage()[:500]}")
-
-
-@contextmanager
-def observed(notes: list[str]) -> Iterator[None]:
-    """Collect dasync's logged warnings and errors, Python warnings (a coroutine never
-    awaited...) and unraisable exceptions into ``notes``: they explain a disagreement, and
-    are no outcome of their own."""
-    handler = _Collector(notes)
-    loggers = [logging.getLogger("dasync"), logging.getLogger("asyncio")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    old_hook = sys.unraisablehook
-
-    def hook(u: Any) -> None:
-        notes.append(f"unraisable {type(u.exc_value).__name__}: {u.exc_value} ({u.err_msg})")
-
-    sys.unraisablehook = hook
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-    finally:
-        sys.unraisablehook = old_hook
-        for logger in loggers:
-            logger.removeHandler(handler)
-    for w in caught:
-        notes.append(f"warning {w.category.__name__}: {w.message}")
-
-
 class _Control:
     def __init__(self, run: _Run) -> None:
         self._run = run
@@ -190,7 +150,7 @@ class _Run:
         for entry in self.scenario.entries:
             handle = await client.start(entry.function, *entry.args, routine_id=entry.routine_id)
             self.handles.append(handle)
-            self.results.append(asyncio.create_task(handle.result()))
+            self.results.append(asyncio.create_task(result_of(handle)))
         if self.scenario.driver is not None:
             self.driver = asyncio.create_task(self.scenario.driver(_Control(self)))
 
@@ -226,21 +186,32 @@ class _Run:
             if not task.done():
                 task.cancel()
                 results.append(["incomplete", f"no result ({state})"])
-            elif task.cancelled():
-                results.append(["incomplete", "result wait cancelled"])
-            elif task.exception() is not None:
-                exc = task.exception()
-                assert exc is not None
-                results.append(["raised", shape(exc)])
             else:
-                results.append(["ok", canon(task.result())])
+                results.append(task.result())
         if self.driver is not None and not self.driver.done():
             self.driver.cancel()
         for queue, message, reason in getattr(self.broker, "dead", []):
             notes.append(f"dead letter on {queue} ({getattr(message, 'msg_id', '?')}): {reason}")
-        if self.effects.strays:
-            notes.append(f"effects recorded outside any routine: {self.effects.strays}")
-        return Outcome(mode, results, list(self.effects.labels), commits, notes)
+        if self.effects.after_death:
+            notes.append(f"effects recorded by the killed runtime: {self.effects.after_death}")
+        return Outcome(
+            mode, results, list(self.effects.labels), commits, strays=list(self.effects.strays),
+            diagnostics=notes,
+        )  # fmt: skip
+
+
+async def result_of(handle: Any) -> list[Any]:
+    """An entry's outcome as ``["ok", canon]`` or ``["raised", shape]``, CancelledError
+    included (a cancelled routine's outcome, raised by ``handle.result()``)."""
+    try:
+        return ["ok", canon(await handle.result())]
+    except asyncio.CancelledError as exc:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            raise
+        return ["raised", shape(exc)]
+    except Exception as exc:
+        return ["raised", shape(exc)]
 
 
 def _worker_notes(rt: Any, notes: list[str]) -> None:
@@ -269,14 +240,25 @@ async def run_dasync(
     try:
         with observed(notes):
             if crash_after is None:
-                async with dasync.testing.runtime(
-                    scenario.services, container=container, force_replay=force_replay, broker=broker
-                ) as rt:
-                    await run.start(rt.client)
-                    state = await run.settle(None, deadline)
-                    _worker_notes(rt, notes)
-                    commits = sum(len(j) for j in broker.journals.values())
-                    return run.outcome(mode, state, commits, notes)
+                outcome: Outcome | None = None
+                try:
+                    async with dasync.testing.runtime(
+                        scenario.services,
+                        container=container,
+                        force_replay=force_replay,
+                        broker=broker,
+                    ) as rt:
+                        await run.start(rt.client)
+                        state = await run.settle(None, deadline)
+                        _worker_notes(rt, notes)
+                        commits = sum(len(j) for j in broker.journals.values())
+                        outcome = run.outcome(mode, state, commits, notes)
+                except Exception as exc:  # the test runtime refusing to close cleanly
+                    if outcome is None:
+                        raise
+                    outcome.errors.append(f"{type(exc).__name__}: {exc}")
+                assert outcome is not None
+                return outcome
             trip = _Tripwire(crash_after)
             client = dasync.Client(MemoryTransport(broker), MemoryStore(broker), clock)
             await client.open()
@@ -299,11 +281,13 @@ async def run_dasync(
                     # (kill() drops its cache), or collecting them would run their finally
                     # blocks -- inside whatever routine is running at that moment
                     graveyard.extend(getattr(rt.worker, "_cache", {}).values())
+                    effects.dying = True  # the dead unwind: nothing they record happened
                     rt.kill()
                     graveyard.append(rt)
                     getattr(broker, "claims", {}).clear()  # the dead worker's leases
                     for _ in range(20):
                         await asyncio.sleep(0)
+                    effects.dying = False
                     rt = dasync.Runtime(
                         scenario.services,
                         container=container,
@@ -316,7 +300,10 @@ async def run_dasync(
                 _worker_notes(rt, notes)
                 commits = sum(len(j) for j in broker.journals.values())
                 outcome = run.outcome(mode, state, commits, notes)
-                await rt.close()
+                try:
+                    await rt.close()
+                except Exception as exc:
+                    outcome.errors.append(f"{type(exc).__name__}: {exc}")
                 return outcome
             finally:
                 await client.close()

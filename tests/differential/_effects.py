@@ -26,7 +26,11 @@ class Effects:
         """True for dasync runs: an effect recorded outside any routine is a stray."""
         self.labels: list[str] = []
         self.strays: list[str] = []
-        """(dasync runs) effects recorded with no routine running: not counted."""
+        """(dasync runs) effects recorded with no routine running: code that ran inline
+        where it should have been a durable call (a ``finally`` run at eviction...)."""
+        self.dying = False
+        """True while a killed runtime unwinds: what it records then happened after death."""
+        self.after_death: list[str] = []
         self.executions: Counter[str] = Counter()
         """Every recording, re-runs included (diagnostics)."""
         self._seen: set[tuple[str, str]] = set()
@@ -34,6 +38,9 @@ class Effects:
 
     def record(self, label: str) -> None:
         self.executions[label] += 1
+        if self.dying:
+            self.after_death.append(label)
+            return
         try:
             key = dasync.call_id()
         except dasync.NotInRoutine:

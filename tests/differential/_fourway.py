@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
+
 from ._compare import differences, order_violations, report
-from ._dasync import observed, run_dasync
+from ._dasync import observed, result_of, run_dasync
 from ._effects import Effects
 from ._plain import run_plain_nested
 from ._scenario import Outcome, Scenario
-from ._shape import canon, shape
 
 __all__ = ["NATS_UNIT", "UNIT", "check", "run_dasync_modes", "run_nats", "settle_garbage", "unit"]
 
@@ -94,7 +95,7 @@ async def _run_nats(
             await rt.client.start(e.function, *e.args, routine_id=f"{e.routine_id}-{mode}")
             for e in scenario.entries
         ]
-        tasks = [asyncio.create_task(h.result()) for h in handles]
+        tasks = [asyncio.create_task(result_of(h)) for h in handles]
         driver = None
         if scenario.driver is not None:
             driver = asyncio.create_task(scenario.driver(_NatsControl(effects, handles)))
@@ -108,14 +109,14 @@ async def _run_nats(
             if not task.done():
                 task.cancel()
                 results.append(["incomplete", f"no result within {NATS_WAIT:.0f} s"])
-            elif task.exception() is not None:
-                results.append(["raised", shape(task.exception())])  # type: ignore[arg-type]
             else:
-                results.append(["ok", canon(task.result())])
+                results.append(task.result())
         stats = rt.worker.stats
         notes += [f"rejected: {r}" for r in stats.rejected]
         notes += [f"failed with no caller: {f}" for f in stats.failed]
-        return Outcome(mode, results, list(effects.labels), 0, notes)
+        return Outcome(
+            mode, results, list(effects.labels), 0, strays=list(effects.strays), diagnostics=notes
+        )
 
 
 class _NatsControl:
@@ -177,7 +178,9 @@ async def check(
     reports = _grouped_reports(plain, outcomes, order, scenario.name)
     took = time.monotonic() - started
     settle_garbage()
-    assert not reports, (
-        f"{len(reports)} way(s) of disagreeing with plain asyncio ({len(outcomes)} runs, "
-        f"{took:.1f}s):\n\n" + "\n\n".join(reports)
-    )
+    if reports:
+        pytest.fail(
+            f"{len(reports)} way(s) of disagreeing with plain asyncio ({len(outcomes)} runs, "
+            f"{took:.1f}s):\n\n" + "\n\n".join(reports),
+            pytrace=False,
+        )

@@ -27,6 +27,7 @@ from typing import Any
 import dasync
 
 from ._effects import Effects
+from ._observe import observed
 from ._scenario import Control, Entry, Outcome, Scenario
 from ._shape import canon, shape
 from ._vloop import run_virtual
@@ -192,7 +193,10 @@ def run_plain(scenario: Scenario) -> Outcome:
             await asyncio.wait(pending)
         return Outcome("plain", results, list(effects.labels))
 
-    outcome: Outcome = run_virtual(main)
+    notes: list[str] = []
+    with observed(notes):
+        outcome: Outcome = run_virtual(main)
+    outcome.diagnostics = notes
     return outcome
 
 

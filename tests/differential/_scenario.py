@@ -66,5 +66,9 @@ class Outcome:
     """Effect labels in first-occurrence order."""
     commits: int = 0
     """Journal entries committed (dasync), which is what crash points count."""
+    strays: list[str] = field(default_factory=list)
+    """Effects recorded outside any routine (they ran inline: not durable, not keyed)."""
+    errors: list[str] = field(default_factory=list)
+    """What dasync raised besides the entries' outcomes (e.g. closing the test runtime)."""
     diagnostics: list[str] = field(default_factory=list)
     """Dead letters, rejected messages, logged routine failures, unraisable errors."""

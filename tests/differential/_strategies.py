@@ -45,13 +45,14 @@ __all__ = ["Program", "programs"]
 POOL = 24
 """Distinct exponents available for durations: 1 s .. 2**23 s (97 days)."""
 
-LEAVES = ["const", "call", "call", "call", "raise", "sleep", "emit"]
+LEAVES = ["const", "const", "call", "call", "call", "call", "call", "call", "raise", "raise",
+          "raise", "sleep", "sleep", "emit"]  # fmt: skip
 COMPOUNDS = [
     "seq", "seq", "sub", "sub", "try", "try", "try", "chain", "gather", "gather", "taskgroup",
     "taskgroup", "wait", "wait", "as_completed", "spawn", "spawn", "wait_for", "wait_for",
     "timeout", "timeout", "agen", "ctx",
 ]  # fmt: skip
-MODES = ["ok", "ok", "ok", "fail", "fail", "hold:return", "hold:raise"]
+MODES = ["ok", "ok", "fail", "fail", "hold:return", "hold:raise"]
 CATCHES: list[str | None] = [
     "Exception", "Exception", "AppError", "TimeoutError", None, "ValueError", "LookupError",
     "CancelledError", "ExceptionGroup", "*AppError", "*Exception",
@@ -104,22 +105,32 @@ class _Builder:
         out: list[Op] = []
         instants = converters = 0
         for item in items:
+            if instant(item) and instants:
+                delay = self._duration()
+                if delay is None:
+                    continue
+                item = Seq(self._id(), (Sleep(self._id(), delay), item))
             if group and converts(item):
                 if converters:
                     delay = self._duration()
-                    item = Call(self._id(), delay, "ok", 1) if delay else Const(self._id(), 1)
-                else:
-                    converters += 1
-            if instant(item):
-                if instants:
-                    delay = self._duration()
                     if delay is None:
                         continue
-                    item = Seq(self._id(), (Sleep(self._id(), delay), item))
+                    item = Call(self._id(), delay, "ok", 1)
                 else:
-                    instants += 1
+                    converters += 1
+            instants += instant(item)
             out.append(item)
         return tuple(out)
+
+    def failing(self, depth: int, in_peer: bool) -> Op:
+        """A leaf that raises: a local ``raise`` or a leaf call that fails."""
+        self.budget -= 1
+        i = self._id()
+        kind = self.draw(st.sampled_from(ERROR_KINDS))
+        delay = self._duration()
+        if delay is not None and self.draw(st.booleans()):
+            return Call(i, delay, f"fail:{kind}", self._value())
+        return Raise(i, kind, self._value())
 
     def small(self, depth: int, in_peer: bool) -> Op:
         """A leaf (for finally blocks, handlers, context exits)."""
@@ -130,7 +141,7 @@ class _Builder:
         if self.budget <= 1 or depth >= self.max_depth:
             kind = draw(st.sampled_from(LEAVES))
         else:
-            kind = draw(st.sampled_from(LEAVES + COMPOUNDS + COMPOUNDS))
+            kind = draw(st.sampled_from(LEAVES + COMPOUNDS * 3))
         self.budget -= 1
         i = self._id()
         if kind in ("call", "sleep", "sub", "wait_for", "timeout") and not self.exponents:
@@ -156,7 +167,8 @@ class _Builder:
             via = "self" if in_peer else draw(st.sampled_from(["self", "peer"]))
             return Sub(i, self.op(d, in_peer or via == "peer"), delay, via)
         if kind == "try":
-            body = self.op(d, in_peer)
+            # half the time the body is something that fails, so handlers do run
+            body = self.failing(d, in_peer) if draw(st.booleans()) else self.op(d, in_peer)
             catch = draw(st.sampled_from(CATCHES))
             handler = None
             if catch is not None and draw(st.booleans()):

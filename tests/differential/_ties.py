@@ -18,7 +18,8 @@ result depends on which branch finishes first (``gather`` without
 * for ``gather``/``TaskGroup`` (whose branches are cancelled as a group), at most
   one branch may turn its cancellation into something else (``converts``): a
   leaf in ``hold:return`` mode, an ``except CancelledError``, a ``finally`` or
-  ``__aexit__`` that raises, a nested ``TaskGroup``;
+  ``__aexit__`` that raises, a ``TaskGroup`` (which raises its children's errors
+  rather than the cancel);
 
 and a spawned task that is cancelled must not race an instant ``meanwhile``
 with an instant body.
@@ -92,7 +93,7 @@ def converts(op: Op) -> bool:
             return True
         if isinstance(node, Try) and (node.catch or "").lstrip("*") == "CancelledError":
             return True
-        if isinstance(node, TaskGroup) and node is not op:
+        if isinstance(node, TaskGroup):
             return True
         cleanup = []
         if isinstance(node, Try):
