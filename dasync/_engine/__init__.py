@@ -11,6 +11,7 @@ from ._ids import legacy_event_id as legacy_event_id
 from ._instance import EvictedDuringStep as EvictedDuringStep
 from ._instance import RoutineInstance as RoutineInstance
 from ._instance import current_instance as current_instance
+from ._instance import evicting_instance as evicting_instance
 from ._journal import decode_step as decode_step
 from ._journal import encode_step as encode_step
 from ._model import Call as Call
@@ -53,6 +54,7 @@ __all__ = [
     "current_instance",
     "decode_step",
     "event_id",
+    "evicting_instance",
     "handler_id",
     "legacy_child_id",
     "legacy_event_id",

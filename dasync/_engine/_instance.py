@@ -54,7 +54,7 @@ from ._model import (
     difference,
 )
 
-__all__ = ["EvictedDuringStep", "RoutineInstance", "current_instance"]
+__all__ = ["EvictedDuringStep", "RoutineInstance", "current_instance", "evicting_instance"]
 
 Body = Callable[[bytes], Coroutine[Any, Any, bytes]]
 """Runs the routine: decodes its arguments, calls user code, encodes the result."""
@@ -66,6 +66,19 @@ _current: contextvars.ContextVar[RoutineInstance | None] = contextvars.ContextVa
     "dasync_routine", default=None
 )
 _running_loop = asyncio.events._get_running_loop
+
+
+_evicting: RoutineInstance | None = None
+
+
+def evicting_instance() -> RoutineInstance | None:
+    """The routine being dropped from memory while its ``finally`` blocks run, if any.
+
+    CPython runs a discarded coroutine's ``finally`` blocks; that code is not part of
+    the routine (it cannot issue durable commands) and runs again for nothing. Tests
+    that count side effects use this to tell those runs apart.
+    """
+    return _evicting
 
 
 def current_instance() -> RoutineInstance | None:
@@ -254,16 +267,21 @@ class RoutineInstance:
         blocks run, ``except CancelledError`` and ``except Exception`` do not, and
         any durable command attempted while unwinding is refused.
         """
+        global _evicting
         if self._evicted:
             return
         self._evicted = True
         self._loop.close()
-        for task in sorted(self._loop.tasks, key=_order):
-            task._log_destroy_pending = False  # type: ignore[attr-defined]
-            try:
-                task.get_coro().close()
-            except BaseException:  # a finally that misbehaves while the routine is dropped
-                pass
+        _evicting = self
+        try:
+            for task in sorted(self._loop.tasks, key=_order):
+                task._log_destroy_pending = False  # type: ignore[attr-defined]
+                try:
+                    task.get_coro().close()
+                except BaseException:  # a finally that misbehaves while the routine is dropped
+                    pass
+        finally:
+            _evicting = None
         self._loop.tasks.clear()
         self._calls.clear()
 
