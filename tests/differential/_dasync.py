@@ -37,16 +37,18 @@ from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport
 from ._clock import FastClock
 from ._effects import Effects
 from ._observe import observed
-from ._scenario import Outcome, Scenario
+from ._scenario import Entry, Outcome, Scenario
 from ._shape import canon, shape
 
-__all__ = ["observed", "run_dasync"]
+__all__ = ["observed", "result_of", "run_dasync", "start_entry"]
 
-REAL_TIMEOUT = 20.0
+REAL_TIMEOUT = 10.0
 """Real seconds a run may take before it is reported as hanging."""
-STALL = 1.0
+STALL = 2.0
 """Real seconds with a message in flight and nothing changing before a run counts as stuck."""
 IDLE_ROUNDS = 50
+STUCK_GRACE = 0.8
+"""Real seconds an idle system may still deliver a result (the client's journal polling)."""
 """Loop iterations with the broker idle, nothing scheduled, before a run counts as stuck."""
 
 
@@ -148,7 +150,7 @@ class _Run:
 
     async def start(self, client: Any) -> None:
         for entry in self.scenario.entries:
-            handle = await client.start(entry.function, *entry.args, routine_id=entry.routine_id)
+            handle = await start_entry(client, entry)
             self.handles.append(handle)
             self.results.append(asyncio.create_task(result_of(handle)))
         if self.scenario.driver is not None:
@@ -163,14 +165,24 @@ class _Run:
         with nothing moving for ``STALL`` real seconds) or ``timeout``."""
         idle = 0
         last, since = self._progress(), time.monotonic()
+        quiet_since: float | None = None
         while True:
             if trip is not None and trip.frozen:
                 return "tripped"
             quiet = not self.broker.busy() and self.broker.next_scheduled() is None
             idle = idle + 1 if quiet else 0
-            if idle >= IDLE_ROUNDS:
-                return "settled" if all(t.done() for t in self.results) else "stuck"
             now = time.monotonic()
+            if idle >= IDLE_ROUNDS:
+                if all(t.done() for t in self.results):
+                    return "settled"
+                # the client reads the journal when a reply went astray (after 0.5 s); a
+                # dead letter (a parked message) leaves nothing to wait for
+                quiet_since = quiet_since or now
+                if now - quiet_since > STUCK_GRACE or getattr(self.broker, "dead", None):
+                    return "stuck"
+                await asyncio.sleep(0.01)
+                continue
+            quiet_since = None
             if now > deadline:
                 return "timeout"
             progress = self._progress()
@@ -198,6 +210,26 @@ class _Run:
             mode, results, list(self.effects.labels), commits, strays=list(self.effects.strays),
             diagnostics=notes,
         )  # fmt: skip
+
+
+class _ProxyCall:
+    """What ``client.proxy(C).method(...)`` gives: a result, and no handle."""
+
+    def __init__(self, call: Any) -> None:
+        self._task = asyncio.ensure_future(call)
+
+    async def result(self) -> Any:
+        return await self._task
+
+    async def cancel(self) -> None:
+        raise TypeError("an entry called through a proxy cannot be cancelled by the driver")
+
+
+async def start_entry(client: Any, entry: Entry, suffix: str = "") -> Any:
+    """Start one entry the way it says (``client.start`` or a proxy call)."""
+    if entry.via == "proxy":
+        return _ProxyCall(getattr(client.proxy(entry.contract), entry.method)(*entry.args))
+    return await client.start(entry.function, *entry.args, routine_id=entry.routine_id + suffix)
 
 
 async def result_of(handle: Any) -> list[Any]:
@@ -275,6 +307,7 @@ async def run_dasync(
                 await run.start(client)
                 state = await run.settle(trip, deadline)
                 if state == "tripped":
+                    notes.append(f"killed right after commit {crash_after}")
                     clock.paused = True
                     _worker_notes(rt, notes)
                     # a killed process runs no more code: keep its live routines referenced

@@ -31,6 +31,10 @@ CI_EXAMPLES = int(os.environ.get("DASYNC_DIFF_EXAMPLES", "1000"))
 """Programs per CI run; DASYNC_DIFF_EXAMPLES overrides (20000 for a long run)."""
 CRASHES = int(os.environ.get("DASYNC_DIFF_CRASHES", "1"))
 """Crash points tried per program, drawn by hypothesis among the live run's commits."""
+BUDGET = float(os.environ.get("DASYNC_DIFF_BUDGET", str(max(300, CI_EXAMPLES * 0.3))))
+"""Real seconds one survey may take: an engine that hangs on every program (each run gives
+up after ``_dasync.REAL_TIMEOUT``) must not hold CI for hours. Programs past it are
+counted as skipped, and a survey that skipped any fails."""
 
 
 def problem_kind(problem: str) -> str:
@@ -90,6 +94,7 @@ class Survey:
     groups: dict[tuple[str, ...], list[Verdict]] = field(default_factory=dict)
     harness: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: int = 0
 
     def add(self, verdict: Verdict) -> None:
         self.failed += 1
@@ -104,6 +109,8 @@ class Survey:
             f"{self.failed} of {self.examples} generated programs disagreed with plain asyncio "
             f"({len(self.groups)} groups, {self.seconds:.0f}s):"
         ]
+        if self.skipped:
+            lines.append(f"{self.skipped} programs not run: the time budget ran out")
         for text in self.harness[:3]:
             lines.append("HARNESS ERROR (the oracle broke the harness's own model):\n" + text)
         per_group = minimize_budget / max(1, len(self.groups))
@@ -127,6 +134,7 @@ def run_survey(
     crashes: int = CRASHES,
     max_nodes: int = 14,
     progress: Callable[[Survey], None] | None = None,
+    budget: float = BUDGET,
 ) -> Survey:
     """Evaluate ``examples`` generated programs (derandomized unless a seed is given)."""
     survey = Survey()
@@ -143,6 +151,9 @@ def run_survey(
     @given(program=programs(max_nodes=max_nodes), data=st.data())
     def one(program: Program, data: Any) -> None:
         survey.examples += 1
+        if time.monotonic() - started > budget:
+            survey.skipped += 1
+            return
 
         def points(commits: int) -> list[int]:
             return [

@@ -19,6 +19,9 @@ class Entry:
     method: str
     args: tuple[Any, ...] = ()
     routine_id: str = "entry"
+    via: str = "start"
+    """``start``: ``client.start(contract.method, ..., routine_id=...)``; ``proxy``:
+    ``client.proxy(contract).method(...)`` (no routine id of ours: no cancel, no handle)."""
 
     @property
     def function(self) -> Callable[..., Any]:

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         crashes=args.crashes,
         max_nodes=args.max_nodes,
         progress=progress,
+        budget=float("inf"),
     )
     if not survey.groups and not survey.harness:
         print(f"{survey.examples} programs agreed with plain asyncio in {survey.seconds:.0f}s")
