@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from ._engine import current_instance
+from ._engine import current_instance, evicting_instance
 from ._errors import ContractError
 
 __all__ = [
@@ -117,6 +117,11 @@ class BoundEvent(Event[T]):
         inst = current_instance()
         if inst is not None:
             inst.emit(self._spec.topic, data)  # leaves with the step's commit
+            return _Fired(None)
+        if evicting_instance() is not None:
+            # a finally block run because its routine is dropped from memory: like any
+            # command issued while unwinding, the event is not kept (it fired, or will fire,
+            # in the routine's real run)
             return _Fired(None)
         if self._binding is None:
             raise ContractError(

@@ -20,7 +20,7 @@ import wrapt
 
 from ._codec import bind_args, decode_result, encode_args
 from ._contract import MethodSpec, ServiceSpec, spec_of
-from ._engine import current_instance
+from ._engine import current_instance, evicting_instance
 from ._errors import NotInRoutine
 from ._event import BoundEvent, EventAttribute, EventBinding, EventSpec
 from ._failures import decode_failure
@@ -175,6 +175,11 @@ class _SelfMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         if current_instance() is None:
+            if evicting_instance() is not None:
+                raise NotInRoutine(
+                    f"{self._method.qualname}() was called from a finally block run because "
+                    f"its routine is being dropped from memory; no durable call can be made then"
+                )
             return self._bound(*args, **kwargs)
         payload = encode_args(self._method, bind_args(self._method, args, kwargs))
         return PendingCall(functools.partial(durable_call, self._method, payload), self._method)
