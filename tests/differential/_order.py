@@ -89,7 +89,7 @@ def happens_before(program: Op) -> Callable[[str, str], bool]:
 
     def visit(op: Op, path: Path) -> None:
         if isinstance(op, Call):
-            for phase, names in ((0, ("start",)), (1, ("done", "fail", "cancel"))):
+            for phase, names in ((0, ("start",)), (1, ("done", "fail", "cancel", "finally"))):
                 here = (*path, (op.id, phase))
                 for name in names:
                     positions[f"n{op.id}:{name}"] = (here, anchor(here))

@@ -60,7 +60,7 @@ class Call(Op):
     """``await leaf.act(key, delay, mode, value)``: a durable call to another service."""
 
     delay: float
-    mode: str  # ok | fail:<kind> | hold:return | hold:raise
+    mode: str  # ok | fail:<kind> | hold:return | hold:raise | hold:finally
     value: int
 
 

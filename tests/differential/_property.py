@@ -46,6 +46,10 @@ def problem_kind(problem: str) -> str:
         return "extra effects"
     if problem.startswith("order"):
         return "order"
+    if problem.startswith("effects outside"):
+        return "effects outside routines"
+    if problem.startswith("dasync raised"):
+        return "runtime error"
     return "detail"
 
 

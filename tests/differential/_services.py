@@ -8,7 +8,8 @@ records ``<key>:fail`` and raises. In the ``hold`` modes it catches
 ``CancelledError`` and records ``<key>:cancel`` through a durable call to
 itself (so the record survives crashes and never comes from a dropped
 instance), then re-raises (``hold:raise``) or returns ``-value``
-(``hold:return``). ``Listener`` hears the events programs fire.
+(``hold:return``); in ``hold:finally`` it records ``<key>:finally`` the same way from a
+``finally`` block, cancelled or not. ``Listener`` hears the events programs fire.
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ class LeafImpl(Leaf):
         try:
             await asyncio.sleep(delay)
         except asyncio.CancelledError:
-            if mode.startswith("hold"):
+            if mode in ("hold:return", "hold:raise"):
                 await self.note(f"{key}:cancel")
                 if mode == "hold:return":
                     return -value
             raise
+        finally:
+            if mode == "hold:finally":
+                await self.note(f"{key}:finally")
         if mode.startswith("fail:"):
             self.log.record(f"{key}:fail")
             raise make_error(mode[5:], value)

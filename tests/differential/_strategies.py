@@ -52,7 +52,7 @@ COMPOUNDS = [
     "taskgroup", "wait", "wait", "as_completed", "spawn", "spawn", "wait_for", "wait_for",
     "timeout", "timeout", "agen", "ctx",
 ]  # fmt: skip
-MODES = ["ok", "ok", "fail", "fail", "hold:return", "hold:raise"]
+MODES = ["ok", "ok", "fail", "fail", "hold:return", "hold:raise", "hold:finally"]
 CATCHES: list[str | None] = [
     "Exception", "Exception", "AppError", "TimeoutError", None, "ValueError", "LookupError",
     "CancelledError", "ExceptionGroup", "*AppError", "*Exception",
