@@ -20,7 +20,9 @@
   ``finally`` blocks.
 
 Every mode waits until the broker is idle with nothing scheduled (late timers of
-finished routines fire, event handlers run) and reads each entry's outcome.
+finished routines fire, event handlers run) and reads each entry's outcome; a run
+whose entries never finish is reported as ``incomplete`` (stuck idle, stuck with a
+message in flight, or past ``REAL_TIMEOUT``) rather than hanging the test.
 """
 
 from __future__ import annotations
@@ -47,9 +49,9 @@ REAL_TIMEOUT = 10.0
 STALL = 2.0
 """Real seconds with a message in flight and nothing changing before a run counts as stuck."""
 IDLE_ROUNDS = 50
+"""Loop iterations with the broker idle and nothing scheduled before a run is settled."""
 STUCK_GRACE = 0.8
 """Real seconds an idle system may still deliver a result (the client's journal polling)."""
-"""Loop iterations with the broker idle, nothing scheduled, before a run counts as stuck."""
 
 
 def _new_broker() -> tuple[MemoryBroker, FastClock]:

@@ -5,11 +5,12 @@ On memory: live, forced replay, and a crash after each journal commit in turn
 nats-server, real timers): live and forced replay, with ``use_schedules=False``:
 server-side schedules fire in 250 ms batches in stream order (docs/nats.md,
 "Precision"), which would decide races between different routines' timers 100 ms
-apart by arrival order; the nak-until-due fallback fires each a few ms late. Every mode's outcome is
-compared with the plain-asyncio oracle (results, effect multiset, and the
-``order`` pairs the scenario names), and the test fails with one report per
-way of disagreeing (crash points that disagree the same way are listed
-together).
+apart by arrival order; the nak-until-due fallback fires each a few ms late.
+
+Every mode's outcome is compared with the plain-asyncio oracle (results, effect
+multiset, and the ``order`` pairs the scenario names); the test fails with one
+report per way of disagreeing (crash points that disagree in the same kinds of
+way are listed together, the first one shown).
 """
 
 from __future__ import annotations

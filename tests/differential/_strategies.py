@@ -99,11 +99,15 @@ class _Builder:
         n = self.draw(st.integers(low, max(low, min(high, self.budget))))
         return tuple(self.op(depth, in_peer) for _ in range(n))
 
-    def racing(self, items: tuple[Op, ...], group: bool) -> tuple[Op, ...]:
+    def racing(
+        self, items: tuple[Op, ...], group: bool, first_wins: bool = False
+    ) -> tuple[Op, ...]:
         """``items`` made free of ties (see ``_ties``): extra converters become plain calls,
-        extra instant branches wait a timer first."""
+        extra instant branches wait a timer first. ``first_wins`` (a cancelled ``gather``)
+        allows a converter only as the one branch."""
         out: list[Op] = []
-        instants = converters = 0
+        instants = 0
+        converters = 1 if first_wins and len(items) > 1 else 0
         for item in items:
             if instant(item) and instants:
                 delay = self._duration()
@@ -181,7 +185,7 @@ class _Builder:
             return_exceptions = draw(st.booleans())
             items = self.ops(d, in_peer)
             if not return_exceptions:
-                items = self.racing(items, group=True)
+                items = self.racing(items, group=True, first_wins=True)
             return Gather(i, items, return_exceptions)
         if kind == "taskgroup":
             return TaskGroup(i, self.racing(self.ops(d, in_peer), group=True))

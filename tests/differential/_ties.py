@@ -15,11 +15,15 @@ result depends on which branch finishes first (``gather`` without
 ``as_completed``):
 
 * at most one branch may finish instantly (``instant``);
-* for ``gather``/``TaskGroup`` (whose branches are cancelled as a group), at most
-  one branch may turn its cancellation into something else (``converts``): a
-  leaf in ``hold:return`` mode, an ``except CancelledError``, a ``finally`` or
-  ``__aexit__`` that raises, a ``TaskGroup`` (which raises its children's errors
-  rather than the cancel);
+* when branches are cancelled as a group, a branch may turn its cancellation into
+  something else (``converts``: a leaf in ``hold:return`` mode, an ``except
+  CancelledError``, a ``finally`` or ``__aexit__`` that raises, a ``TaskGroup``,
+  which raises its children's errors rather than the cancel), after a round trip
+  in dasync but maybe in the same loop iteration in plain asyncio. A
+  ``TaskGroup`` collects such outcomes in the order they come, so at most one
+  branch may convert; a cancelled ``gather`` takes the first child to finish,
+  so with a converting branch it must have no other (found by the long run: the
+  converter's exception in plain asyncio, a sibling's CancelledError in dasync);
 
 and a spawned task that is cancelled must not race an instant ``meanwhile``
 with an instant body.
@@ -118,8 +122,11 @@ def race_problem(op: Op) -> str | None:
         items = op.items  # type: ignore[attr-defined]
         if sum(instant(c) for c in items) > 1:
             return "two branches may finish at the same instant"
-        if isinstance(op, Gather | TaskGroup) and sum(converts(c) for c in items) > 1:
+        converting = sum(converts(c) for c in items)
+        if isinstance(op, TaskGroup) and converting > 1:
             return "two branches may turn a group cancellation into an outcome"
+        if isinstance(op, Gather) and converting and len(items) > 1:
+            return "a branch may turn a group cancellation into an outcome racing a CancelledError"
     if isinstance(op, Spawn) and op.cancel and instant(op.body) and instant(op.meanwhile):
         return "the cancel may or may not reach the task before it finishes"
     return None

@@ -12,7 +12,20 @@ from ._dasync import run_dasync
 from ._minimize import minimize
 from ._order import happens_before
 from ._plain import run_plain
-from ._program import Call, Const, Gather, Raise, Seq, Sleep, TaskGroup, Try, Wait, WaitFor, walk
+from ._program import (
+    Call,
+    Const,
+    Gather,
+    Raise,
+    Seq,
+    Sleep,
+    TaskGroup,
+    Timeout,
+    Try,
+    Wait,
+    WaitFor,
+    walk,
+)
 from ._shape import show_result
 from ._strategies import Program, programs
 from ._ties import valid
@@ -79,6 +92,15 @@ def test_tie_rules() -> None:
     assert valid(TaskGroup(1, (Raise(2, "app", 1), Seq(3, (Sleep(4, 2.0), Const(5, 1))))))
     two_converters = TaskGroup(1, (Call(2, 4.0, "hold:return", 1), Call(3, 8.0, "hold:return", 2)))
     assert not valid(two_converters)
+    # found by the long run: cancelled by a timeout, this gather raised the first branch's
+    # AppError in plain asyncio (its cleanup finished in the same loop iteration) and the
+    # second branch's CancelledError in dasync (the cleanup was a round trip)
+    converter = Try(
+        4, Call(5, 4.0, "fail:app", 6), "ExceptionGroup", None, Call(6, 131072.0, "hold:return", 7)
+    )
+    raced = Timeout(1, Gather(3, (converter, Call(12, 16384.0, "ok", 1)), False), 1024.0)
+    assert not valid(raced)
+    assert valid(Timeout(1, Gather(3, (converter,), False), 1024.0))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
