@@ -14,6 +14,7 @@ import asyncio
 from collections import Counter
 
 import dasync
+from dasync._engine import evicting_instance
 
 __all__ = ["Effects"]
 
@@ -26,6 +27,8 @@ class Effects:
         """True for dasync runs: an effect recorded outside any routine is a stray."""
         self.labels: list[str] = []
         self.strays: list[str] = []
+        self.evictions: list[str] = []
+        """(dasync runs) recordings from finally blocks run by an eviction: not counted."""
         """(dasync runs) effects recorded with no routine running: code that ran inline
         where it should have been a durable call (a ``finally`` run at eviction...)."""
         self.dying = False
@@ -40,6 +43,11 @@ class Effects:
         self.executions[label] += 1
         if self.dying:
             self.after_death.append(label)
+            return
+        if evicting_instance() is not None:
+            # a finally block CPython runs because its routine is dropped from memory (forced
+            # replay, cache eviction): documented in the guide, not an effect of the routine
+            self.evictions.append(label)
             return
         try:
             key = dasync.call_id()

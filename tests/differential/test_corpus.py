@@ -149,13 +149,18 @@ class LedgerImpl(Ledger):
 SOURCES = {
     "random.random()": lambda: repr(random.random()),
     "time.time()": lambda: repr(time.time()),
-    "datetime.now()": lambda: datetime.now().isoformat(),
     "uuid.uuid4()": lambda: str(uuid.uuid4()),
 }
+UNRECORDABLE = {"datetime.now()": lambda: datetime.now().isoformat()}
+"""C code that reads the system clock directly: documented as not deterministic; replay must
+diverge loudly, naming the line (tests below)."""
 """Values plain code computes differently on every run; inside a routine, replay must see
 the first run's value (the engine is being changed to make these deterministic)."""
 
-REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+REQUEST_ID: contextvars.ContextVar[str] = dasync.propagate(
+    contextvars.ContextVar("request_id", default="unset")
+)
+"""Declared: it travels with durable calls (an undeclared variable would not)."""
 _BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
@@ -238,7 +243,7 @@ class ScenariosImpl(Scenarios):
 
     async def nondeterministic(self, source: str) -> bool:
         """Computes a value, journals it (a call), then compares it after the next step."""
-        value = SOURCES[source]()
+        value = {**SOURCES, **UNRECORDABLE}[source]()
         echoed = await self.ledger.echo(value)  # the call and its reply are journaled
         await asyncio.sleep(10.0 * unit())  # a second step: replays run the line above again
         return echoed == value
@@ -462,15 +467,27 @@ async def test_wait_first_completed_then_cancel_pending(backend):
 
 
 async def test_random_time_uuid_are_stable_across_replay(backend):
-    """random.random(), time.time(), datetime.now() and uuid.uuid4() inside a routine (one
-    entry each): the value computed before a step must be the one replay computes again --
-    the journaled call has it as its argument. The engine is being changed to make these
-    deterministic inside routines."""
+    """random.random(), time.time() and uuid.uuid4() inside a routine (one entry each): the
+    value computed before a step must be the one replay computes again -- the journaled call
+    has it as its argument."""
     entries = [
         Entry(Scenarios, "nondeterministic", (name,), f"c-nondet-{i}")
         for i, name in enumerate(SOURCES)
     ]
     await check(Scenario("non-determinism", SERVICES, entries), backend)
+
+
+async def test_datetime_now_is_not_recordable_and_replay_says_so(backend):
+    """Documented difference: datetime.now() cannot be intercepted (C code reads the system
+    clock). Replay must not go quietly another way: the first replay fails the caller with a
+    NonDeterminismError naming the differing argument and the user's line."""
+    async with backend.runtime(SERVICES, container={"log": Effects(durable=True)},
+                               force_replay=True) as rt:  # fmt: skip
+        with pytest.raises(dasync.NonDeterminismError) as info:
+            await rt.client.proxy(Scenarios).nondeterministic("datetime.now()")
+    err = info.value
+    assert err.differs == "args" and "Ledger.echo" in err.actual
+    assert "test_corpus.py" in err.where and "in nondeterministic" in err.where
 
 
 # --- 3. journal values ----------------------------------------------------------------------
