@@ -81,21 +81,21 @@ asyncio side unless said otherwise):
   its effect is ordered after what precedes the firing, before nothing.
 * An abandoned async generator is finalized when the loop gets to it: its
   ``finally`` is ordered after its items, before nothing.
-* Context variables (corpus): written against plain asyncio (every variable is
-  seen by sub-routines); the engine will propagate only declared ones
-  (``dasync.propagate``, docs/guide.md) -- the test is to be adapted to that API.
+* Context variables: only those declared with ``dasync.propagate`` travel with a
+  durable call (docs/guide.md); the corpus declares its variable.
 * A durable call never awaited has no oracle (asyncio only warns): the corpus
   requires dasync to fail the routine naming the call.
 * ``client.start(Sub.inherited)``: ``Sub.inherited is Base.inherited``, so the guide
   starts it on the service of the defining class and ``client.proxy(Sub)`` reaches
   the subclass; the corpus follows that decision for the subclass entry.
-* ``datetime.now()`` inside a routine: the guide lists it as moving during a step
-  and points to ``time.time()``/``dasync.now()``; the corpus still requires it to
-  replay to the same value, as the brief asked, until the owner decides.
+* ``datetime.now()`` inside a routine cannot be intercepted (the guide points to
+  ``time.time()``/``dasync.now()``): the corpus requires replay to fail loudly,
+  naming the line, instead of agreeing with asyncio.
 * ``finally`` blocks of an evicted routine (forced replay, cache eviction) run
   when CPython discards the coroutine; the guide says durable calls are refused
-  there. The harness counts what such code does anyway: a ``self.method()`` call
-  run inline, an event published at once.
+  there. ``Effects`` sets aside what runs under ``evicting_instance()``; anything
+  else such code does is counted (a ``self.method()`` run inline, an event
+  published at once were both found and fixed).
 * Values JSON cannot carry as such (``inf``/``nan``, non-UTF-8 ``bytes``, a
   ``ZoneInfo`` zone, ints above 64 bits) are held to plain asyncio's values: if
   the codec decides to refuse some, those corpus expectations are to be changed.

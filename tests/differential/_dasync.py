@@ -244,7 +244,9 @@ async def result_of(handle: Any) -> list[Any]:
         if me is not None and me.cancelling():
             raise
         return ["raised", shape(exc)]
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a BaseExceptionGroup (a TaskGroup's, with a cancel) too
         return ["raised", shape(exc)]
 
 

@@ -27,10 +27,10 @@ class Effects:
         """True for dasync runs: an effect recorded outside any routine is a stray."""
         self.labels: list[str] = []
         self.strays: list[str] = []
-        self.evictions: list[str] = []
-        """(dasync runs) recordings from finally blocks run by an eviction: not counted."""
         """(dasync runs) effects recorded with no routine running: code that ran inline
         where it should have been a durable call (a ``finally`` run at eviction...)."""
+        self.evictions: list[str] = []
+        """(dasync runs) recordings from finally blocks run by an eviction: not counted."""
         self.dying = False
         """True while a killed runtime unwinds: what it records then happened after death."""
         self.after_death: list[str] = []

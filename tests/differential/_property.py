@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from ._check import Verdict, evaluate, family
 from ._compare import HarnessError
 from ._minimize import minimize
-from ._program import Op, walk
+from ._program import Op, render, walk
 from ._strategies import Program, programs
 
 __all__ = ["Survey", "crash_points_of", "problem_kind", "run_survey", "still_fails"]
@@ -116,7 +116,7 @@ class Survey:
         if self.skipped:
             lines.append(f"{self.skipped} programs not run: the time budget ran out")
         for text in self.harness[:3]:
-            lines.append("HARNESS ERROR (the oracle broke the harness's own model):\n" + text)
+            lines.append("HARNESS ERROR (the harness, not dasync, failed on a program):\n" + text)
         per_group = minimize_budget / max(1, len(self.groups))
         for key, verdicts in sorted(self.groups.items(), key=lambda kv: -len(kv[1])):
             smallest = verdicts[0]
@@ -169,6 +169,9 @@ def run_survey(
             verdict = evaluate(program.op, points)
         except HarnessError as exc:
             survey.harness.append(str(exc))
+            return
+        except Exception as exc:  # the harness itself failed: report it with the program
+            survey.harness.append(f"{type(exc).__name__}: {exc}\n{render(program.op)}")
             return
         if verdict.failures:
             survey.add(verdict)

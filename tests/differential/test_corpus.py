@@ -151,11 +151,11 @@ SOURCES = {
     "time.time()": lambda: repr(time.time()),
     "uuid.uuid4()": lambda: str(uuid.uuid4()),
 }
+"""Values plain code computes differently on every run; inside a routine, replay must see
+the first run's value (the engine makes these deterministic)."""
 UNRECORDABLE = {"datetime.now()": lambda: datetime.now().isoformat()}
 """C code that reads the system clock directly: documented as not deterministic; replay must
 diverge loudly, naming the line (tests below)."""
-"""Values plain code computes differently on every run; inside a routine, replay must see
-the first run's value (the engine is being changed to make these deterministic)."""
 
 REQUEST_ID: contextvars.ContextVar[str] = dasync.propagate(
     contextvars.ContextVar("request_id", default="unset")

@@ -1,10 +1,12 @@
 """Generated programs: each runs under plain asyncio, dasync live, forced replay and with a
 crash at a hypothesis-chosen commit, and must agree with plain asyncio.
 
-``DASYNC_DIFF_EXAMPLES`` sets how many programs (default 1000, split over the tests
-below); programs are derandomized, so a run reproduces. A failure lists every group of
-disagreements with a minimized program; ``python -m tests.differential.run`` is the long
-run (20,000 programs, random seed).
+Programs are derandomized, so a run reproduces. A failure lists every group of
+disagreements with a minimized program. Environment: ``DASYNC_DIFF_EXAMPLES``
+(programs, default 1000, split over the two tests), ``DASYNC_DIFF_CRASHES`` (crash
+points per program, default 1), ``DASYNC_DIFF_MINIMIZE`` (seconds of shrinking per
+test), ``DASYNC_DIFF_BUDGET`` (seconds a test may run). The long run by hand:
+``python -m tests.differential.run --examples 20000`` (random seed, printed).
 """
 
 from __future__ import annotations
