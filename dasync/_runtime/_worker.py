@@ -74,6 +74,9 @@ _log = logging.getLogger("dasync.worker")
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """Largest message body a worker accepts (NATS's default max_payload is 1 MiB too)."""
 
+_KILLED: list[RoutineInstance] = []
+"""Routines of killed workers (``Worker.kill``), never to be finalized."""
+
 MISSING_ROUTINE_ATTEMPTS = 8
 """Deliveries of a reply, timer or cancel for a routine that does not exist before it is
 rejected (the start may still be in flight on another worker)."""
@@ -195,6 +198,10 @@ class Worker:
             self._heartbeat_task.cancel()
             self._heartbeat_task = None
         self._subscriptions.clear()
+        # a crashed process runs nothing more: keep the dropped routines referenced, or the
+        # garbage collector would run their finally blocks later, inside whatever routine
+        # is running then (tests only; bounded by the routines a test kills)
+        _KILLED.extend(self._cache.values())
         self._cache.clear()
 
     async def stop(self, grace: float = 10.0) -> None:
