@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "implementation_spec",
     "is_contract",
     "method_of_function",
+    "plain_def_methods",
     "spec_of",
 ]
 
@@ -83,6 +85,41 @@ def is_contract(obj: object) -> bool:
         any(inspect.iscoroutinefunction(v) for k, v in vars(obj).items() if not k.startswith("_"))
         or any(_is_event(a) for a in vars(obj).get("__annotations__", {}).values())
     )
+
+
+def plain_def_methods(cls: type) -> list[str]:
+    """The public plain-``def`` methods of a user Protocol that is no contract for want of any.
+
+    A Protocol whose methods are all plain ``def`` (and that declares no event)
+    is not a contract: ``is_contract`` must leave ordinary typing Protocols of a
+    service file alone. It is still most likely a contract written without
+    ``async``, so discovery names these methods rather than finding no service.
+    Empty for a contract, a class that is not a Protocol, or a standard-library
+    Protocol (``typing.SupportsInt``...).
+    """
+    if not _is_user_protocol(cls) or is_contract(cls):
+        return []
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if not _is_user_protocol(klass):
+            continue
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or isinstance(
+                value, (type, staticmethod, classmethod, property)
+            ):
+                continue
+            if callable(value) and not inspect.iscoroutinefunction(value):
+                names.add(attr)
+    return sorted(names)
+
+
+def _is_user_protocol(cls: object) -> bool:
+    if not isinstance(cls, type) or cls in (typing.Protocol, typing.Generic, object):
+        return False
+    if not getattr(cls, "_is_protocol", False):
+        return False
+    package = cls.__module__.partition(".")[0]
+    return package not in sys.stdlib_module_names and package != "typing_extensions"
 
 
 def contract_of(cls: type) -> type:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .._contract import is_contract
+from .._contract import is_contract, plain_def_methods
 from .._errors import DasyncError
 from .._service import is_service_class, services_in_module
 
@@ -119,6 +119,7 @@ def discover(module: ModuleType) -> tuple[list[type], Callable[..., Any] | None]
         for _, obj in inspect.getmembers(module, inspect.isclass)
         if obj.__module__ == module.__name__
     ]
+    _no_async_contract(where, defined)
     contracts = [c.__name__ for c in defined if is_contract(c) and _is_protocol(c)]
     others = [c.__name__ for c in defined if c.__name__ not in contracts]
     imported = sorted(
@@ -141,6 +142,42 @@ def discover(module: ModuleType) -> tuple[list[type], Callable[..., Any] | None]
             + " -- run the file that defines them"
         )
     raise DiscoveryError("\n".join(lines))
+
+
+def _no_async_contract(where: str, defined: list[type]) -> None:
+    """Raise if what stopped discovery is a contract written with plain ``def`` methods.
+
+    Such a Protocol is no contract (``is_contract`` wants an ``async def`` or an
+    event), so its implementations are no services and the module would look
+    empty; the real problem is the missing ``async``. Considered: the Protocols
+    the module defines, and the Protocols its classes implement (imported
+    contracts included).
+    """
+    found: dict[type, list[str]] = {}  # protocol -> the module's classes implementing it
+    for cls in defined:
+        for klass in cls.__mro__:
+            if plain_def_methods(klass):
+                implementers = found.setdefault(klass, [])
+                if klass is not cls and not _is_protocol(cls):
+                    implementers.append(cls.__name__)
+    if not found:
+        return
+    described = []
+    for protocol, implementers in found.items():
+        methods = ", ".join(f"{protocol.__name__}.{m}" for m in plain_def_methods(protocol))
+        by = f" (implemented by {', '.join(implementers)})" if implementers else ""
+        described.append(
+            f"contract {protocol.__name__}{by} has only plain 'def' methods: {methods}"
+        )
+    example = plain_def_methods(next(iter(found)))[0]
+    raise DiscoveryError(
+        f"{where}: methods of a contract must be 'async def'; "
+        + "; ".join(described)
+        + f"\nhint: declare them 'async def {example}(self, ...) -> ...' in the contract and in "
+        "its implementation (a call to a service is a durable message, awaited by the caller); "
+        "a Protocol without any 'async def' method or dasync.Event is not a contract, so no "
+        "service was found"
+    )
 
 
 def _find_main(module: ModuleType, where: str) -> Callable[..., Any] | None:

@@ -7,7 +7,8 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._codec import decode_failure
@@ -33,6 +34,7 @@ from ._nats import (
     add_nats_arguments,
     connect_options,
     locate_server,
+    redact,
     resolve_target,
 )
 
@@ -205,10 +207,28 @@ _locate = locate_server  # the name other commands used first
 
 @asynccontextmanager
 async def _open_client(options: NatsOptions, limit: float | None) -> AsyncIterator[Client]:
-    """A client on ``options``, connected within ``limit`` s (``CONNECT_WAIT`` if None)."""
+    """A client on ``options``, connected within ``limit`` s (``CONNECT_WAIT`` if None), open.
+
+    Opening the client (declaring its reply inbox, consuming from it) talks to
+    the server too: a refusal there, typically a NATS user whose permissions do
+    not allow the inbox prefix, is a ``CliError`` (``EXIT_UNAVAILABLE``) like a
+    refused connection. No JetStream request waits longer than ``limit`` (a
+    refused subscription shows as a request that gets no reply); opening is not
+    cut short from outside, which would leave the transport's work unfinished.
+    """
+    if limit is not None and options.request_timeout > limit:
+        options = replace(options, request_timeout=limit)
     transport, store = await connect_options(options, wait=limit)
     try:
-        async with connect(transport=transport, store=store) as client:
+        async with AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(connect(transport=transport, store=store))
+            except (DasyncError, OSError) as exc:
+                shown = ", ".join(redact(s) for s in options.servers)
+                raise CliError(
+                    f"cannot open the reply inbox of this client on NATS at {shown}: {exc}",
+                    EXIT_UNAVAILABLE,
+                ) from None
             yield client
     finally:
         for resource in (transport, store):

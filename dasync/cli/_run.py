@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from .._codec import decode_failure
-from .._errors import DasyncError
+from .._errors import DasyncError, TransportError
 from .._runtime import Runtime
 from .._runtime._module import discover, load_module
 from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
@@ -28,6 +28,7 @@ from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNAVAILABLE,
     EXIT_USAGE,
     CliError,
     describe_exception,
@@ -253,7 +254,7 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
 
         _print_plan(args.file, backend, rt, services, main)
         try:
-            await stop.guard(rt.start())
+            await _start(rt, stop, backend)
             if main is None:
                 out("dasync: ready, serving until Ctrl-C")
                 signame = await stop.wait()
@@ -263,6 +264,23 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
             return await _run_main(rt, main_name, stop, backend, verbose=args.log_level == "debug")
         finally:
             await _closing("the runtime", rt.close())
+
+
+async def _start(rt: Runtime, stop: _StopSignal, backend: Backend) -> None:
+    """Start the runtime; a refusal by the server is a ``CliError``, not a traceback.
+
+    Starting declares the services' queues and the runtime's reply inbox and
+    consumes from them: a NATS user whose permissions do not allow a subject
+    (or the inbox prefix) is refused here, after a successful connection.
+    """
+    try:
+        await stop.guard(rt.start())
+    except (TransportError, OSError) as exc:
+        raise CliError(
+            f"cannot start the services on {backend.description}: {exc}", EXIT_UNAVAILABLE
+        ) from None
+    except DasyncError as exc:
+        raise CliError(f"cannot start the services: {exc}") from None
 
 
 async def _closing(what: str, closing: Awaitable[None]) -> None:
