@@ -4,21 +4,31 @@ Engine-agnostic: they move opaque messages and journal entries. ``memory`` is
 in-process; the NATS JetStream implementation lives in ``dasync.transports.nats``.
 """
 
+from ._contract import INBOX_PREFIX as INBOX_PREFIX
+from ._contract import UNKNOWN_ORIGIN as UNKNOWN_ORIGIN
 from ._contract import Claims as Claims
+from ._contract import CrashCounter as CrashCounter
 from ._contract import DeadLetter as DeadLetter
 from ._contract import DeadLetters as DeadLetters
 from ._contract import Delivery as Delivery
 from ._contract import Handler as Handler
 from ._contract import JournalStore as JournalStore
 from ._contract import Message as Message
+from ._contract import Origin as Origin
+from ._contract import Secrets as Secrets
 from ._contract import Subscription as Subscription
 from ._contract import Transport as Transport
+from ._contract import check_name as check_name
+from ._contract import inbox_queue as inbox_queue
+from ._contract import is_inbox as is_inbox
+from ._contract import split_inbox as split_inbox
 from .memory import MemoryBroker as MemoryBroker
 from .memory import MemoryStore as MemoryStore
 from .memory import MemoryTransport as MemoryTransport
 
 __all__ = [
     "Claims",
+    "CrashCounter",
     "DeadLetter",
     "DeadLetters",
     "Delivery",
@@ -28,6 +38,14 @@ __all__ = [
     "MemoryStore",
     "MemoryTransport",
     "Message",
+    "Origin",
+    "Secrets",
+    "UNKNOWN_ORIGIN",
     "Subscription",
     "Transport",
+    "INBOX_PREFIX",
+    "check_name",
+    "inbox_queue",
+    "is_inbox",
+    "split_inbox",
 ]

@@ -8,21 +8,67 @@ does not interpret headers or bodies.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "Claims",
+    "CrashCounter",
     "DeadLetter",
     "DeadLetters",
     "Delivery",
     "Handler",
+    "INBOX_PREFIX",
     "JournalStore",
     "Message",
+    "Origin",
+    "Secrets",
     "Subscription",
     "Transport",
+    "check_name",
+    "inbox_queue",
+    "is_inbox",
+    "split_inbox",
 ]
+
+INBOX_PREFIX = "_inbox."
+"""Queues whose name starts with this are client inboxes: ``_inbox.<identity>.<id>``."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_name(what: str, name: str) -> str:
+    """``name`` if it can name a service or a client identity, else ``ValueError`` saying why.
+
+    The same characters on every transport, so that a name is one subject token on NATS
+    as it is (no escaping) and a sender's name can be compared with a journaled one.
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def inbox_queue(identity: str, inbox_id: str) -> str:
+    """The queue of one client inbox of ``identity``."""
+    identity = check_name("client identity", identity)
+    return f"{INBOX_PREFIX}{identity}.{check_name('inbox id', inbox_id)}"
+
+
+def is_inbox(queue: str) -> bool:
+    return queue.startswith(INBOX_PREFIX)
+
+
+def split_inbox(queue: str) -> tuple[str, str]:
+    """``_inbox.<identity>.<id>`` -> ``(identity, id)``; ``ValueError`` for anything else."""
+    identity, _, inbox_id = queue[len(INBOX_PREFIX) :].partition(".")
+    if not is_inbox(queue) or not _NAME.fullmatch(identity) or not _NAME.fullmatch(inbox_id):
+        raise ValueError(f"not a client inbox queue: {queue!r}")
+    return identity, inbox_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +84,39 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Who sent a message, as the transport vouches for it, never as its headers claim.
+
+    On NATS it is read from the subject a message arrived on, which the server's
+    permissions let only that sender publish to (``docs/security.md``). ``kind`` is
+    ``service`` (``name`` is the sending service), ``client`` (``name`` is the client's
+    identity), ``operator``, or ``unknown``.
+    """
+
+    kind: str
+    name: str = ""
+
+    SERVICE: ClassVar[str] = "service"
+    CLIENT: ClassVar[str] = "client"
+    OPERATOR: ClassVar[str] = "operator"
+    UNKNOWN: ClassVar[str] = "unknown"
+
+    @classmethod
+    def service(cls, name: str) -> Origin:
+        return cls(cls.SERVICE, name)
+
+    @classmethod
+    def client(cls, identity: str) -> Origin:
+        return cls(cls.CLIENT, identity)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}" if self.name else self.kind
+
+
+UNKNOWN_ORIGIN = Origin(Origin.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message set aside because it could not be processed, with the reason."""
 
@@ -46,6 +125,8 @@ class DeadLetter:
     queue: str
     message: Message
     reason: str
+    subject: str = ""
+    """Where the transport received it (NATS: the subject, which names its sender)."""
 
 
 @runtime_checkable
@@ -60,6 +141,37 @@ class Claims(Protocol):
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         """True if ``owner`` holds (or now takes) the lease; False while another does."""
         ...
+
+
+@runtime_checkable
+class Secrets(Protocol):
+    """Optional store capability: a random key per service, shared by its workers only.
+
+    Message ids are tagged with it, so that nobody else can publish a message under
+    the id of one a service will send and have the real one dropped as a duplicate.
+    """
+
+    async def secret(self, service: str) -> bytes:
+        """The key of ``service`` (created by the first worker that asks, then kept)."""
+        ...
+
+
+@runtime_checkable
+class CrashCounter(Protocol):
+    """Optional store capability: count processing runs that never finished.
+
+    The worker records a run only when a message comes back without having been
+    settled (its worker died), so that a message that kills every worker it reaches
+    becomes a dead letter instead of taking the service down for good.
+    """
+
+    async def record_crash(self, service: str, key: str) -> int:
+        """Count one more run of ``key`` that may not finish; return how many were counted
+        before (the consecutive runs that never finished)."""
+        ...
+
+    async def forget_crash(self, service: str, key: str) -> None:
+        """A counted run of ``key`` did finish: start counting from zero again."""
 
 
 @runtime_checkable
@@ -82,6 +194,11 @@ class Delivery(Protocol):
     @property
     def attempt(self) -> int:
         """1 on first delivery, then counts redeliveries."""
+        ...
+
+    @property
+    def origin(self) -> Origin:
+        """Who sent the message, as the transport established it."""
         ...
 
     async def ack(self) -> None:
@@ -112,8 +229,16 @@ class Transport(Protocol):
     async def declare(self, queue: str) -> None:
         """Create ``queue`` if it does not exist (idempotent)."""
 
-    async def send(self, queue: str, message: Message) -> None:
-        """Persist ``message`` on ``queue``; raises ``UnknownService`` if it was never declared."""
+    identity: str
+    """The client identity this connection speaks as (``Origin.client``): its inboxes are
+    ``_inbox.<identity>.<id>``, and a server's permissions let only it use them."""
+
+    async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
+        """Persist ``message`` on ``queue`` as sent by ``origin``.
+
+        ``None`` means the queue's own service (timers, retries). Raises
+        ``UnknownService`` if the queue was never declared.
+        """
 
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> Subscription:
         """Deliver messages of ``queue`` to ``handler``, shared with other consumers of it."""

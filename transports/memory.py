@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from .._clock import Clock, SystemClock
-from .._errors import JournalConflict, UnknownService
-from ._contract import DeadLetter, Handler, Message
+from dasync._clock import Clock, SystemClock
+from dasync._errors import JournalConflict, UnknownService
+from dasync.transports._contract import UNKNOWN_ORIGIN, DeadLetter, Handler, Message, Origin
 
 __all__ = ["MemoryBroker", "MemoryStore", "MemoryTransport"]
 
@@ -25,6 +26,7 @@ __all__ = ["MemoryBroker", "MemoryStore", "MemoryTransport"]
 class _Entry:
     message: Message
     queue: str
+    origin: Origin = UNKNOWN_ORIGIN
     attempt: int = 0
     deadline: float = 0.0
     terminated: str | None = None
@@ -52,6 +54,10 @@ class MemoryBroker:
         self.queues: dict[str, _Queue] = {}
         self.journals: dict[tuple[str, str], list[bytes]] = {}
         self.dead: list[tuple[str, Message, str]] = []
+        self.dead_origins: list[Origin] = []
+        """The sender of each of ``dead``, for a retry to keep it."""
+        self.secrets: dict[str, bytes] = {}
+        self.crashes: dict[tuple[str, str], int] = {}
         self.topics: dict[str, set[str]] = {}
         self.claims: dict[tuple[str, str], tuple[str, float]] = {}
         """(service, routine) -> (worker, lease end): who runs a routine's first step."""
@@ -69,7 +75,7 @@ class MemoryBroker:
         if queue not in self.queues:
             self.queues[queue] = _Queue(queue)
 
-    def publish(self, queue: str, message: Message) -> None:
+    def publish(self, queue: str, message: Message, origin: Origin | None = None) -> None:
         q = self.queues.get(queue)
         if q is None:
             raise UnknownService(f"no service or inbox named {queue!r} is deployed")
@@ -80,7 +86,7 @@ class MemoryBroker:
         if len(q.seen) > self.dedupe_window:
             q.seen.popitem(last=False)
         self.sent += 1
-        entry = _Entry(message, queue)
+        entry = _Entry(message, queue, origin or Origin.service(queue))
         if message.deliver_at is not None and message.deliver_at > self.clock.now():
             self._schedule(message.deliver_at, entry)
         else:
@@ -101,8 +107,9 @@ class MemoryBroker:
         groups = self.topics.get(topic)
         if groups is None:
             raise UnknownService(f"no service declares the event {topic!r}")
+        publisher = Origin.service(topic.partition(".")[0])
         for queue in sorted(groups):
-            self.publish(queue, message)
+            self.publish(queue, message, publisher)
 
     def redeliver_later(self, entry: _Entry, delay: float) -> None:
         if delay > 0:
@@ -186,6 +193,10 @@ class _MemoryDelivery:
     def attempt(self) -> int:
         return self._attempt
 
+    @property
+    def origin(self) -> Origin:
+        return self._entry.origin
+
     def _settle(self) -> bool:
         if self._settled:
             return False
@@ -206,7 +217,9 @@ class _MemoryDelivery:
     async def term(self, reason: str) -> None:
         if self._settle():
             self._entry.terminated = reason
-            self._consumer.broker.dead.append((self._entry.queue, self._entry.message, reason))
+            broker = self._consumer.broker
+            broker.dead.append((self._entry.queue, self._entry.message, reason))
+            broker.dead_origins.append(self._entry.origin)
 
 
 class _Consumer:
@@ -278,15 +291,16 @@ class _Consumer:
 class MemoryTransport:
     """``Transport`` over a ``MemoryBroker``."""
 
-    def __init__(self, broker: MemoryBroker) -> None:
+    def __init__(self, broker: MemoryBroker, identity: str = "local") -> None:
         self.broker = broker
+        self.identity = identity
         self._consumers: list[_Consumer] = []
 
     async def declare(self, queue: str) -> None:
         self.broker.declare(queue)
 
-    async def send(self, queue: str, message: Message) -> None:
-        self.broker.publish(queue, message)
+    async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
+        self.broker.publish(queue, message, origin)
 
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> _Consumer:
         self.broker.declare(queue)
@@ -321,7 +335,7 @@ class MemoryTransport:
         if q != queue or message is None:
             raise LookupError(f"no dead letter {letter_id!r} in {queue!r}")
         retried = Message(f"{message.msg_id}~retry{letter_id}", message.headers, message.body)
-        self.broker.publish(queue, retried)
+        self.broker.publish(queue, retried, self.broker.dead_origins[int(letter_id)])
         self.broker.dead[int(letter_id)] = (q, None, reason)  # type: ignore[assignment]
 
     async def close(self) -> None:
@@ -353,6 +367,17 @@ class MemoryStore:
 
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         return self.broker.claim(service, routine_id, owner)
+
+    async def secret(self, service: str) -> bytes:
+        return self.broker.secrets.setdefault(service, secrets.token_bytes(32))
+
+    async def record_crash(self, service: str, key: str) -> int:
+        count = self.broker.crashes.get((service, key), 0)
+        self.broker.crashes[(service, key)] = count + 1
+        return count
+
+    async def forget_crash(self, service: str, key: str) -> None:
+        self.broker.crashes.pop((service, key), None)
 
     async def close(self) -> None:
         pass

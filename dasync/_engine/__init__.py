@@ -8,6 +8,7 @@ from ._ids import event_id as event_id
 from ._ids import handler_id as handler_id
 from ._ids import legacy_child_id as legacy_child_id
 from ._ids import legacy_event_id as legacy_event_id
+from ._ids import owner_of as owner_of
 from ._instance import EvictedDuringStep as EvictedDuringStep
 from ._instance import RoutineInstance as RoutineInstance
 from ._instance import current_instance as current_instance
@@ -57,6 +58,7 @@ __all__ = [
     "evicting_instance",
     "handler_id",
     "legacy_child_id",
+    "owner_of",
     "legacy_event_id",
     "propagate",
 ]

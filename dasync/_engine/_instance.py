@@ -153,6 +153,7 @@ class RoutineInstance:
         self._main: asyncio.Task[bytes] | None = None
         self._seq = 0
         self._calls: dict[int, CallFuture] = {}
+        self._issued: dict[int, tuple[str, str]] = {}
         self._out: list[Command] = []
         self._expected: deque[Command] | None = None
         self._diverged: NonDeterminismError | None = None
@@ -303,7 +304,13 @@ class RoutineInstance:
         fut.order, fut._inst, fut._seq = loop.next_order(), self, seq
         fut._service, fut._callee = service, call.callee
         self._calls[seq] = fut
+        self._issued[seq] = (service, call.callee)
         return fut
+
+    def issued_call(self, seq: int) -> tuple[str, str] | None:
+        """``(service, callee routine id)`` of the call this routine made at ``seq``: a reply
+        is accepted only from that service, for that callee."""
+        return self._issued.get(seq)
 
     def record(self, kind: str, make: Callable[[], Any]) -> Any:
         """A value produced once and read back from the journal on replay."""

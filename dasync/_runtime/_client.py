@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
@@ -15,10 +16,20 @@ from .._errors import ContractError, InvalidArguments, MalformedMessage
 from .._event import EventSpec
 from .._failures import decode_failure
 from .._proxy import make_proxy
-from ..transports import Delivery, JournalStore, Subscription, Transport
+from ..transports import (
+    Delivery,
+    JournalStore,
+    Message,
+    Origin,
+    Subscription,
+    Transport,
+    inbox_queue,
+)
 from . import _wire
 
 __all__ = ["Client", "RoutineHandle"]
+
+_log = logging.getLogger("dasync.client")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,7 +54,7 @@ class RoutineHandle(Generic[R]):
     async def cancel(self) -> None:
         """Ask the routine to cancel (its main task gets ``CancelledError``)."""
         cancel = _wire.cancel_message(self.routine_id, f"c{uuid.uuid4().hex}")
-        await self._client._transport.send(self.service, cancel)
+        await self._client._transport.send(self.service, cancel, self._client.origin)
 
     def __repr__(self) -> str:
         return f"<RoutineHandle {self.method.qualname} {self.routine_id}>"
@@ -65,7 +76,10 @@ class Client:
         self._store = store
         self._clock = clock
         self._poll = poll_interval
-        self._inbox = f"{_wire.INBOX_PREFIX}{uuid.uuid4().hex}"
+        self.identity: str = getattr(transport, "identity", "local")
+        """Who this client is to services (``Transport.identity``)."""
+        self.origin = Origin.client(self.identity)
+        self._inbox = inbox_queue(self.identity, uuid.uuid4().hex)
         self._waiters: dict[str, asyncio.Future[tuple[bool, bytes]]] = {}
         self._subscription: Subscription | None = None
         self._events = _ClientEvents(transport)
@@ -129,8 +143,8 @@ class Client:
         routine_id = routine_id or uuid.uuid4().hex
         key = _waiter_key(service, routine_id)
         fut = self._waiter(key)
-        msg = _wire.call_message(routine_id, method, args, self._inbox, key, 0)
-        await self._transport.send(service, msg)
+        msg = self._start_message(routine_id, method, args, key)
+        await self._transport.send(service, msg, self.origin)
         return await fut
 
     # --- internals ------------------------------------------------------------------------
@@ -150,13 +164,19 @@ class Client:
         routine_id = check_user_id(routine_id) if routine_id else uuid.uuid4().hex
         key = _waiter_key(method.service, routine_id)
         self._waiter(key)
-        msg = _wire.call_message(routine_id, method.name, payload, self._inbox, key, 0)
+        msg = self._start_message(routine_id, method.name, payload, key)
         try:
-            await self._transport.send(method.service, msg)
+            await self._transport.send(method.service, msg, self.origin)
         except BaseException:
             self._waiters.pop(key, None)
             raise
         return RoutineHandle(self, method, routine_id)
+
+    def _start_message(self, routine_id: str, method: str, args: bytes, key: str) -> Message:
+        msg_id = _wire.client_start_id(routine_id)
+        return _wire.call_message(
+            routine_id, method, args, key, 0, msg_id=msg_id, reply_to=self._inbox
+        )
 
     def _waiter(self, key: str) -> asyncio.Future[tuple[bool, bytes]]:
         fut = self._waiters.get(key)
@@ -166,9 +186,18 @@ class Client:
 
     async def _on_reply(self, delivery: Delivery) -> None:
         try:
-            env = _wire.parse(delivery.message)
-        except MalformedMessage:
-            await delivery.term("malformed reply")
+            env = _wire.parse(delivery.message, delivery.origin)
+        except MalformedMessage as exc:
+            await delivery.term(f"malformed reply: {exc}")
+            return
+        # a result counts only from the service that runs the routine (the transport
+        # vouches for the sender); anything else in this inbox is refused
+        service, _, routine_id = env.routine_id.partition("/")
+        origin = delivery.origin
+        if env.kind != "reply" or origin != Origin.service(service) or env.callee != routine_id:
+            reason = f"{origin} may not answer for {env.routine_id!r} (as {env.callee!r})"
+            _log.warning("client %s refused a reply: %s", self.identity, reason)
+            await delivery.term(reason)
             return
         fut = self._waiters.get(env.routine_id)
         if fut is not None and not fut.done():

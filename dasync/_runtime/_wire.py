@@ -2,11 +2,20 @@
 
 Every message id is derived from stable routine ids and sequence numbers, so a
 message re-sent after a crash has the id of the first send and is deduplicated.
+A service tags its ids with its own key (``message_id``): anyone may publish a
+message under a predictable id, but not under one that the server would take
+for a message the service is going to send, and so drop the real one.
+
+Who sent a message is not in its headers: the transport vouches for it
+(``Envelope.origin``), and ``_authority`` decides what each sender may say.
+Every message carries the wire format's version (``VERSION``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import secrets
+from dataclasses import dataclass, field
 
 from .._engine import (
     Call,
@@ -20,11 +29,12 @@ from .._engine import (
     legacy_event_id,
 )
 from .._errors import MalformedMessage
-from ..transports import Message
+from ..transports import INBOX_PREFIX, UNKNOWN_ORIGIN, Message, Origin
 
 __all__ = [
     "Envelope",
     "INBOX_PREFIX",
+    "message_id",
     "KIND",
     "call_message",
     "callee_of",
@@ -32,6 +42,9 @@ __all__ = [
     "reply_message",
 ]
 
+WIRE_VERSION = "2"
+"""Version of the headers below; a worker refuses messages of any other version."""
+VERSION = "dasync-v"
 KIND = "dasync-kind"
 ROUTINE = "dasync-routine"
 METHOD = "dasync-method"
@@ -43,7 +56,7 @@ OK = "dasync-ok"
 DEPTH = "dasync-depth"
 CONTEXT = "dasync-context"
 CANCEL_ID = "dasync-cancel-id"
-INBOX_PREFIX = "_inbox."
+CALLEE = "dasync-callee"
 KINDS = ("start", "reply", "timer", "cancel", "retry")
 
 
@@ -70,15 +83,35 @@ class Envelope:
     depth: int = 0
     context: bytes = b""
     cancel_id: str = ""
+    callee: str = ""
+    """A reply's: the routine of the callee that answers."""
+    origin: Origin = field(default=UNKNOWN_ORIGIN)
+    """Who sent it, as the transport vouches (never read from headers)."""
 
 
-def parse(message: Message) -> Envelope:
+def message_id(base: str, key: bytes) -> str:
+    """``base`` tagged with a digest keyed by ``key``: stable (a re-send has the id of the
+    first send) and impossible to produce without the key."""
+    if not key:
+        return base
+    tag = hashlib.blake2b(base.encode(), key=key, digest_size=8).hexdigest()
+    return f"{base}#{tag}"
+
+
+def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN) -> Envelope:
     h = message.headers
     kind = h.get(KIND)
     routine = h.get(ROUTINE)
     if kind not in KINDS or not routine:
         raise MalformedMessage(
             f"message {message.msg_id!r} lacks valid {KIND}/{ROUTINE} headers: {dict(h)!r}"
+        )
+    version = h.get(VERSION)
+    if version != WIRE_VERSION:
+        raise MalformedMessage(
+            f"message {message.msg_id!r} is of wire format version {version or '(none)'}; "
+            f"this worker reads version {WIRE_VERSION} (deploy the same dasync release "
+            f"everywhere, or drain the queue before upgrading)"
         )
     try:
         return Envelope(
@@ -93,6 +126,8 @@ def parse(message: Message) -> Envelope:
             depth=int(h.get(DEPTH, "0")),
             context=h.get(CONTEXT, "").encode(),
             cancel_id=h.get(CANCEL_ID, ""),
+            callee=h.get(CALLEE, ""),
+            origin=origin,
         )
     except ValueError as exc:
         raise MalformedMessage(
@@ -104,37 +139,54 @@ def call_message(
     routine_id: str,
     method: str,
     args: bytes,
-    reply_to: str,
     reply_routine: str,
     reply_seq: int,
     *,
+    msg_id: str,
+    reply_to: str = "",
     depth: int = 0,
     context: bytes = b"",
 ) -> Message:
-    headers = {KIND: "start", ROUTINE: routine_id, METHOD: method}
+    """A call (``start``). A service's reply goes to its caller's own queue, which the
+    callee learns from the message's origin; only a client names its inbox (``reply_to``)."""
+    headers = {VERSION: WIRE_VERSION, KIND: "start", ROUTINE: routine_id, METHOD: method}
     if depth:
         headers[DEPTH] = str(depth)
     if context:
         headers[CONTEXT] = context.decode()
     if reply_to:
-        headers.update(
-            {REPLY_TO: reply_to, REPLY_ROUTINE: reply_routine, REPLY_SEQ: str(reply_seq)}
-        )
-    return Message(f"call:{routine_id}", headers, args)
+        headers[REPLY_TO] = reply_to
+    if reply_routine:
+        headers.update({REPLY_ROUTINE: reply_routine, REPLY_SEQ: str(reply_seq)})
+    return Message(msg_id, headers, args)
 
 
-def reply_message(env: Envelope, callee_id: str, done: Complete) -> Message:
+def client_start_id(routine_id: str) -> str:
+    """A client's start: random, so nobody can take its id first; the callee's journal (not
+    the server's dedupe) makes a second start of one routine id run nothing."""
+    return f"start:{routine_id}:{secrets.token_hex(8)}"
+
+
+def reply_message(
+    reply_routine: str, reply_seq: int, callee_id: str, done: Complete, key: bytes
+) -> Message:
     headers = {
+        VERSION: WIRE_VERSION,
         KIND: "reply",
-        ROUTINE: env.reply_routine,
-        SEQ: str(env.reply_seq),
+        ROUTINE: reply_routine,
+        SEQ: str(reply_seq),
         OK: "1" if done.ok else "0",
+        CALLEE: callee_id,
     }
-    return Message(f"reply:{callee_id}", headers, done.payload)
+    return Message(message_id(f"reply:{callee_id}", key), headers, done.payload)
 
 
 def outgoing(
-    routine_id: str, own_queue: str, command: Call | StartTimer | Postpone, depth: int = 0
+    routine_id: str,
+    own_queue: str,
+    command: Call | StartTimer | Postpone,
+    key: bytes,
+    depth: int = 0,
 ) -> tuple[str, Message]:
     """The (queue, message) that a call, timer or retry command sends.
 
@@ -146,26 +198,27 @@ def outgoing(
             callee,
             command.method,
             command.args,
-            own_queue,
             routine_id,
             command.seq,
+            msg_id=message_id(f"call:{callee}", key),
             depth=depth + 1,
             context=command.context,
         )
     if isinstance(command, Postpone):
-        headers = {KIND: "retry", ROUTINE: routine_id, SEQ: str(command.attempt)}
-        msg_id = f"retry:{routine_id}:{command.attempt}"
+        headers = {VERSION: WIRE_VERSION, KIND: "retry", ROUTINE: routine_id}
+        headers[SEQ] = str(command.attempt)
+        msg_id = message_id(f"retry:{routine_id}:{command.attempt}", key)
         return own_queue, Message(msg_id, headers, deliver_at=command.due)
-    headers = {KIND: "timer", ROUTINE: routine_id, SEQ: str(command.seq)}
-    msg_id = f"timer:{routine_id}:{command.seq}"
+    headers = {VERSION: WIRE_VERSION, KIND: "timer", ROUTINE: routine_id, SEQ: str(command.seq)}
+    msg_id = message_id(f"timer:{routine_id}:{command.seq}", key)
     return own_queue, Message(msg_id, headers, deliver_at=command.fire_at)
 
 
-def cancel_message(callee_id: str, cancel_id: str) -> Message:
+def cancel_message(callee_id: str, cancel_id: str, key: bytes = b"") -> Message:
     """A request to cancel ``callee_id``; each cancel has its own id (a routine that caught
     one cancel can be cancelled again)."""
-    headers = {KIND: "cancel", ROUTINE: callee_id, CANCEL_ID: cancel_id}
-    return Message(f"cancel:{callee_id}:{cancel_id}", headers)
+    headers = {VERSION: WIRE_VERSION, KIND: "cancel", ROUTINE: callee_id, CANCEL_ID: cancel_id}
+    return Message(message_id(f"cancel:{callee_id}:{cancel_id}", key), headers)
 
 
 EVENT = "dasync-event"
@@ -174,7 +227,8 @@ EVENT_ID = "dasync-event-id"
 
 def event_message(topic: str, event_id: str, payload: bytes) -> Message:
     """An event as published; ``event_id`` names it for dedupe and for its handler routines."""
-    return Message(f"event:{event_id}", {EVENT: topic, EVENT_ID: event_id}, payload)
+    headers = {VERSION: WIRE_VERSION, EVENT: topic, EVENT_ID: event_id}
+    return Message(f"event:{event_id}", headers, payload)
 
 
 def event_id_of(routine_id: str, command: Emit) -> str:

@@ -37,7 +37,6 @@ from .._engine import (
     Command,
     Complete,
     Emit,
-    EvictedDuringStep,
     FireTimer,
     Input,
     Postpone,
@@ -49,23 +48,44 @@ from .._engine import (
     StepRecord,
     decode_step,
     encode_step,
+    owner_of,
 )
 from .._errors import (
     CallFailed,
     DasyncError,
-    InvalidArguments,
     JournalConflict,
     MalformedMessage,
-    NonDeterminismError,
-    TransportError,
     UnknownMethod,
     UnknownService,
 )
 from .._event import Subscription as EventSubscription
 from .._failures import decode_failure, encode_failure
-from .._retry import DEFAULT_POLICY, RetryPolicy, policy_of
-from ..transports import Claims, Delivery, JournalStore, Message, Subscription, Transport
-from . import _wire
+from .._retry import RetryPolicy, policy_of
+from ..transports import (
+    Claims,
+    CrashCounter,
+    Delivery,
+    JournalStore,
+    Message,
+    Origin,
+    Secrets,
+    Subscription,
+    Transport,
+)
+from . import _authority, _wire
+from ._disposition import (
+    Action,
+    ClaimedElsewhere,
+    Crashed,
+    Limits,
+    Outcome,
+    Postponed,
+    RoutineMissing,
+    TooLarge,
+    classify,
+    describe,
+    dispose,
+)
 
 __all__ = ["HostedService", "Worker", "WorkerStats"]
 
@@ -76,25 +96,6 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 _KILLED: list[RoutineInstance] = []
 """Routines of killed workers (``Worker.kill``), never to be finalized."""
-
-MISSING_ROUTINE_ATTEMPTS = 8
-"""Deliveries of a reply, timer or cancel for a routine that does not exist before it is
-rejected (the start may still be in flight on another worker)."""
-
-
-class _RoutineMissing(MalformedMessage):
-    """A message addressed to a routine that is not (yet) in the store."""
-
-
-class _ClaimedElsewhere(Exception):
-    """Another worker holds the lease on this routine's first step."""
-
-
-class _Postponed(Exception):
-    """The routine waits out a retry backoff; other inputs wait with it."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Worker:
         poison_after: int = 10,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         on_divergence: str = "park",
+        max_crashes: int = 3,
     ) -> None:
         if on_divergence not in ("park", "fail"):
             raise ValueError(f"on_divergence must be 'park' or 'fail', not {on_divergence!r}")
@@ -149,6 +151,14 @@ class Worker:
         self.services = {s.spec.name: s for s in services}
         self.event_subscriptions = subscriptions
         self.poison_after = poison_after
+        self._limits = Limits(poison_after, on_divergence=on_divergence)
+        self.max_crashes = max_crashes
+        """A message whose processing was cut short this many times (the worker died in it:
+        ``sys.exit`` in C code, a segfault, the OOM killer) is set aside before it runs again."""
+        self._keys: dict[str, bytes] = {}
+        self._crash_counter: CrashCounter | None = (
+            store if isinstance(store, CrashCounter) else None
+        )
         self.worker_id = uuid.uuid4().hex
         self.max_payload = max_payload
         self._first_errors: OrderedDict[str, str] = OrderedDict()
@@ -171,6 +181,8 @@ class Worker:
 
     async def start(self) -> None:
         for name, hosted in self.services.items():
+            if isinstance(self.store, Secrets):
+                self._keys[name] = await self.store.secret(name)
             await self.transport.declare(name)
             for event in hosted.spec.events.values():
                 await self.transport.declare_topic(event.topic)
@@ -231,7 +243,7 @@ class Worker:
 
     async def _on_delivery(self, hosted: HostedService, delivery: Delivery) -> None:
         try:
-            env = _wire.parse(delivery.message)
+            env = _wire.parse(delivery.message, delivery.origin)
         except MalformedMessage as exc:
             self._reject(hosted, delivery.message, str(exc))
             await delivery.term(str(exc))
@@ -239,14 +251,8 @@ class Worker:
         size = len(delivery.message.body)
         if size > self.max_payload:
             # refused before anything is stored: the caller learns why, nothing else waits
-            error = InvalidArguments(
-                f"{hosted.spec.name}.{env.method or env.kind}: payload of {size} bytes is over "
-                f"the limit of {self.max_payload} bytes"
-            )
-            self._reject(hosted, delivery.message, str(error))
-            if env.kind == "start":
-                await self._fail_caller(hosted, env, str(error), error)
-            await delivery.term(str(error))
+            error = TooLarge(f"{hosted.spec.name}.{env.method or env.kind}", size, self.max_payload)
+            await self._settle_failure(hosted, env, delivery, error)
             return
         await self._process(hosted, delivery, env, delivery.message)
 
@@ -255,15 +261,24 @@ class Worker:
         message = delivery.message
         event_id = message.headers.get(_wire.EVENT_ID, "")
         method = hosted.spec.methods.get(handler)
+        reason = ""
         if not event_id or method is None or not method.params:
             reason = f"event message without {_wire.EVENT_ID} header or handler {handler!r}"
+        elif (version := message.headers.get(_wire.VERSION)) != _wire.WIRE_VERSION:
+            reason = f"event of wire format {version or '(none)'}, not {_wire.WIRE_VERSION}"
+        elif owner_of(event_id) not in (None, delivery.origin.name):
+            # the handler's routine id derives from the event's id: one publisher must not
+            # take the id of another's event and so have the real one skipped
+            reason = f"{delivery.origin} published an event under {event_id!r}, not its own id"
+        if reason or method is None:
             self._reject(hosted, message, reason)
             await delivery.term(reason)
             return
         param = method.params[0].name
         args = b'{"' + param.encode() + b'":' + (message.body or b"null") + b"}"
         routine_id = _wire.handler_routine_id(event_id, hosted.spec.name, handler)
-        env = _wire.Envelope("start", routine_id, handler)
+        # the subscriber starts this routine itself, from an event checked above
+        env = _wire.Envelope("start", routine_id, handler, origin=Origin.service(hosted.spec.name))
         await self._process(hosted, delivery, env, Message(message.msg_id, message.headers, args))
 
     async def _process(
@@ -276,43 +291,18 @@ class Worker:
         if current is not None:
             self._inflight.add(current)
         self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time())
+        run = _Run(delivery.attempt)
         try:
-            async with lock:
-                await self._handle(hosted, env, message, delivery.attempt)
-        except (JournalConflict, EvictedDuringStep):
-            self.stats.conflicts += 1
-            self._evict(key)
-            await delivery.nak(0.0)
-        except _Postponed as wait:
-            await delivery.nak(wait.delay)
-        except _ClaimedElsewhere:
-            # another worker is running this call's first step: once it commits, this
-            # delivery finds the journal and only re-sends; if it dies, its lease expires
-            self.stats.claimed_elsewhere += 1
-            await delivery.nak(_backoff(delivery.attempt, cap=1.0))
-        except _RoutineMissing as exc:
-            # a cancel can overtake its routine's start on another worker: wait a little
-            if delivery.attempt >= MISSING_ROUTINE_ATTEMPTS:
-                self._reject(hosted, delivery.message, str(exc))
-                await delivery.term(str(exc))
-            else:
-                await delivery.nak(_backoff(delivery.attempt, cap=5.0))
-        except MalformedMessage as exc:
-            self._reject(hosted, delivery.message, str(exc))
-            await delivery.term(str(exc))
-        except NonDeterminismError as exc:
-            self._evict(key)
-            await self._diverged(hosted, env, delivery, exc)
-        except (TimeoutError, TransportError, OSError) as exc:
-            self._evict(key)
-            _log.warning("retrying %s after infrastructure error: %r", delivery.message.msg_id, exc)
-            await delivery.nak(_backoff(delivery.attempt))
+            try:
+                async with lock:
+                    await self._handle(hosted, env, message, run)
+            finally:
+                if run.crash_key is not None and not run.crashed:
+                    await self._forget_crash(hosted, run.crash_key)
         except asyncio.CancelledError:
             raise  # the worker itself is stopping: the message is redelivered
         except BaseException as exc:  # nothing may leave a message unsettled
-            self._evict(key)
-            _log.exception("internal error on %s; will retry", delivery.message.msg_id)
-            await self._failed_attempt(hosted, env, delivery, exc)
+            await self._settle_failure(hosted, env, delivery, exc)
         else:
             await delivery.ack()
         finally:
@@ -326,16 +316,31 @@ class Worker:
                 self._locks[key] = (lock, users - 1)
 
     async def _handle(
-        self, hosted: HostedService, env: _wire.Envelope, message: Message, attempt: int = 1
+        self, hosted: HostedService, env: _wire.Envelope, message: Message, run: _Run
     ) -> None:
         name = hosted.spec.name
         key = _input_key(env)
+        attempt = run.attempt
+        if env.kind == "start":
+            _authority.check_start(env, name)
         if env.kind == "retry":
             self._evict((name, env.routine_id))  # a retry always starts from the journal
         inst = self._cached(hosted, env.routine_id)
         marker: StepRecord | None = None
+        if inst is not None and env.kind != "start":
+            try:
+                _authority.check(env, _authority.Routine(name, inst.context, inst.issued_call))
+            except _authority.Refused:
+                # another worker may have taken the routine further: judge by its journal
+                self._evict((name, env.routine_id))
+                inst = None
         if inst is None:
             records = await self._load(hosted, env.routine_id)
+            if records and env.kind != "start":
+                first = records[0].input
+                meta = first.meta if isinstance(first, Start) else {}
+                calls = functools.partial(_journaled_call, env.routine_id, records)
+                _authority.check(env, _authority.Routine(name, meta, calls))
             if env.kind != "retry" and any(r.input.key == key for r in records):
                 # a redelivery: resend from the journal, never re-run the routine's code
                 await self._resend(hosted, env.routine_id, records, key)
@@ -344,7 +349,9 @@ class Worker:
                 return  # news for a finished routine (a late timer or reply) changes nothing
             if records and records[-1].postponed is not None:
                 marker = records[-1]
-            inst = await self._replay(hosted, env.routine_id, records) if records else None
+            if records:
+                await self._before_user_code(hosted, env, key, run)
+                inst = await self._replay(hosted, env.routine_id, records)
         now = self.clock.now()
         inp: Input
         if env.kind == "retry":
@@ -361,28 +368,20 @@ class Worker:
         elif marker is not None:
             postponed = marker.postponed
             assert postponed is not None
-            raise _Postponed(max(0.05, postponed.due - now + 0.05))
+            raise Postponed(max(0.05, postponed.due - now + 0.05))
         elif env.kind == "start":
             if inst is not None:  # duplicate call: its effects exist already
                 await self._resend(hosted, env.routine_id, None, "start")
                 return
-            meta = {"method": env.method}
-            if env.depth:
-                meta["depth"] = str(env.depth)
-            if env.reply_to:
-                meta.update(
-                    reply_to=env.reply_to,
-                    reply_routine=env.reply_routine,
-                    reply_seq=str(env.reply_seq),
-                )
+            meta = _start_meta(env)
             if self._claims is not None and not await self._claims.claim(
                 name, env.routine_id, self.worker_id
             ):
-                raise _ClaimedElsewhere(env.routine_id)
+                raise ClaimedElsewhere(env.routine_id)
             inp = Start(message.body, now, meta, seed=secrets.randbits(63) | 1, context=env.context)
             inst = self._new_instance(hosted, env.routine_id, inp)
         elif inst is None:
-            raise _RoutineMissing(
+            raise RoutineMissing(
                 f"{env.kind} for routine {env.routine_id!r} of {name}, which does not exist"
             )
         elif env.kind == "reply":
@@ -397,6 +396,7 @@ class Worker:
         if inp.key in inst.consumed:
             await self._resend(hosted, inst.routine_id, None, inp.key)
             return
+        await self._before_user_code(hosted, env, key, run)
         step = await inst.activate(inp)
         self.stats.activations += 1
         done = step.completion
@@ -437,67 +437,77 @@ class Worker:
         await self._send(hosted, inst.routine_id, inst.context, step.commands)
         self._release(hosted, inst)
 
-    async def _diverged(
-        self,
-        hosted: HostedService,
-        env: _wire.Envelope,
-        delivery: Delivery,
-        exc: NonDeterminismError,
+    async def _before_user_code(
+        self, hosted: HostedService, env: _wire.Envelope, key: str, run: _Run
     ) -> None:
-        """Replay did not match the journal: never retried into a chance match.
+        """On a redelivery, count the runs that never finished; too many: set it aside.
 
-        ``park``: the message becomes a dead letter with the reason; the routine stays as
-        its journal has it and resumes when the dead letter is retried on fixed code.
-        ``fail`` (tests, forced replay): the routine's caller gets the error itself.
+        A first delivery costs nothing here: only a message that comes back (its worker
+        died, or a step could not commit) is counted, once per delivery.
         """
-        self.stats.diverged.append(f"{hosted.spec.name}/{env.routine_id}: {exc}")
-        del self.stats.diverged[:-1000]
-        if self.on_divergence == "fail":
-            reason = f"non-determinism: {exc}"
-            self._reject(hosted, delivery.message, reason)
-            try:
-                await self._fail_caller(hosted, env, reason, exc)
-            except Exception as fail_exc:  # best effort: the dead letter keeps the facts
-                _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
-            await delivery.term(reason)
+        if run.attempt <= 1 or run.crash_key is not None or self._crash_counter is None:
             return
-        reason = f"parked: non-determinism: {exc}"
-        _log.error("%s: %s", hosted.spec.name, reason)
-        self._reject(hosted, delivery.message, reason)
-        await delivery.term(reason)
+        run.crash_key = f"{env.routine_id}#{key}"
+        before = await self._crash_counter.record_crash(hosted.spec.name, run.crash_key)
+        crashes = before + 1  # the first delivery's run never finished either
+        if crashes >= self.max_crashes:
+            run.crashed = True
+            raise Crashed(crashes)
 
-    async def _failed_attempt(
+    async def _forget_crash(self, hosted: HostedService, crash_key: str) -> None:
+        """A counted run finished (whatever its outcome): it did not crash the worker."""
+        if self._crash_counter is None:
+            return
+        try:
+            await self._crash_counter.forget_crash(hosted.spec.name, crash_key)
+        except Exception as exc:  # a stale count only risks an early dead letter
+            _log.warning("could not reset the crash count of %s: %r", crash_key, exc)
+
+    async def _settle_failure(
         self,
         hosted: HostedService,
         env: _wire.Envelope,
         delivery: Delivery,
         exc: BaseException,
-        cap: float = 30.0,
     ) -> None:
-        """Retry a message whose processing failed; after ``poison_after`` tries, set it aside.
+        """Settle a delivery whose processing raised, as ``_disposition`` decides.
 
-        A poison message is terminated (the transport keeps it as a dead letter with
-        the reason) and the routine's caller gets ``CallFailed`` instead of waiting.
+        Divergence is never retried into a chance match; a message that keeps failing
+        or keeps killing its workers becomes a dead letter and its routine's caller
+        gets ``CallFailed`` instead of waiting.
         """
+        outcome = classify(exc)
         msg_id = delivery.message.msg_id
-        error = f"{type(exc).__name__}: {exc}"
-        first = self._first_errors.setdefault(msg_id, error)
-        while len(self._first_errors) > 10_000:
-            self._first_errors.pop(next(iter(self._first_errors)))
-        if delivery.attempt < self.poison_after:
-            await delivery.nak(_backoff(delivery.attempt, cap=cap))
+        error = describe(exc)
+        first = error
+        if outcome is Outcome.FAILED:
+            first = self._first_errors.setdefault(msg_id, error)
+            while len(self._first_errors) > 10_000:
+                self._first_errors.pop(next(iter(self._first_errors)))
+        disposition = dispose(exc, delivery.attempt, self._limits, first_error=first)
+        if disposition.evict:
+            self._evict((hosted.spec.name, env.routine_id))
+        _account(self.stats, outcome, f"{hosted.spec.name}/{env.routine_id}: {exc}")
+        if disposition.action is Action.NAK:
+            if outcome is Outcome.FAILED:
+                _log.error("internal error on %s; will retry", msg_id, exc_info=exc)
+            elif outcome is Outcome.INFRASTRUCTURE:
+                _log.warning("retrying %s after infrastructure error: %r", msg_id, exc)
+            await delivery.nak(disposition.delay)
+            return
+        if disposition.action is Action.ACK:
+            await delivery.ack()
             return
         self._first_errors.pop(msg_id, None)
-        reason = (
-            f"poison message: failed {delivery.attempt} attempts; "
-            f"first error: {first}; last error: {error}"
-        )
-        self._reject(hosted, delivery.message, reason)
-        try:
-            await self._fail_caller(hosted, env, reason)
-        except Exception as fail_exc:  # best effort: the dead letter keeps the facts
-            _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
-        await delivery.term(reason)
+        self._reject(hosted, delivery.message, disposition.reason)
+        if disposition.tell_caller and (outcome is not Outcome.TOO_LARGE or env.kind == "start"):
+            # the caller gets the error itself where it is one it can act on
+            told = exc if outcome in (Outcome.DIVERGED, Outcome.TOO_LARGE) else None
+            try:
+                await self._fail_caller(hosted, env, disposition.reason, told)
+            except Exception as fail_exc:  # best effort: the dead letter keeps the facts
+                _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
+        await delivery.term(disposition.reason)
 
     async def _fail_caller(
         self,
@@ -508,11 +518,7 @@ class Worker:
     ) -> None:
         meta: Mapping[str, str] = {}
         if env.kind == "start":
-            meta = {
-                "reply_to": env.reply_to,
-                "reply_routine": env.reply_routine,
-                "reply_seq": str(env.reply_seq),
-            }
+            meta = _start_meta(env)
         else:
             records = await self.store.load(hosted.spec.name, env.routine_id)
             first = decode_step(records[0]).input if records else None
@@ -521,7 +527,8 @@ class Worker:
         if not meta.get("reply_to"):
             return
         failure = failure or CallFailed(hosted.spec.name, env.routine_id, reason)
-        await self._reply(env.routine_id, meta, Complete(0, False, encode_failure(failure)))
+        done = Complete(0, False, encode_failure(failure))
+        await self._reply(hosted.spec.name, env.routine_id, meta, done)
 
     async def _keep_alive(self) -> None:
         """Tell the transport that long activations are still working, so they are not
@@ -621,21 +628,23 @@ class Worker:
         commands: Sequence[Command],
     ) -> None:
         own = hosted.spec.name
+        me = Origin.service(own)
+        key = self._keys.get(own, b"")
         depth = int(meta.get("depth", "0") or 0)
         for command in commands:
             if isinstance(command, Call | StartTimer | Postpone):
-                queue, msg = _wire.outgoing(routine_id, own, command, depth)
+                queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
                 try:
-                    await self.transport.send(queue, msg)
+                    await self.transport.send(queue, msg, me)
                 except UnknownService as exc:
                     if not isinstance(command, Call):
                         raise
                     await self._fail_call(own, routine_id, command, exc)
             elif isinstance(command, CancelCall):
                 callee = _wire.callee_of(routine_id, command)
-                message = _wire.cancel_message(callee, f"s{command.seq}")
+                message = _wire.cancel_message(callee, f"s{command.seq}", key)
                 try:
-                    await self.transport.send(command.service, message)
+                    await self.transport.send(command.service, message, me)
                 except UnknownService:
                     pass
             elif isinstance(command, Emit):
@@ -651,27 +660,30 @@ class Worker:
             elif isinstance(command, Complete):
                 if not command.ok and not meta.get("reply_to"):
                     self._record_failure(hosted, routine_id, command)
-                await self._reply(routine_id, meta, command)
+                await self._reply(own, routine_id, meta, command)
 
     async def _fail_call(self, own: str, routine_id: str, call: Call, exc: DasyncError) -> None:
         """A call to a service that does not exist resolves as a failure the caller can catch."""
-        env = _wire.Envelope("start", "", reply_routine=routine_id, reply_seq=call.seq)
         callee = _wire.callee_of(routine_id, call)
         done = Complete(0, False, encode_failure(exc))
-        await self.transport.send(own, _wire.reply_message(env, callee, done))
+        message = _wire.reply_message(routine_id, call.seq, callee, done, self._keys.get(own, b""))
+        await self.transport.send(own, message, Origin.service(own))
 
-    async def _reply(self, routine_id: str, meta: Mapping[str, str], done: Complete) -> None:
+    async def _reply(
+        self, own: str, routine_id: str, meta: Mapping[str, str], done: Complete
+    ) -> None:
         reply_to = meta.get("reply_to")
         if not reply_to:
             return
-        env = _wire.Envelope(
-            "start",
+        message = _wire.reply_message(
+            meta.get("reply_routine", ""),
+            int(meta.get("reply_seq", "0")),
             routine_id,
-            reply_routine=meta.get("reply_routine", ""),
-            reply_seq=int(meta.get("reply_seq", "0")),
+            done,
+            self._keys.get(own, b""),
         )
         try:
-            await self.transport.send(reply_to, _wire.reply_message(env, routine_id, done))
+            await self.transport.send(reply_to, message, Origin.service(own))
         except UnknownService:
             if not reply_to.startswith(_wire.INBOX_PREFIX):
                 raise
@@ -701,7 +713,41 @@ class Worker:
                 break
         done = _completion(records)
         if key == "start" and done is not None:
-            await self._reply(routine_id, meta, done)
+            await self._reply(hosted.spec.name, routine_id, meta, done)
+
+
+@dataclass
+class _Run:
+    """One delivery's processing: its attempt number, and whether a crash was counted."""
+
+    attempt: int
+    crash_key: str | None = None
+    crashed: bool = False
+
+
+def _start_meta(env: _wire.Envelope) -> dict[str, str]:
+    """What a routine's start records of its caller: who it is (as the transport vouched)
+    and where its result goes — a service's own queue, or the client's inbox."""
+    meta = {"method": env.method, _authority.CALLER: _authority.encode_caller(env.origin)}
+    if env.depth:
+        meta["depth"] = str(env.depth)
+    reply_to = env.origin.name if env.origin.kind == Origin.SERVICE else env.reply_to
+    if reply_to and (env.reply_routine or env.reply_to):
+        meta.update(
+            reply_to=reply_to, reply_routine=env.reply_routine, reply_seq=str(env.reply_seq)
+        )
+    return meta
+
+
+def _journaled_call(
+    routine_id: str, records: Sequence[StepRecord], seq: int
+) -> tuple[str, str] | None:
+    """``(service, callee)`` of the call ``routine_id``'s journal made at ``seq``."""
+    for record in records:
+        for command in record.commands:
+            if isinstance(command, Call) and command.seq == seq:
+                return command.service, _wire.callee_of(routine_id, command)
+    return None
 
 
 def _body(hosted: HostedService, method_name: str) -> Any:
@@ -744,6 +790,12 @@ def _completion(records: Sequence[StepRecord]) -> Complete | None:
     return None
 
 
-def _backoff(attempt: int, cap: float = 30.0) -> float:
-    """Delay before retrying after an infrastructure failure (capped, with jitter)."""
-    return min(cap, DEFAULT_POLICY.delay(attempt))
+def _account(stats: WorkerStats, outcome: Outcome, what: str) -> None:
+    """The counters an outcome moves (the rest is in the dead letters and the logs)."""
+    if outcome is Outcome.CONFLICT:
+        stats.conflicts += 1
+    elif outcome is Outcome.CLAIMED_ELSEWHERE:
+        stats.claimed_elsewhere += 1
+    elif outcome is Outcome.DIVERGED:
+        stats.diverged.append(what)
+        del stats.diverged[:-1000]

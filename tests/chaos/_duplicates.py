@@ -22,7 +22,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, TextIO
 
-from dasync.transports import Delivery, Handler, Message, Subscription, Transport
+from dasync.transports import Delivery, Handler, Message, Origin, Subscription, Transport
 
 
 def _fraction(seed: str, msg_id: str) -> float:
@@ -64,10 +64,10 @@ class Duplicating:
             return None
         return dataclasses.replace(message, msg_id=message.msg_id + "#dup")
 
-    async def send(self, queue: str, message: Message) -> None:
-        await self.inner.send(queue, message)
+    async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
+        await self.inner.send(queue, message, origin)
         if (copy := self._copy(message)) is not None:
-            await self.inner.send(queue, copy)
+            await self.inner.send(queue, copy, origin)
             self._record("copy", message.msg_id)
 
     async def publish(self, topic: str, message: Message) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import dasync
 from dasync._engine import Call, StepRecord, decode_step
 from dasync.testing import VirtualClock
-from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport, Message
+from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport, Message, Origin
 
 from ..semantics._helpers import wait_until
 
@@ -86,13 +86,13 @@ class YieldingTransport(MemoryTransport):
         super().__init__(broker)
         self.duplicate = duplicate
 
-    async def send(self, queue: str, message: Message) -> None:
+    async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
         await asyncio.sleep(0)
-        await super().send(queue, message)
+        await super().send(queue, message, origin)
         if self.duplicate and not queue.startswith("_inbox."):
             # the same message again under another id: publish-side dedupe cannot catch it
             copy = dataclasses.replace(message, msg_id=message.msg_id + "#dup")
-            await super().send(queue, copy)
+            await super().send(queue, copy, origin)
 
 
 class YieldingStore(MemoryStore):
@@ -268,12 +268,12 @@ async def test_redelivering_every_message_afterwards_changes_nothing(replay_mode
     EXECUTIONS.clear()
     EFFECTS.clear()
     broker = new_broker()
-    sent: list[tuple[str, Message]] = []
+    sent: list[tuple[str, Message, Origin | None]] = []
     publish = broker.publish
 
-    def recording_publish(queue: str, message: Message) -> None:
-        sent.append((queue, message))
-        publish(queue, message)
+    def recording_publish(queue: str, message: Message, origin: Origin | None = None) -> None:
+        sent.append((queue, message, origin))
+        publish(queue, message, origin)
 
     broker.publish = recording_publish  # type: ignore[method-assign]
     async with worker(broker, replay_mode) as rt:
@@ -283,10 +283,10 @@ async def test_redelivering_every_message_afterwards_changes_nothing(replay_mode
         await wait_until(lambda: not broker.busy() and broker.next_scheduled() is None)
         before = {k: list(v) for k, v in broker.journals.items()}
         executions = Counter(EXECUTIONS)
-        originals = [(q, m) for q, m in sent if not q.startswith("_inbox.")]
+        originals = [(q, m, o) for q, m, o in sent if not q.startswith("_inbox.")]
         assert len(originals) > 10 * BOOKS_PER_WORKFLOW
-        for queue, message in originals:
-            publish(queue, dataclasses.replace(message, msg_id="again:" + message.msg_id))
+        for queue, message, origin in originals:
+            publish(queue, dataclasses.replace(message, msg_id="again:" + message.msg_id), origin)
         await wait_until(lambda: not broker.busy() and broker.next_scheduled() is None)
         assert rt.worker.stats.rejected == []
     assert EXECUTIONS == executions

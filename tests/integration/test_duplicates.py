@@ -26,7 +26,7 @@ import pytest
 import dasync
 from dasync._engine import decode_step
 from dasync.testing._nats_server import NatsServer
-from dasync.transports import Delivery, Handler, Message, Subscription, Transport
+from dasync.transports import Delivery, Handler, Message, Origin, Subscription, Transport
 from dasync.transports.nats import connect_nats
 
 from ._cluster import RecordingClient, check_exactly_once, options, wait_for
@@ -54,11 +54,11 @@ class Duplicating:
         self.sent: Counter[str] = Counter()
         self.doubled: Counter[str] = Counter()
 
-    async def send(self, queue: str, message: Message) -> None:
-        await self.inner.send(queue, message)
+    async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
+        await self.inner.send(queue, message, origin)
         if self.how == "copies":
             copy = dataclasses.replace(message, msg_id=message.msg_id + "#dup")
-            await self.inner.send(queue, copy)
+            await self.inner.send(queue, copy, origin)
             self.sent[message.headers.get("dasync-kind", "?")] += 1
 
     async def consume(self, queue: str, handler: Handler, **kw: Any) -> Subscription:

@@ -15,18 +15,21 @@ from dasync.transports.nats import NatsOptions, connect_nats, naming
 def test_names_in_a_namespace():
     assert naming.work_stream("Shop", "staging") == "DASYNC-staging_Shop_WORK"
     assert naming.journal_stream("Shop", "staging") == "DASYNC-staging_Shop_JOURNAL"
-    assert naming.inbox_stream("staging") == "DASYNC-staging_INBOXES"
-    assert naming.inbox_stream() == naming.INBOX_STREAM
-    assert naming.work_subject("Shop", "staging") == "dasync-staging.Shop.work"
+    assert naming.inbox_stream("web", "staging") == "DASYNC-staging__INBOX_web"
+    assert naming.inbox_stream("web") == "DASYNC__INBOX_web"
+    assert naming.work_subject("Shop", "staging") == "dasync-staging.Shop.in.work"
     assert naming.journal_subject("Shop", "r-1", "staging") == "dasync-staging.Shop.journal.r-1"
     assert naming.dead_subject("Shop", "staging") == "dasync-staging.Shop.dead"
-    assert naming.inbox_subject("_inbox.abc", "staging") == "dasync-staging._inbox.abc"
+    assert (
+        naming.inbox_subject("_inbox.web.abc", "Shop", "staging")
+        == "dasync-staging._inbox.web.abc.Shop"
+    )
     assert naming.schedule_subject("Shop", "timer:r:1", "staging").startswith(
         "dasync-staging.Shop.schedule."
     )
     # without a namespace, nothing changes
     assert naming.work_stream("Shop") == "DASYNC_Shop_WORK"
-    assert naming.work_subject("Shop", "") == "dasync.Shop.work"
+    assert naming.work_subject("Shop", "") == "dasync.Shop.in.work"
 
 
 def test_namespaces_never_collide():
@@ -95,10 +98,10 @@ async def test_same_services_in_two_namespaces_on_one_server(tmp_path):
             assert {
                 "DASYNC-blue_Where_WORK",
                 "DASYNC-blue_Where_JOURNAL",
-                "DASYNC-blue_INBOXES",
+                "DASYNC-blue__INBOX_default",
                 "DASYNC-green_Where_WORK",
                 "DASYNC-green_Where_JOURNAL",
-                "DASYNC-green_INBOXES",
+                "DASYNC-green__INBOX_default",
             } <= names
             assert not any(n.startswith("DASYNC_") for n in names)
             meta = await runtimes[1].transport.conn.api(  # type: ignore[attr-defined]

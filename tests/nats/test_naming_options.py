@@ -12,11 +12,36 @@ from dasync.transports.nats import NatsOptions, naming
 def test_plain_service_names_are_kept():
     assert naming.work_stream("Shop") == "DASYNC_Shop_WORK"
     assert naming.journal_stream("Shop") == "DASYNC_Shop_JOURNAL"
-    assert naming.work_subject("Shop") == "dasync.Shop.work"
+    assert naming.work_subject("Shop") == "dasync.Shop.in.work"
+    assert naming.call_subject("Shop", "Orders") == "dasync.Shop.in.svc.Orders"
+    assert naming.call_subject("Shop", "Shop") == "dasync.Shop.in.work"
+    assert naming.client_subject("Shop", "web") == "dasync.Shop.in.client.web"
+    assert naming.operator_subject("Shop") == "dasync.Shop.in.operator"
     assert naming.journal_subject("Shop", "a1b2-3") == "dasync.Shop.journal.a1b2-3"
     assert naming.dead_subject("Shop") == "dasync.Shop.dead"
-    assert naming.inbox_subject("_inbox.abc123") == "dasync._inbox.abc123"
-    assert naming.inbox_consumer("_inbox.abc123") == "inbox_abc123"
+    assert naming.inbox_stream("web") == "DASYNC__INBOX_web"
+    assert naming.inbox_subject("_inbox.web.abc123", "Shop") == "dasync._inbox.web.abc123.Shop"
+    assert naming.inbox_consumer("_inbox.web.abc123") == "inbox_abc123"
+
+
+def test_the_subject_names_the_sender():
+    cases = {
+        naming.work_subject("Shop"): ("service", "Shop"),
+        naming.call_subject("Shop", "Orders"): ("service", "Orders"),
+        naming.client_subject("Shop", "web"): ("client", "web"),
+        naming.operator_subject("Shop"): ("operator", ""),
+        naming.inbox_subject("_inbox.web.abc", "Shop"): ("service", "Shop"),
+        "dasync.Shop.in.svc": None,
+        "dasync.Shop.in.svc.a.b": None,
+        "dasync.Shop.dead": None,
+        "dasync.Shop.journal.x": None,
+        "other.Shop.in.work": None,
+        "dasync._inbox.web.abc": None,
+    }
+    for subject, origin in cases.items():
+        assert naming.origin_of(subject) == origin, subject
+    assert naming.origin_of(naming.client_subject("Shop", "web", "ns"), "ns") == ("client", "web")
+    assert naming.origin_of(naming.client_subject("Shop", "web", "ns")) is None
 
 
 @pytest.mark.parametrize("name", ["shop.v2", "a b", "$SYS", "_inbox", "x*", "é", "a" * 100])
@@ -33,10 +58,12 @@ def test_tokens_are_one_to_one():
 
 def test_stream_kinds_cannot_collide():
     assert naming.work_stream("X_JOURNAL") != naming.journal_stream("X")
-    assert naming.work_stream("INBOXES") != naming.INBOX_STREAM
-    assert naming.journal_stream("INBOXES") != naming.INBOX_STREAM
-    inbox = naming.inbox_subjects()[0]
-    assert not naming.work_subject("_inbox").startswith(inbox[:-1])
+    for identity, service in [("WORK", "INBOX"), ("x_JOURNAL", "INBOX_x"), ("a", "_INBOX_a")]:
+        inbox = naming.inbox_stream(identity)
+        assert inbox not in {naming.work_stream(service), naming.journal_stream(service)}
+        assert inbox not in {naming.claim_stream(service), naming.state_stream(service)}
+    inbox = naming.inbox_subjects("web")[0]
+    assert not naming.work_subject("_inbox").startswith(inbox.split("*")[0])
 
 
 def test_schedule_subjects_are_per_message():

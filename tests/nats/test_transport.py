@@ -9,7 +9,7 @@ import time
 import pytest
 
 import dasync
-from dasync.transports import Delivery, Transport
+from dasync.transports import Delivery, Origin, Transport
 from dasync.transports.nats import naming
 
 from ._helpers import Recorder, msg, wait_until
@@ -287,14 +287,15 @@ async def test_delayed_message_dedupe_keeps_one_timer(connect, service):
 
 async def test_client_inbox_queues(connect):
     transport, _ = await connect()
-    inbox = "_inbox.0123456789abcdef"
+    inbox = "_inbox.web.0123456789abcdef"
     await transport.declare(inbox)
     rec = Recorder()
     sub = await transport.consume(inbox, rec)
-    await transport.send(inbox, msg("reply:1", b"42"))
+    await transport.send(inbox, msg("reply:1", b"42"), Origin.service("Shop"))
     got = await rec.next()
     assert (got.message.msg_id, got.message.body) == ("reply:1", b"42")
-    consumer = f"CONSUMER.INFO.{naming.INBOX_STREAM}.{naming.inbox_consumer(inbox)}"
+    assert got.delivery.origin == Origin.service("Shop")  # from the subject, not a header
+    consumer = f"CONSUMER.INFO.{naming.inbox_stream('web')}.{naming.inbox_consumer(inbox)}"
     await transport.conn.api(consumer)
     await sub.stop()  # a client going away removes its consumer at once
     with pytest.raises(dasync.TransportError, match="10014"):
@@ -303,8 +304,8 @@ async def test_client_inbox_queues(connect):
 
 async def test_reply_to_a_vanished_inbox_does_not_raise(connect):
     transport, _ = await connect()
-    await transport.declare("_inbox.alive")
-    await transport.send("_inbox.neverdeclared", msg("reply:lost"))
+    await transport.declare("_inbox.web.alive")
+    await transport.send("_inbox.web.neverdeclared", msg("reply:lost"), Origin.service("Shop"))
 
 
 async def test_closed_transport_refuses_to_send(connect, service):

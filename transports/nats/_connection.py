@@ -25,7 +25,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from ..._errors import TransportError
+from dasync._errors import TransportError
+
 from ._options import NatsOptions
 
 __all__ = [

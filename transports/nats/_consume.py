@@ -21,9 +21,11 @@ import json
 import logging
 import time
 
-from ..._errors import TransportError
-from .._contract import Handler, Message
+from dasync._errors import TransportError
+from dasync.transports._contract import UNKNOWN_ORIGIN, Handler, Message, Origin
+
 from . import _envelope as env
+from . import _naming as naming
 from ._connection import Connection, Inbox, RawMsg
 from ._provision import Provisioner
 
@@ -44,13 +46,14 @@ class NatsDelivery:
     redelivers the message after ``ack_wait``, which the runtime tolerates.
     """
 
-    __slots__ = ("_consumer", "_message", "_raw", "attempt", "settled", "stream_seq")
+    __slots__ = ("_consumer", "_message", "_raw", "attempt", "origin", "settled", "stream_seq")
 
     def __init__(self, raw: RawMsg, consumer: PullConsumer) -> None:
         self._raw = raw
         self._consumer = consumer
         self.attempt, self.stream_seq = env.ack_info(raw.reply)
         self._message = env.to_message(raw, f"{consumer.stream}:{self.stream_seq}")
+        self.origin = consumer.origin_of(raw.subject)
         self.settled = False
 
     @property
@@ -100,6 +103,7 @@ class PullConsumer:
         consumer: str,
         dead_subject: str | None,
         delete_on_stop: bool = False,
+        origin: Origin | None = None,
     ) -> None:
         self.conn = conn
         self.provisioner = provisioner
@@ -109,6 +113,8 @@ class PullConsumer:
         self.stream = stream
         self.consumer = consumer
         self.dead_subject = dead_subject
+        self.origin = origin
+        """The sender of every message here (an event stream's publisher), if fixed."""
         self.delete_on_stop = delete_on_stop
         opts = conn.options
         self.expires = max(1.0, opts.pull_expires)
@@ -176,6 +182,13 @@ class PullConsumer:
         except TransportError as exc:
             _log.debug("ack %r on %s not sent (%s); the server will redeliver", payload, reply, exc)
 
+    def origin_of(self, subject: str) -> Origin:
+        """Who sent a message, from the subject the server let only that sender use."""
+        if self.origin is not None:
+            return self.origin
+        found = naming.origin_of(subject, self.conn.options.namespace)
+        return Origin(*found) if found is not None else UNKNOWN_ORIGIN
+
     async def keep_dead(self, raw: RawMsg, message: Message, reason: str) -> bool:
         """Store a copy of a poison message with its reason (the dead-letter subject)."""
         if self.dead_subject is None or self.killed:
@@ -186,6 +199,7 @@ class PullConsumer:
                 env.MSG_ID: message.msg_id,
                 env.DEAD_REASON: env.header_safe(reason),
                 env.DEAD_QUEUE: self.queue,
+                env.DEAD_SUBJECT: raw.subject,
                 env.NATS_MSG_ID: f"dead:{self.stream}:{env.ack_info(raw.reply)[1]}",
             }
         )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from .._contract import DeadLetter, Message
+from dasync.transports._contract import DeadLetter, Message
+
 from . import _envelope as env
 from . import _naming as naming
 from ._connection import ApiError, Connection
@@ -35,7 +36,15 @@ async def list_dead_letters(conn: Connection, queue: str, limit: int = 1000) -> 
             {k: v for k, v in headers.items() if not k.startswith(("Nats-", "Dasync-Dead-"))},
             base64.b64decode(msg.get("data", "")),
         )
-        letters.append(DeadLetter(str(seq), queue, message, headers.get(env.DEAD_REASON, "")))
+        letters.append(
+            DeadLetter(
+                str(seq),
+                queue,
+                message,
+                headers.get(env.DEAD_REASON, ""),
+                subject=headers.get(env.DEAD_SUBJECT, ""),
+            )
+        )
     return letters
 
 
@@ -47,7 +56,10 @@ async def retry_dead_letter(conn: Connection, queue: str, letter_id: str) -> Non
             headers = dict(letter.message.headers)
             headers[env.NATS_MSG_ID] = f"{letter.message.msg_id}~retry{letter_id}"
             headers[env.MSG_ID] = headers[env.NATS_MSG_ID]
-            await conn.publish(naming.work_subject(queue, ns), letter.message.body, headers)
+            # back on the lane it came from, so that it keeps its sender (the retrying user
+            # must be allowed to publish there: the service itself or an operator)
+            subject = letter.subject or naming.work_subject(queue, ns)
+            await conn.publish(subject, letter.message.body, headers)
             await conn.api(f"STREAM.MSG.DELETE.{stream}", {"seq": int(letter_id)})
             return
     raise LookupError(f"no dead letter {letter_id!r} in {queue!r}")

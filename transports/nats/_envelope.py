@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from .._contract import Message
+from dasync.transports._contract import Message
+
 from ._connection import RawMsg
 
 __all__ = [
@@ -29,6 +30,8 @@ MSG_ID = "Dasync-Msg-Id"
 DELIVER_AT = "Dasync-Deliver-At"
 DEAD_REASON = "Dasync-Dead-Reason"
 DEAD_QUEUE = "Dasync-Dead-Queue"
+DEAD_SUBJECT = "Dasync-Dead-Subject"
+"""The subject a dead letter arrived on: a retry goes back there, keeping its sender."""
 _OWN = frozenset({MSG_ID, DELIVER_AT})
 
 

@@ -2,9 +2,9 @@
 
 Pure functions (no nats-py import) so that code generators (AsyncAPI) and
 operator tooling can compute the same names. Every service gets a work stream
-``DASYNC_<svc>_WORK`` and a journal stream ``DASYNC_<svc>_JOURNAL``; all
-client inboxes share ``DASYNC_INBOXES``. The distinct suffixes make the three
-kinds impossible to confuse whatever a service is called.
+``DASYNC_<svc>_WORK`` and a journal stream ``DASYNC_<svc>_JOURNAL``; each
+client identity has its inbox stream ``DASYNC__INBOX_<identity>``. The distinct
+suffixes make the kinds impossible to confuse whatever a service is called.
 
 Names outside ``[A-Za-z0-9_-]`` (or starting with ``_``, or very long) are
 made safe by replacing the odd characters and appending a short hash of the
@@ -24,10 +24,22 @@ import functools
 import hashlib
 import re
 
+from dasync.transports._contract import INBOX_PREFIX, is_inbox, split_inbox
+
 __all__ = [
     "INBOX_CONSUMER_PREFIX",
     "INBOX_PREFIX",
-    "INBOX_STREAM",
+    "INBOX_TOKEN",
+    "call_subject",
+    "client_subject",
+    "inbox_filter",
+    "inputs_filter",
+    "operator_subject",
+    "origin_of",
+    "split_inbox",
+    "state_stream",
+    "state_subject",
+    "state_subjects",
     "PREFIX",
     "check_namespace",
     "WORK_CONSUMER",
@@ -48,9 +60,6 @@ __all__ = [
 ]
 
 PREFIX = "dasync"
-INBOX_PREFIX = "_inbox."
-"""Queues whose name starts with this are client inboxes (see ``dasync._runtime._wire``)."""
-INBOX_STREAM = "DASYNC_INBOXES"
 WORK_CONSUMER = "workers"
 INBOX_CONSUMER_PREFIX = "inbox_"
 
@@ -73,10 +82,6 @@ def token(name: str, max_length: int = _MAX) -> str:
     return f"{readable}-{digest}"
 
 
-def is_inbox(queue: str) -> bool:
-    return queue.startswith(INBOX_PREFIX)
-
-
 def check_namespace(namespace: str) -> str:
     """``namespace`` if valid: empty (none), or 1-32 of ``[A-Za-z0-9-]`` not starting with ``-``."""
     if namespace and not _NAMESPACE.fullmatch(namespace):
@@ -97,30 +102,93 @@ def _stream(namespace: str, rest: str) -> str:
 
 
 # --- service work queues -------------------------------------------------------------------
+#
+# Everything a service receives arrives on ``<root>.<svc>.in.<lane>``, and the lane says
+# who sent it: ``work`` (the service itself: timers, retries), ``svc.<P>`` (service P:
+# its calls, its replies, its cancels), ``client.<C>`` (client identity C), ``operator``.
+# The server's permissions let each sender publish on its own lane only, so the lane is
+# the message's authenticated origin (``origin_of``); headers are never trusted for it.
+
+LANE_SELF = "work"
+LANE_SERVICE = "svc"
+LANE_CLIENT = "client"
+LANE_OPERATOR = "operator"
 
 
 def work_stream(service: str, namespace: str = "") -> str:
     return _stream(namespace, f"{token(service)}_WORK")
 
 
+def _service_root(service: str, namespace: str) -> str:
+    return f"{_root(namespace)}.{token(service)}"
+
+
 def work_subject(service: str, namespace: str = "") -> str:
-    """Where calls, replies, due timers and cancels for ``service`` are published."""
-    return f"{_root(namespace)}.{token(service)}.work"
+    """Where a service's own messages (due timers, retries) are published."""
+    return f"{_service_root(service, namespace)}.in.{LANE_SELF}"
+
+
+def call_subject(service: str, sender: str, namespace: str = "") -> str:
+    """Where service ``sender`` publishes calls, replies and cancels for ``service``."""
+    if sender == service:
+        return work_subject(service, namespace)
+    return f"{_service_root(service, namespace)}.in.{LANE_SERVICE}.{token(sender)}"
+
+
+def client_subject(service: str, identity: str, namespace: str = "") -> str:
+    """Where client ``identity`` publishes starts and cancels for ``service``."""
+    return f"{_service_root(service, namespace)}.in.{LANE_CLIENT}.{token(identity)}"
+
+
+def operator_subject(service: str, namespace: str = "") -> str:
+    """Where operators publish cancels (and retried dead letters keep their own lane)."""
+    return f"{_service_root(service, namespace)}.in.{LANE_OPERATOR}"
+
+
+def inputs_filter(service: str, namespace: str = "") -> str:
+    """Every lane of ``service``'s inputs: the filter of its work consumer."""
+    return f"{_service_root(service, namespace)}.in.>"
 
 
 def schedule_subject(service: str, msg_id: str, namespace: str = "") -> str:
     """One subject per pending timer: the server keeps one schedule per subject."""
-    return f"{_root(namespace)}.{token(service)}.schedule.{token(msg_id, 200)}"
+    return f"{_service_root(service, namespace)}.schedule.{token(msg_id, 200)}"
 
 
 def dead_subject(service: str, namespace: str = "") -> str:
     """Copies of terminated (poison) messages, with the reason, for operators."""
-    return f"{_root(namespace)}.{token(service)}.dead"
+    return f"{_service_root(service, namespace)}.dead"
 
 
 def work_subjects(service: str, namespace: str = "") -> list[str]:
-    base = f"{_root(namespace)}.{token(service)}"
-    return [f"{base}.work", f"{base}.schedule.*", f"{base}.dead"]
+    base = _service_root(service, namespace)
+    return [f"{base}.in.>", f"{base}.schedule.*", f"{base}.dead"]
+
+
+def origin_of(subject: str, namespace: str = "") -> tuple[str, str] | None:
+    """``(kind, name)`` of the sender a work or inbox subject stands for, or ``None``.
+
+    Kinds are those of ``dasync.transports.Origin``: ``service``, ``client``,
+    ``operator``. An inbox subject's last token is the replying service.
+    """
+    root = _root(namespace)
+    parts = subject.split(".")
+    if len(parts) < 4 or parts[0] != root:
+        return None
+    if parts[1] == INBOX_TOKEN:
+        return ("service", parts[-1]) if len(parts) == 5 else None
+    if parts[2] != "in":
+        return None
+    lane = parts[3:]
+    if lane == [LANE_SELF]:
+        return ("service", parts[1])
+    if len(lane) == 2 and lane[0] == LANE_SERVICE:
+        return ("service", lane[1])
+    if len(lane) == 2 and lane[0] == LANE_CLIENT:
+        return ("client", lane[1])
+    if lane == [LANE_OPERATOR]:
+        return ("operator", "")
+    return None
 
 
 # --- journals ------------------------------------------------------------------------------
@@ -152,28 +220,53 @@ def claim_subjects(service: str, namespace: str = "") -> list[str]:
     return [f"{_root(namespace)}.{token(service)}.claim.*"]
 
 
+def state_stream(service: str, namespace: str = "") -> str:
+    return _stream(namespace, f"{token(service)}_STATE")
+
+
+def state_subject(service: str, key: str, namespace: str = "") -> str:
+    """One subject per fact a service keeps for its workers only (its message-id key, the
+    count of crashed runs of one input)."""
+    return f"{_service_root(service, namespace)}.state.{token(key, 200)}"
+
+
+def state_subjects(service: str, namespace: str = "") -> list[str]:
+    return [f"{_service_root(service, namespace)}.state.*"]
+
+
 # --- client inboxes ------------------------------------------------------------------------
+#
+# A client's inbox queue is ``_inbox.<identity>.<id>``; each identity has its own stream
+# (``DASYNC_INBOX_<identity>``), administered by that identity alone, and a reply from
+# service S lands on ``<root>._inbox.<identity>.<id>.<S>``: S's permissions allow only
+# that last token, so the client knows which service answered.
+
+INBOX_TOKEN = "_inbox"
 
 
-def _inbox_token(queue: str) -> str:
-    return token(queue[len(INBOX_PREFIX) :] if is_inbox(queue) else queue)
+def inbox_stream(identity: str, namespace: str = "") -> str:
+    """The stream of the inboxes of one client identity: ``DASYNC__INBOX_<identity>``
+    (a service's token never starts with ``_``, so no service stream can have this name)."""
+    return _stream(namespace, f"_INBOX_{token(identity)}")
 
 
-def inbox_stream(namespace: str = "") -> str:
-    """The stream of all client inboxes (``INBOX_STREAM`` without a namespace)."""
-    return _stream(namespace, "INBOXES")
+def inbox_subject(queue: str, sender: str, namespace: str = "") -> str:
+    """Where service ``sender`` publishes a reply to the client inbox ``queue``."""
+    identity, inbox_id = split_inbox(queue)
+    return f"{_root(namespace)}.{INBOX_TOKEN}.{identity}.{inbox_id}.{token(sender)}"
 
 
-def inbox_subject(queue: str, namespace: str = "") -> str:
-    return f"{_root(namespace)}._inbox.{_inbox_token(queue)}"
+def inbox_filter(queue: str, namespace: str = "") -> str:
+    identity, inbox_id = split_inbox(queue)
+    return f"{_root(namespace)}.{INBOX_TOKEN}.{identity}.{inbox_id}.*"
 
 
-def inbox_subjects(namespace: str = "") -> list[str]:
-    return [f"{_root(namespace)}._inbox.*"]
+def inbox_subjects(identity: str, namespace: str = "") -> list[str]:
+    return [f"{_root(namespace)}.{INBOX_TOKEN}.{token(identity)}.*.*"]
 
 
 def inbox_consumer(queue: str) -> str:
-    return f"{INBOX_CONSUMER_PREFIX}{_inbox_token(queue)}"
+    return f"{INBOX_CONSUMER_PREFIX}{split_inbox(queue)[1]}"
 
 
 # --- events --------------------------------------------------------------------------------

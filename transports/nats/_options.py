@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dasync.transports._contract import check_name
+
 from ._naming import check_namespace
 
 __all__ = ["NatsOptions"]
@@ -44,6 +46,10 @@ class NatsOptions:
     """First token(s) of the subjects this connection receives replies and pulled messages
     on. Give each service its own (``_INBOX_<service>``, as ``dasync nats-permissions``
     prints) so that a user allowed to subscribe to ``<prefix>.>`` sees no other's traffic."""
+    identity: str = "default"
+    """The client identity this process speaks as when it starts routines (its inboxes are
+    ``_inbox.<identity>.<id>``, on the stream ``DASYNC__INBOX_<identity>``). Give each user
+    its own, as ``dasync nats-permissions`` prints, so that only it can read its replies."""
     namespace: str = ""
     """Keeps this deployment's streams and subjects apart from others on the same server
     (``DASYNC-<ns>_...`` streams, ``dasync-<ns>.`` subjects); empty for none. Every
@@ -82,6 +88,7 @@ class NatsOptions:
 
     def __post_init__(self) -> None:
         check_namespace(self.namespace)
+        check_name("client identity", self.identity)
         if not _INBOX_PREFIX.fullmatch(self.inbox_prefix):
             raise ValueError(
                 f"invalid inbox prefix {self.inbox_prefix!r}: dot-separated tokens of "
@@ -95,7 +102,8 @@ class NatsOptions:
         ``DASYNC_NATS_URL`` (comma-separated servers), ``DASYNC_NATS_USER``,
         ``DASYNC_NATS_PASSWORD``, ``DASYNC_NATS_TOKEN``, ``DASYNC_NATS_CREDS``,
         ``DASYNC_NATS_TLS_CA``, ``DASYNC_NATS_TLS_CERT``, ``DASYNC_NATS_TLS_KEY``,
-        ``DASYNC_NATS_NKEY_SEED``, ``DASYNC_NATS_INBOX_PREFIX``, ``DASYNC_NATS_NAMESPACE``.
+        ``DASYNC_NATS_NKEY_SEED``, ``DASYNC_NATS_INBOX_PREFIX``, ``DASYNC_NATS_IDENTITY``,
+        ``DASYNC_NATS_NAMESPACE``.
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -111,6 +119,7 @@ class NatsOptions:
             "tls_cert",
             "tls_key",
             "inbox_prefix",
+            "identity",
             "namespace",
         )
         for key in keys:

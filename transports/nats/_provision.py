@@ -12,7 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..._errors import TransportError
+from dasync._errors import TransportError
+from dasync.transports._contract import is_inbox, split_inbox
+
 from . import _naming as naming
 from ._connection import STREAM_NOT_FOUND, ApiError, Connection
 
@@ -54,8 +56,12 @@ class Provisioner:
             topic, group = naming.parse_group_queue(queue)
             await self.topic(topic)
             await self._once("consumer:" + queue, lambda: self._group_consumer(topic, group))
-        elif naming.is_inbox(queue):
-            await self._once("stream:" + naming.inbox_stream(self.ns), self._inbox_stream)
+        elif is_inbox(queue):
+            identity, _ = split_inbox(queue)
+            await self._once(
+                "stream:" + naming.inbox_stream(identity, self.ns),
+                lambda: self._inbox_stream(identity),
+            )
             await self._once("consumer:" + queue, lambda: self._inbox_consumer(queue))
         else:
             await self._once(
@@ -83,13 +89,18 @@ class Provisioner:
         name = naming.claim_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._claim_stream(service))
 
+    async def state(self, service: str) -> None:
+        """The private state stream of ``service`` exists (its key, crash counts)."""
+        name = naming.state_stream(service, self.ns)
+        await self._once("stream:" + name, lambda: self._state_stream(service))
+
     def forget_journal(self, service: str) -> None:
         self._done.pop("stream:" + naming.journal_stream(service, self.ns), None)
 
     def stream_of(self, queue: str) -> str:
         """The stream behind a service queue or client inbox, in this namespace."""
-        if naming.is_inbox(queue):
-            return naming.inbox_stream(self.ns)
+        if is_inbox(queue):
+            return naming.inbox_stream(split_inbox(queue)[0], self.ns)
         return naming.work_stream(queue, self.ns)
 
     def metadata(self, kind: str, service: str | None = None) -> dict[str, str]:
@@ -186,6 +197,20 @@ class Provisioner:
             }
         )
 
+    async def _state_stream(self, service: str) -> None:
+        await self._stream(
+            {
+                "name": naming.state_stream(service, self.ns),
+                "description": f"dasync: what the workers of {service} keep for themselves "
+                "(the key of its message ids, counts of runs that crashed a worker)",
+                "subjects": naming.state_subjects(service, self.ns),
+                "retention": "limits",
+                "allow_direct": True,
+                "max_msgs_per_subject": 1,
+                "metadata": self.metadata("state", service),
+            }
+        )
+
     async def _event_stream(self, service: str) -> None:
         await self._stream(
             {
@@ -199,18 +224,19 @@ class Provisioner:
             }
         )
 
-    async def _inbox_stream(self) -> None:
+    async def _inbox_stream(self, identity: str) -> None:
         await self._stream(
             {
-                "name": naming.inbox_stream(self.ns),
-                "description": "dasync: replies to clients, one subject per client inbox",
-                "subjects": naming.inbox_subjects(self.ns),
+                "name": naming.inbox_stream(identity, self.ns),
+                "description": f"dasync: replies to the clients of identity {identity}, "
+                "a subject per inbox and replying service",
+                "subjects": naming.inbox_subjects(identity, self.ns),
                 "retention": "workqueue",
                 "max_age": _ns(self.options.inbox_max_age),
                 "duplicate_window": _ns(
                     min(self.options.duplicate_window, self.options.inbox_max_age)
                 ),
-                "metadata": self.metadata("inboxes"),
+                "metadata": {**self.metadata("inboxes"), "dasync.identity": identity},
             }
         )
 
@@ -238,7 +264,7 @@ class Provisioner:
             {
                 "durable_name": naming.WORK_CONSUMER,
                 "description": f"dasync: the workers of service {service} (competing consumers)",
-                "filter_subject": naming.work_subject(service, self.ns),
+                "filter_subject": naming.inputs_filter(service, self.ns),
                 "max_ack_pending": self.options.max_ack_pending,
             },
         )
@@ -259,11 +285,11 @@ class Provisioner:
 
     async def _inbox_consumer(self, queue: str) -> None:
         await self._consumer(
-            naming.inbox_stream(self.ns),
+            self.stream_of(queue),
             {
                 "durable_name": naming.inbox_consumer(queue),
                 "description": "dasync: one client's replies",
-                "filter_subject": naming.inbox_subject(queue, self.ns),
+                "filter_subject": naming.inbox_filter(queue, self.ns),
                 "inactive_threshold": _ns(self.options.inbox_inactive),
                 "max_ack_pending": 10_000,
             },

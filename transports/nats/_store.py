@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from ..._errors import JournalConflict, TransportError
+from dasync._errors import JournalConflict, TransportError
+
 from . import _naming as naming
 from ._connection import WRONG_LAST_SEQUENCE, ApiError, Connection, NoResponders, RawMsg
 from ._provision import Provisioner
@@ -45,6 +47,7 @@ class NatsStore:
         self.provisioner = provisioner or Provisioner(conn)
         self._ns = conn.options.namespace
         self._tips: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
+        self._secrets: dict[str, bytes] = {}
         self._closed = False
 
     # --- reading --------------------------------------------------------------------------
@@ -188,6 +191,74 @@ class NatsStore:
             except ApiError:
                 return False
         return not holder.status and holder.data == owner.encode()
+
+    # --- a service's private state ---------------------------------------------------------
+
+    async def secret(self, service: str) -> bytes:
+        """The key of ``service``'s message ids: the first worker's random bytes, kept."""
+        known = self._secrets.get(service)
+        if known is not None:
+            return known
+        self._check_open()
+        await self.provisioner.state(service)
+        subject = naming.state_subject(service, "secret", self._ns)
+        for _ in range(3):
+            fresh = secrets.token_bytes(32)
+            seq, _ = await self._state_put(service, subject, fresh, expected=0)
+            if seq:
+                self._secrets[service] = fresh
+                return fresh
+            current = await self._state_get(service, subject)
+            if current is not None:
+                self._secrets[service] = current[1]
+                return current[1]
+        raise TransportError(f"cannot read or create the key of service {service}")
+
+    async def record_crash(self, service: str, key: str) -> int:
+        """Count one more unfinished run of ``key`` (a conditional write: workers may race)."""
+        self._check_open()
+        await self.provisioner.state(service)
+        subject = naming.state_subject(service, f"crash:{key}", self._ns)
+        while True:
+            current = await self._state_get(service, subject)
+            seq, count = (current[0], int(current[1] or b"0")) if current else (0, 0)
+            written, _ = await self._state_put(service, subject, str(count + 1).encode(), seq)
+            if written:
+                return count
+
+    async def forget_crash(self, service: str, key: str) -> None:
+        self._check_open()
+        await self.provisioner.state(service)
+        await self.conn.publish(
+            naming.state_subject(service, f"crash:{key}", self._ns),
+            b"0",
+            {"Nats-Expected-Stream": naming.state_stream(service, self._ns)},
+        )
+
+    async def _state_get(self, service: str, subject: str) -> tuple[int, bytes] | None:
+        stream = naming.state_stream(service, self._ns)
+        raw = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+        if raw.status == "404":
+            return None
+        if raw.status:
+            raise TransportError(f"reading {subject}: status {raw.status}")
+        return int(raw.headers.get("Nats-Sequence", "0")), raw.data
+
+    async def _state_put(
+        self, service: str, subject: str, data: bytes, expected: int
+    ) -> tuple[int, bytes]:
+        """``(sequence, data)`` if written after the subject's message ``expected``, else 0."""
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(expected),
+            "Nats-Expected-Stream": naming.state_stream(service, self._ns),
+        }
+        try:
+            ack = await self.conn.publish(subject, data, headers)
+        except ApiError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            return 0, b""
+        return ack.seq, data
 
     async def append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
         self._check_open()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 
-from ..._errors import TransportError, UnknownService
-from .._contract import DeadLetter, Handler, Message
+from dasync._errors import TransportError, UnknownService
+from dasync.transports._contract import DeadLetter, Handler, Message, Origin, is_inbox
+
 from . import _envelope as env
 from . import _naming as naming
 from ._connection import ApiError, Connection, NoResponders
@@ -23,6 +24,23 @@ from ._provision import Provisioner
 
 __all__ = ["NatsTransport"]
 
+
+def _subject(queue: str, origin: Origin | None, ns: str) -> str:
+    """The subject that says who sends: the server lets only that sender publish on it."""
+    if is_inbox(queue):
+        sender = origin.name if origin is not None and origin.kind == Origin.SERVICE else "-"
+        return naming.inbox_subject(queue, sender, ns)
+    if origin is None:
+        return naming.work_subject(queue, ns)
+    if origin.kind == Origin.SERVICE:
+        return naming.call_subject(queue, origin.name, ns)
+    if origin.kind == Origin.CLIENT:
+        return naming.client_subject(queue, origin.name, ns)
+    if origin.kind == Origin.OPERATOR:
+        return naming.operator_subject(queue, ns)
+    raise ValueError(f"cannot send as {origin}")
+
+
 _log = logging.getLogger("dasync.nats")
 
 
@@ -30,6 +48,7 @@ class NatsTransport:
     """Durable queues on JetStream; see ``docs/nats.md`` for every name and setting."""
 
     def __init__(self, conn: Connection, provisioner: Provisioner | None = None) -> None:
+        self.identity = conn.options.identity
         self.conn = conn.retain()
         self.provisioner = provisioner or Provisioner(conn)
         self._consumers: list[PullConsumer] = []
@@ -40,11 +59,11 @@ class NatsTransport:
         self._check_open()
         await self.provisioner.queue(queue)
 
-    async def send(self, queue: str, message: Message) -> None:
+    async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
         self._check_open()
         ns = self.conn.options.namespace
-        inbox = naming.is_inbox(queue)
-        target = naming.inbox_subject(queue, ns) if inbox else naming.work_subject(queue, ns)
+        inbox = is_inbox(queue)
+        target = _subject(queue, origin, ns)
         stream = self.provisioner.stream_of(queue)
         headers = dict(message.headers)
         headers[env.NATS_MSG_ID] = message.msg_id
@@ -69,13 +88,15 @@ class NatsTransport:
                     headers.pop(key, None)
                 await self.conn.publish(target, message.body, headers)
         except NoResponders:
-            if await self.provisioner.stream_config(stream) is None:
+            # an inbox's stream belongs to its client alone (no one else may look it up):
+            # no stream answering means the client is gone
+            if inbox or await self.provisioner.stream_config(stream) is None:
                 raise UnknownService(f"no service or inbox named {queue!r} is deployed") from None
             raise TransportError(f"stream {stream} did not answer a publish to {subject}") from None
 
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> PullConsumer:
         await self.declare(queue)
-        inbox = naming.is_inbox(queue)
+        inbox = is_inbox(queue)
         ns = self.conn.options.namespace
         consumer = PullConsumer(
             self.conn,
@@ -136,6 +157,8 @@ class NatsTransport:
             consumer=naming.group_consumer(topic, group),
             # poison events are kept with the subscribing service's dead letters
             dead_subject=naming.dead_subject(group.partition(".")[0], ns),
+            # only the publishing service may publish on its event stream
+            origin=Origin.service(naming.split_topic(topic)[0]),
         )
         consumer.start()
         self._consumers.append(consumer)
