@@ -42,6 +42,8 @@ class Runtime:
         concurrency: int = 64,
         max_payload: int = 1024 * 1024,
         on_divergence: str | None = None,
+        poison_after: int = 10,
+        max_crashes: int = 3,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -67,6 +69,8 @@ class Runtime:
             subscriptions=self.events.subscriptions,
             max_payload=max_payload,
             on_divergence=on_divergence or ("fail" if force_replay else "park"),
+            poison_after=poison_after,
+            max_crashes=max_crashes,
         )
         self.client = Client(transport, store, self.clock, max_payload=max_payload)
         self._started = False

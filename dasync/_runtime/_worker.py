@@ -194,7 +194,6 @@ class Worker:
         for subscription in self.event_subscriptions:
             hosted = self._hosting(subscription.subscriber)
             topic = subscription.event.topic
-            await self.transport.declare_topic(topic)
             sub = await self.transport.subscribe(
                 topic,
                 f"{hosted.spec.name}.{subscription.handler}",

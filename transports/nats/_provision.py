@@ -44,17 +44,21 @@ class Provisioner:
 
     # --- public ---------------------------------------------------------------------------
 
-    async def topic(self, topic: str) -> None:
-        """The event stream of the service that publishes ``topic`` exists."""
+    async def topic(self, topic: str, *, own: bool = True) -> None:
+        """The event stream of the service that publishes ``topic`` exists.
+
+        ``own=False`` (a subscriber): create it if missing, never change it; only its
+        publisher may (``docs/security.md``: no user administers another's streams).
+        """
         service, _ = naming.split_topic(topic)
         name = naming.event_stream(service, self.ns)
-        await self._once("stream:" + name, lambda: self._event_stream(service))
+        await self._once("stream:" + name, lambda: self._event_stream(service, own))
 
     async def queue(self, queue: str) -> None:
         """The stream and the shared durable consumer of ``queue`` exist."""
         if naming.is_group_queue(queue):
             topic, group = naming.parse_group_queue(queue)
-            await self.topic(topic)
+            await self.topic(topic, own=False)
             await self._once("consumer:" + queue, lambda: self._group_consumer(topic, group))
         elif is_inbox(queue):
             identity, _ = split_inbox(queue)
@@ -139,7 +143,7 @@ class Provisioner:
 
     # --- streams --------------------------------------------------------------------------
 
-    async def _stream(self, config: dict[str, Any]) -> None:
+    async def _stream(self, config: dict[str, Any], *, own: bool = True) -> None:
         name = config["name"]
         config.setdefault("storage", "file")
         config.setdefault("num_replicas", self.options.replicas)
@@ -149,6 +153,8 @@ class Provisioner:
         except ApiError as exc:
             if exc.err_code != STREAM_NAME_IN_USE:
                 raise TransportError(f"cannot create stream {name}: {exc.description}") from exc
+            if not own:
+                return  # another's stream, configured by its owner
             try:
                 await self.conn.api(f"STREAM.UPDATE.{name}", config)
             except ApiError as upd:
@@ -211,7 +217,7 @@ class Provisioner:
             }
         )
 
-    async def _event_stream(self, service: str) -> None:
+    async def _event_stream(self, service: str, own: bool = True) -> None:
         await self._stream(
             {
                 "name": naming.event_stream(service, self.ns),
@@ -221,7 +227,8 @@ class Provisioner:
                 "max_age": _ns(self.options.event_max_age),
                 "duplicate_window": _ns(self.options.duplicate_window),
                 "metadata": self.metadata("events", service),
-            }
+            },
+            own=own,
         )
 
     async def _inbox_stream(self, identity: str) -> None:
