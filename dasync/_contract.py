@@ -15,6 +15,7 @@ from typing import Any
 
 from ._errors import ContractError
 from ._event import Event, EventSpec
+from .transports._contract import check_name
 
 __all__ = [
     "MethodSpec",
@@ -180,6 +181,10 @@ def implementation_spec(cls: type) -> ServiceSpec:
 
 def _build_spec(contract: type, name: str, include_implementation: bool = False) -> ServiceSpec:
     problems: list[str] = []
+    try:
+        check_name("service name", name)
+    except ValueError as exc:
+        problems.append(f"{exc} (it names the service's queues and NATS subjects)")
     methods: dict[str, MethodSpec] = {}
     for attr, value in _public_members(contract, include_implementation):
         if not inspect.iscoroutinefunction(value):

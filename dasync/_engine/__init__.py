@@ -30,6 +30,8 @@ from ._model import Start as Start
 from ._model import StartTimer as StartTimer
 from ._model import Step as Step
 from ._model import StepRecord as StepRecord
+from ._model import completion_of as completion_of
+from ._model import input_key as input_key
 
 __all__ = [
     "MAX_CALL_DEPTH",
@@ -52,6 +54,8 @@ __all__ = [
     "StepRecord",
     "check_user_id",
     "child_id",
+    "completion_of",
+    "input_key",
     "current_instance",
     "decode_step",
     "event_id",

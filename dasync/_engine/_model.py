@@ -8,7 +8,7 @@ entry is in ``_journal.py``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,16 @@ class Start:
         return "start"
 
 
+def input_key(kind: str, seq: int = 0, cancel_id: str = "") -> str:
+    """The key under which an input is consumed once (``Input.key``), from what a message
+    says it is: ``start``, ``reply:<seq>``, ``timer:<seq>``, ``cancel:<id>``, ``retry:<n>``."""
+    if kind == "start":
+        return kind
+    if kind == "cancel":
+        return f"cancel:{cancel_id}" if cancel_id else "cancel"
+    return f"{kind}:{seq}"
+
+
 @dataclass(frozen=True, slots=True)
 class Resolve:
     """The outcome of the call issued at ``seq``: a result, or a failure to raise."""
@@ -64,7 +74,7 @@ class Resolve:
 
     @property
     def key(self) -> str:
-        return f"reply:{self.seq}"
+        return input_key("reply", self.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,7 @@ class FireTimer:
 
     @property
     def key(self) -> str:
-        return f"timer:{self.seq}"
+        return input_key("timer", self.seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +100,7 @@ class Cancel:
 
     @property
     def key(self) -> str:
-        return f"cancel:{self.id}" if self.id else "cancel"
+        return input_key("cancel", cancel_id=self.id)
 
 
 Input = Start | Resolve | FireTimer | Cancel
@@ -266,3 +276,13 @@ class StepRecord:
             if isinstance(command, Complete):
                 return command
         return None
+
+
+def completion_of(records: Sequence[StepRecord]) -> Complete | None:
+    """How a routine ended, from its journal (``None`` while it runs): nothing is journaled
+    after its completion, so the scan stops at the first one from the end."""
+    for record in reversed(records):
+        done = record.completion
+        if done is not None:
+            return done
+    return None

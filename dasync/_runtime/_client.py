@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, cast
 from .._clock import Clock
 from .._codec import bind_args, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
-from .._engine import Complete, check_user_id, decode_step
+from .._engine import Complete, check_user_id, completion_of, decode_step
 from .._errors import ContractError, InvalidArguments, MalformedMessage
 from .._event import EventSpec
 from .._failures import decode_failure
@@ -26,6 +26,7 @@ from ..transports import (
     inbox_queue,
 )
 from . import _wire
+from ._events import publish_direct
 
 __all__ = ["Client", "RoutineHandle"]
 
@@ -235,11 +236,7 @@ class Client:
         entries = await self._store.load(handle.service, handle.routine_id)
         if not entries:
             return None
-        last = decode_step(entries[-1])
-        for command in reversed(last.commands):
-            if isinstance(command, Complete):
-                return command
-        return None
+        return completion_of([decode_step(entries[-1])])
 
 
 def _waiter_key(service: str, routine_id: str) -> str:
@@ -301,5 +298,4 @@ class _ClientEvents:
     unsubscribe = subscribe
 
     def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
-        message = _wire.event_message(event.topic, f"x{uuid.uuid4().hex}", payload)
-        return asyncio.ensure_future(self._transport.publish(event.topic, message))
+        return publish_direct(self._transport, event, payload)

@@ -13,7 +13,14 @@ from .._event import EventSpec, Subscription
 from ..transports import Transport
 from . import _wire
 
-__all__ = ["RuntimeEvents"]
+__all__ = ["RuntimeEvents", "publish_direct"]
+
+
+def publish_direct(transport: Transport, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
+    """Fire an event outside any routine (a client, a service's constructor): it has no
+    routine to derive its id from, so its id is random (``x<hex>``)."""
+    message = _wire.event_message(event.topic, f"x{uuid.uuid4().hex}", payload)
+    return asyncio.ensure_future(transport.publish(event.topic, message))
 
 
 class RuntimeEvents:
@@ -35,8 +42,7 @@ class RuntimeEvents:
         self.subscriptions.remove(sub)
 
     def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
-        message = _wire.event_message(event.topic, f"x{uuid.uuid4().hex}", payload)
-        return asyncio.ensure_future(self.transport.publish(event.topic, message))
+        return publish_direct(self.transport, event, payload)
 
     def _subscription(
         self, event: EventSpec, handler: Callable[..., Awaitable[Any]], op: str

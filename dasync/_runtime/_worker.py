@@ -46,8 +46,10 @@ from .._engine import (
     StartTimer,
     Step,
     StepRecord,
+    completion_of,
     decode_step,
     encode_step,
+    input_key,
     owner_of,
 )
 from .._errors import (
@@ -293,6 +295,8 @@ class Worker:
         run = _Run(delivery.attempt)
         try:
             try:
+                if env.kind == "start":  # by the message alone: no need to queue for the lock
+                    _authority.check_start(env, hosted.spec.name)
                 async with lock:
                     await self._handle(hosted, env, message, run)
             finally:
@@ -320,8 +324,6 @@ class Worker:
         name = hosted.spec.name
         key = _input_key(env)
         attempt = run.attempt
-        if env.kind == "start":
-            _authority.check_start(env, name)
         if env.kind == "retry":
             self._evict((name, env.routine_id))  # a retry always starts from the journal
         inst = self._cached(hosted, env.routine_id)
@@ -344,7 +346,7 @@ class Worker:
                 # a redelivery: resend from the journal, never re-run the routine's code
                 await self._resend(hosted, env.routine_id, records, key)
                 return
-            if _completion(records) is not None:
+            if completion_of(records) is not None:
                 return  # news for a finished routine (a late timer or reply) changes nothing
             if records and records[-1].postponed is not None:
                 marker = records[-1]
@@ -710,7 +712,7 @@ class Worker:
             if record.input.key == key:
                 await self._send(hosted, routine_id, meta, record.commands)
                 break
-        done = _completion(records)
+        done = completion_of(records)
         if key == "start" and done is not None:
             await self._reply(hosted.spec.name, routine_id, meta, done)
 
@@ -770,23 +772,9 @@ def _body(hosted: HostedService, method_name: str) -> Any:
 
 def _input_key(env: _wire.Envelope) -> str:
     """The key of the input a message carries (``Input.key``), without decoding its body."""
-    if env.kind == "reply":
-        return f"reply:{env.seq}"
-    if env.kind == "timer":
-        return f"timer:{env.seq}"
-    if env.kind == "cancel":
-        return Cancel(0.0, env.cancel_id).key
     if env.kind == "retry":
-        return f"retry:{env.seq}"
-    return env.kind
-
-
-def _completion(records: Sequence[StepRecord]) -> Complete | None:
-    for record in reversed(records):
-        done = record.completion
-        if done is not None:
-            return done
-    return None
+        return input_key("retry", env.seq)
+    return input_key(env.kind, env.seq, env.cancel_id)
 
 
 def _account(stats: WorkerStats, outcome: Outcome, what: str) -> None:

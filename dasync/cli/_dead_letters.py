@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
+from .._errors import DasyncError
 from ..transports import DeadLetters
 from ._call import _locate
-from ._common import EXIT_FAILED, EXIT_OK, CliError, err, out
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    CliError,
+    describe_exception,
+    err,
+    out,
+)
 from ._nats import add_nats_arguments, connect_options, resolve_target
 
 __all__ = ["add_parser", "dead_letters_command"]
@@ -24,12 +34,23 @@ After fixing the cause and deploying the fix, --retry ID puts the message
 back in the service's queue (under a new message id) and removes the letter.
 """
 
+EPILOG = """\
+exit status:
+  0    listed (possibly none), or the letter is back in its queue
+  1    no dead letter with that id, or the transport keeps no dead letters
+  2    the command line or a DASYNC_NATS_* variable is wrong
+  3    NATS unavailable: no server running here, cannot connect, or the server
+       refused or did not answer reading the letters or re-queueing one
+       (e.g. the user's permissions do not allow it)
+"""
+
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "dead-letters",
         help="list (or retry) the poison messages of a service",
         description=DESCRIPTION,
+        epilog=EPILOG,
         parents=parents,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,13 +76,19 @@ async def _run(args: argparse.Namespace, target: Any) -> int:
         if not isinstance(transport, DeadLetters):
             raise CliError(f"the transport at {where} keeps no dead letters", EXIT_FAILED)
         if args.retry:
+            doing = f"re-queue dead letter {args.retry} of {args.service} on {where}"
             try:
                 await transport.retry_dead_letter(args.service, args.retry)
             except LookupError as exc:
                 raise CliError(str(exc), EXIT_FAILED) from None
+            except (DasyncError, OSError) as exc:
+                raise _unavailable(doing, exc) from None
             out(f"dead letter {args.retry} of {args.service} is back in its queue")
             return EXIT_OK
-        letters = await transport.dead_letters(args.service)
+        try:
+            letters = await transport.dead_letters(args.service)
+        except (DasyncError, OSError) as exc:
+            raise _unavailable(f"list the dead letters of {args.service} on {where}", exc) from None
         if not letters:
             out(f"{args.service} has no dead letters ({where})")
         for letter in letters:
@@ -71,5 +98,18 @@ async def _run(args: argparse.Namespace, target: Any) -> int:
             out(f"\t{letter.reason}")
         return EXIT_OK
     finally:
-        await transport.close()
-        await store.close()
+        await _closing("the NATS transport", transport.close())
+        await _closing("the NATS journal store", store.close())
+
+
+def _unavailable(doing: str, exc: BaseException) -> CliError:
+    """A transport or permission error, as one line (exit 3, like ``dasync call``'s refusals)."""
+    return CliError(f"cannot {doing}: {str(exc) or describe_exception(exc)}", EXIT_UNAVAILABLE)
+
+
+async def _closing(what: str, closing: Awaitable[None]) -> None:
+    """Close at exit; a failure (NATS already gone) is a warning: nothing was left half done."""
+    try:
+        await closing
+    except Exception as exc:
+        err(f"dasync: warning: closing {what} failed: {describe_exception(exc)}")

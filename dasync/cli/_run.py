@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import inspect
 import os
+import re
 import signal
 import sys
 import traceback
@@ -46,7 +47,7 @@ from ._nats import (
     start_embedded,
 )
 
-__all__ = ["Backend", "add_parser", "main_service_name", "run_command"]
+__all__ = ["Backend", "add_parser", "main_service_name", "max_crashes", "run_command"]
 
 T = TypeVar("T")
 
@@ -79,13 +80,24 @@ examples:
   dasync run service.py --nats nats://nats.internal:4222 --nats-creds app.creds
   dasync run service.py --memory
   dasync run service.py --container app.containers:Container
+  dasync run service.py --max-crashes 2
 
 exit status:
   0    main() returned, or stopped by Ctrl-C/SIGTERM when there is no main()
   1    the file did not import, a service is invalid, or main() raised
-  2    the command line or a DASYNC_NATS_* variable is wrong
+  2    the command line, a DASYNC_NATS_* variable or $DASYNC_MAX_CRASHES is wrong
   3    NATS is unavailable: cannot connect, or the embedded server did not start
   130  interrupted while main() was still running
+"""
+
+
+MAX_CRASHES_VAR = "DASYNC_MAX_CRASHES"
+DEFAULT_MAX_CRASHES = 3
+"""``Runtime(max_crashes=...)``'s default: a message may kill two workers, not a third."""
+
+
+RUN_ENVIRONMENT = f"""\
+  {MAX_CRASHES_VAR}: the default of --max-crashes ({DEFAULT_MAX_CRASHES} when unset).
 """
 
 
@@ -94,7 +106,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "run",
         help="run the services (and main) defined in a Python file",
         description=DESCRIPTION,
-        epilog=ENVIRONMENT_HELP + "\n" + EPILOG,
+        epilog=ENVIRONMENT_HELP + RUN_ENVIRONMENT + "\n" + EPILOG,
         parents=parents,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -109,8 +121,43 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             "(default: FILE's module-level 'container', if any)"
         ),
     )
+    parser.add_argument(
+        "--max-crashes",
+        metavar="N",
+        type=_crash_limit,
+        default=None,
+        help=(
+            "set a message aside as a dead letter (its caller gets CallFailed) once its "
+            "processing killed the worker process N times, instead of letting it kill "
+            f"every worker in turn (default: ${MAX_CRASHES_VAR}, else {DEFAULT_MAX_CRASHES})"
+        ),
+    )
     add_nats_arguments(parser, memory=True)
     parser.set_defaults(handler=run_command)
+
+
+def _crash_limit(text: str) -> int:
+    """``--max-crashes N``: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
+def max_crashes(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    """``--max-crashes``, else ``$DASYNC_MAX_CRASHES``, else the default; usage error if bad."""
+    if args.max_crashes is not None:
+        return int(args.max_crashes)
+    text = (os.environ if env is None else env).get(MAX_CRASHES_VAR, "").strip()
+    if not text:
+        return DEFAULT_MAX_CRASHES
+    try:
+        return _crash_limit(text)
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"${MAX_CRASHES_VAR}: {exc}", EXIT_USAGE) from None
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -227,6 +274,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
     target = resolve_target(args, command="run")
+    crash_limit = max_crashes(args)
     try:
         module = load_module(args.file)
         services, main = discover(module)
@@ -243,6 +291,7 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
                 transport=backend.transport,
                 store=backend.store,
                 broker=backend.broker,
+                max_crashes=crash_limit,
             )
             if main is not None:
                 rt.host_main(main, main_name)
@@ -303,7 +352,8 @@ def main_service_name(module: ModuleType) -> str:
     """
     where = getattr(module, "__file__", None) or module.__name__
     digest = hashlib.sha256(str(Path(where).resolve()).encode()).hexdigest()[:8]
-    return f"main_{module.__name__}_{digest}"
+    readable = re.sub(r"[^A-Za-z0-9_-]", "_", module.__name__)[:48]
+    return f"main_{readable}_{digest}"
 
 
 async def _run_main(

@@ -16,7 +16,7 @@ from typing import Any
 
 import dasync
 from dasync._engine import StepRecord, decode_step
-from dasync.transports import Message
+from dasync.transports import Message, Origin
 
 
 async def wait_until(
@@ -69,11 +69,9 @@ async def _nats_idle(rt: dasync.Runtime) -> bool:
         consumer = await conn.api(f"CONSUMER.INFO.{stream}.{naming.WORK_CONSUMER}")
         if consumer.get("num_pending", 0) or consumer.get("num_ack_pending", 0):
             return False
-        info = await conn.api(
-            f"STREAM.INFO.{stream}",
-            {"subjects_filter": f"{naming.work_subject(service, ns)[: -len('work')]}schedule.*"},
-        )
-        if info.get("state", {}).get("num_subjects", 0):
+        schedules = naming.schedule_subject(service, "*", ns).rpartition(".")[0] + ".*"
+        info = await conn.api(f"STREAM.INFO.{stream}", {"subjects_filter": schedules})
+        if info.get("state", {}).get("subjects"):
             return False  # a timer is still scheduled
     return True
 
@@ -101,12 +99,15 @@ async def settled(rt: dasync.Runtime, within: float = 10.0) -> None:
     await wait_until(idle_twice, within=within)
 
 
-async def publish_raw(rt: dasync.Runtime, queue: str, message: Message) -> None:
-    """Put a message on a service's queue as any producer could (bypassing the runtime)."""
+async def publish_raw(
+    rt: dasync.Runtime, queue: str, message: Message, origin: Origin | None = None
+) -> None:
+    """Put a message on a service's queue as any producer could (bypassing the runtime),
+    as sent by ``origin`` (default: the queue's own service)."""
     if rt.broker is not None:
-        rt.broker.publish(queue, message)
+        rt.broker.publish(queue, message, origin)
     else:
-        await rt.transport.send(queue, message)
+        await rt.transport.send(queue, message, origin)
 
 
 async def dead_letters(rt: dasync.Runtime, queue: str) -> list[tuple[Message, str]]:
