@@ -168,8 +168,16 @@ def client_start_id(routine_id: str) -> str:
 
 
 def reply_message(
-    reply_routine: str, reply_seq: int, callee_id: str, done: Complete, key: bytes
+    reply_routine: str,
+    reply_seq: int,
+    callee_id: str,
+    done: Complete,
+    key: bytes,
+    *,
+    variant: str = "",
 ) -> Message:
+    """The reply of routine ``callee_id``; ``variant`` distinguishes replies that are not
+    its outcome (a failure the worker reports for a message it set aside)."""
     headers = {
         VERSION: WIRE_VERSION,
         KIND: "reply",
@@ -178,7 +186,8 @@ def reply_message(
         OK: "1" if done.ok else "0",
         CALLEE: callee_id,
     }
-    return Message(message_id(f"reply:{callee_id}", key), headers, done.payload)
+    base = f"reply:{callee_id}:{variant}" if variant else f"reply:{callee_id}"
+    return Message(message_id(base, key), headers, done.payload)
 
 
 def outgoing(

@@ -299,6 +299,9 @@ class Worker:
                     _authority.check_start(env, hosted.spec.name)
                 async with lock:
                     await self._handle(hosted, env, message, run)
+            except asyncio.CancelledError:
+                run.crashed = True  # cut short, as by a kill: the count stands
+                raise
             finally:
                 if run.crash_key is not None and not run.crashed:
                     await self._forget_crash(hosted, run.crash_key)
@@ -306,6 +309,9 @@ class Worker:
             raise  # the worker itself is stopping: the message is redelivered
         except BaseException as exc:  # nothing may leave a message unsettled
             await self._settle_failure(hosted, env, delivery, exc)
+            if isinstance(exc, Crashed) and run.crash_key is not None:
+                # set aside: a retry of the dead letter starts counting afresh
+                await self._forget_crash(hosted, run.crash_key)
         else:
             await delivery.ack()
         finally:
@@ -505,7 +511,7 @@ class Worker:
             # the caller gets the error itself where it is one it can act on
             told = exc if outcome in (Outcome.DIVERGED, Outcome.TOO_LARGE) else None
             try:
-                await self._fail_caller(hosted, env, disposition.reason, told)
+                await self._fail_caller(hosted, env, disposition.reason, told, cause=msg_id)
             except Exception as fail_exc:  # best effort: the dead letter keeps the facts
                 _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
         await delivery.term(disposition.reason)
@@ -516,7 +522,14 @@ class Worker:
         env: _wire.Envelope,
         reason: str,
         failure: BaseException | None = None,
+        *,
+        cause: str = "",
     ) -> None:
+        """Tell a routine's caller that a message of it was set aside (``cause``: its id).
+
+        The reply has an id of its own per message set aside, so that a second one (the
+        dead letter retried and set aside again) is not dropped as a duplicate of the first.
+        """
         meta: Mapping[str, str] = {}
         if env.kind == "start":
             meta = _start_meta(env)
@@ -529,7 +542,7 @@ class Worker:
             return
         failure = failure or CallFailed(hosted.spec.name, env.routine_id, reason)
         done = Complete(0, False, encode_failure(failure))
-        await self._reply(hosted.spec.name, env.routine_id, meta, done)
+        await self._reply(hosted.spec.name, env.routine_id, meta, done, variant=f"failed:{cause}")
 
     async def _keep_alive(self) -> None:
         """Tell the transport that long activations are still working, so they are not
@@ -671,7 +684,13 @@ class Worker:
         await self.transport.send(own, message, Origin.service(own))
 
     async def _reply(
-        self, own: str, routine_id: str, meta: Mapping[str, str], done: Complete
+        self,
+        own: str,
+        routine_id: str,
+        meta: Mapping[str, str],
+        done: Complete,
+        *,
+        variant: str = "",
     ) -> None:
         reply_to = meta.get("reply_to")
         if not reply_to:
@@ -682,6 +701,7 @@ class Worker:
             routine_id,
             done,
             self._keys.get(own, b""),
+            variant=variant,
         )
         try:
             await self.transport.send(reply_to, message, Origin.service(own))

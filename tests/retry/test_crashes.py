@@ -220,15 +220,6 @@ async def test_a_run_that_finishes_resets_the_count(clusters: Any) -> None:
     await client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "worker bug: a message set aside for crashing keeps its crash count in the store "
-        "(Worker._process skips forget_crash when run.crashed), so after "
-        "'dasync dead-letters --retry' one more interruption dead-letters it again at once, "
-        "without running it; see the report of this test's commit"
-    ),
-)
 async def test_a_retried_dead_letter_counts_its_crashes_afresh(clusters: Any) -> None:
     # two crashes set it aside (max 2); retried, it crashes once more and then finishes
     cluster = await clusters(2, flaky=3)
