@@ -28,7 +28,16 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from dataclasses import dataclass, field
 
 from .._errors import JournalConflict, UnknownService
-from ..transports import Delivery, JournalStore, Message, Transport
+from ..transports import (
+    CrashCounter,
+    Delivery,
+    JournalStore,
+    Message,
+    Origin,
+    Secrets,
+    Transport,
+    inbox_queue,
+)
 
 __all__ = ["CHECKS", "Backend", "BackendFactory", "check_transport"]
 
@@ -345,6 +354,61 @@ async def check_journal_create_once(factory: BackendFactory) -> None:
         assert await stores[0].load(service, rid) == [f'"{winner}"'.encode()]
 
 
+async def check_origins(factory: BackendFactory) -> None:
+    """Each delivery names the sender it was sent as (``send(..., origin)``), on a service's
+    queue and on a client inbox; ``None`` is the queue's own service."""
+    async with _opened(factory) as (backend, stack):
+        t = await _transport(backend, stack)
+        queue = _name("Q")
+        await t.declare(queue)
+        inbox = _Inbox(backend.now)
+        await _consume(stack, t, queue, inbox)
+        senders = {
+            "own": None,
+            "svc": Origin.service("Caller-1"),
+            "client": Origin.client("web_2"),
+            "operator": Origin(Origin.OPERATOR),
+        }
+        for msg_id, origin in senders.items():
+            await t.send(queue, _msg(msg_id), origin)
+        await inbox.wait_for("four senders", lambda: len(inbox.received) >= 4)
+        got = {d.message.msg_id: d.origin for d, _ in inbox.received}
+        expected = {k: v or Origin.service(queue) for k, v in senders.items()}
+        assert got == expected, got
+        identity = getattr(t, "identity", None)
+        assert isinstance(identity, str) and identity, f"transport.identity is {identity!r}"
+        client_inbox = inbox_queue(identity, uuid.uuid4().hex)
+        await t.declare(client_inbox)
+        replies = _Inbox(backend.now)
+        await _consume(stack, t, client_inbox, replies)
+        await t.send(client_inbox, _msg(_name("reply")), Origin.service(queue))
+        await replies.wait_for("the reply", lambda: bool(replies.received))
+        assert replies.received[0][0].origin == Origin.service(queue), replies.received[0][0]
+
+
+async def check_store_capabilities(factory: BackendFactory) -> None:
+    """``Secrets``: one key per service, the same for every client, different per service.
+    ``CrashCounter``: counts per key, from any client, until forgotten. (Skipped for a
+    store without the capability.)"""
+    async with _opened(factory) as (backend, stack):
+        stores = [await backend.store() for _ in range(2)]
+        for store in stores:
+            stack.push_async_callback(store.close)
+        first, second = stores
+        service = _name("svc")
+        if isinstance(first, Secrets) and isinstance(second, Secrets):
+            keys = await asyncio.gather(first.secret(service), second.secret(service))
+            assert keys[0] == keys[1] and len(keys[0]) >= 16, keys
+            assert await first.secret(service + "x") != keys[0]
+        if isinstance(first, CrashCounter) and isinstance(second, CrashCounter):
+            key = "r1#start"
+            counts = [await (first, second)[i % 2].record_crash(service, key) for i in range(3)]
+            assert counts == [0, 1, 2], counts
+            assert await first.record_crash(service, "r1#reply:1") == 0  # per key
+            await second.forget_crash(service, key)
+            assert await first.record_crash(service, key) == 0
+
+
 CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
     "publish_consume_ack": check_publish_consume_ack,
     "nak_redelivers": check_nak_redelivers,
@@ -356,6 +420,8 @@ CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
     "journal_order": check_journal_order,
     "journal_conflict": check_journal_conflict,
     "journal_create_once": check_journal_create_once,
+    "origins": check_origins,
+    "store_capabilities": check_store_capabilities,
 }
 """Every check by name, for test suites that want one test per check."""
 
