@@ -139,7 +139,8 @@ class Claims(Protocol):
     """
 
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
-        """True if ``owner`` holds (or now takes) the lease; False while another does."""
+        """True if ``owner`` holds the lease (then it is renewed) or now takes it; False
+        while another owner does."""
         ...
 
 

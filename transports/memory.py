@@ -160,8 +160,7 @@ class MemoryBroker:
         holder, until = self.claims.get((service, routine_id), ("", 0.0))
         if holder and holder != owner and until > now:
             return False
-        if holder != owner or until <= now:
-            self.claims[(service, routine_id)] = (owner, now + self.ack_wait)
+        self.claims[(service, routine_id)] = (owner, now + self.ack_wait)  # new or renewed
         return True
 
     def load(self, service: str, routine_id: str) -> list[bytes]:

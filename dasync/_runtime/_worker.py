@@ -178,7 +178,8 @@ class Worker:
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._subscriptions: list[Subscription] = []
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._active: dict[int, tuple[Delivery, float]] = {}
+        self._active: dict[int, tuple[Delivery, float, tuple[str, str] | None]] = {}
+        """Deliveries being processed: when each began, and the lease it may hold."""
         self._heartbeat_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -291,7 +292,8 @@ class Worker:
         current = asyncio.current_task()
         if current is not None:
             self._inflight.add(current)
-        self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time())
+        lease = key if env.kind == "start" else None
+        self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time(), lease)
         run = _Run(delivery.attempt)
         try:
             try:
@@ -551,10 +553,13 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat)
             due = loop.time() - self.heartbeat
-            for delivery, started in list(self._active.values()):
+            for delivery, started, lease in list(self._active.values()):
                 if started <= due:
                     try:
                         await delivery.in_progress()
+                        if lease is not None and self._claims is not None:
+                            # a first step longer than the lease keeps it too
+                            await self._claims.claim(*lease, self.worker_id)
                     except Exception as exc:  # a missed heartbeat only risks a redelivery
                         _log.debug("in_progress failed: %r", exc)
 

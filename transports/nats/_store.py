@@ -165,8 +165,8 @@ class NatsStore:
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         """Lease the first step of a routine to ``owner`` for ``ack_wait`` seconds.
 
-        True if the lease is ``owner``'s (new, or already held); False while
-        another worker holds it. A lease that outlives its worker expires with
+        True if the lease is ``owner``'s (new, or already held: then renewed); False
+        while another worker holds it. A lease that outlives its worker expires with
         the stream's ``max_age``.
         """
         self._check_open()
@@ -190,7 +190,19 @@ class NatsStore:
                 return True
             except ApiError:
                 return False
-        return not holder.status and holder.data == owner.encode()
+        if holder.status or holder.data != owner.encode():
+            return False
+        # ours already (a redelivery to the same worker): renew it, or it would expire
+        # ack_wait after the *first* claim, in the middle of this run
+        renew = dict(headers)
+        renew["Nats-Expected-Last-Subject-Sequence"] = holder.headers.get("Nats-Sequence", "0")
+        try:
+            await self.conn.publish(subject, owner.encode(), renew)
+        except ApiError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            return False  # it changed hands in between
+        return True
 
     # --- a service's private state ---------------------------------------------------------
 
