@@ -18,25 +18,39 @@ nats-server's configuration (authorization { users = [...] }), so that an
 operator can run every service under its own user, allowed to publish and
 subscribe to its own subjects only.
 
-Each service's user may: use its own work queue, journal and event stream;
-consume the events it subscribes to; call the services its constructor takes;
-reply to the services that call it (found among the FILEs given: list every
-file of the deployment together) and to clients. A 'dasync-client' user is
-added for clients (dasync.connect, dasync call) that start routines of these
-services. Every process must connect with the inbox prefix printed for its
-user ($DASYNC_NATS_INBOX_PREFIX or NatsOptions(inbox_prefix=...)), so that no
-user can read another's replies; --shared-inbox allows the default _INBOX.> to
-everyone instead.
+A service's messages arrive on subjects that name their sender
+(dasync.<S>.in.work, .in.svc.<caller>, .in.client.<identity>, .in.operator),
+and each user may publish on its own lanes only: that is how a worker knows
+who sent what. Each service's user may use its own streams, journals and
+state; consume the events it subscribes to; call the services its
+constructor takes; reply to the services that call it (found among the
+FILEs given: list every file of the deployment together) and to clients.
+A 'dasync-client' user is added for clients (dasync.connect, dasync call) that
+start routines of these services; --operator adds 'dasync-operator' for
+cancels, journals and dead letters ('dasync dead-letters').
+
+Every process must connect with the inbox prefix and the client identity
+printed for its user ($DASYNC_NATS_INBOX_PREFIX and $DASYNC_NATS_IDENTITY, or
+NatsOptions(inbox_prefix=..., identity=...)), so that no user can read
+another's replies; --shared-inbox allows the default _INBOX.> to everyone
+instead.
+
+A user that may create or update a stream can configure it to copy any
+other stream or to republish onto any subject. --provisioned takes that right
+from every user but a 'dasync-provisioner', which creates all the streams
+once, before the rest starts; use it wherever the services do not trust each
+other.
 
 The services are constructed in memory, as 'dasync run' would, to find the
 event subscriptions their constructors make; nothing connects to NATS.
-docs/security.md explains every rule and its trade-offs.
+docs/security.md explains every rule, its trade-offs and the threat model.
 """
 
 EPILOG = """\
 examples:
   dasync nats-permissions shop/service.py payments/service.py > dasync-users.conf
   dasync nats-permissions service.py --combined      # one user for 'dasync run service.py'
+  dasync nats-permissions *.py --operator --provisioned
   dasync nats-permissions service.py --format json   # for nsc or your own tooling
 """
 
@@ -78,6 +92,18 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--no-client", action="store_true", help="leave out the 'dasync-client' user"
     )
     parser.add_argument(
+        "--operator",
+        action="store_true",
+        help="add a 'dasync-operator' user: cancels, journals, dead letters (it may publish "
+        "on every lane of the services, so it must be trusted as they are)",
+    )
+    parser.add_argument(
+        "--provisioned",
+        action="store_true",
+        help="no user may change a stream's settings but a 'dasync-provisioner' user, which "
+        "creates every stream once before the rest starts (docs/security.md)",
+    )
+    parser.add_argument(
         "--container",
         metavar="MODULE:ATTR",
         help="the container 'dasync run' would use, to construct services whose "
@@ -97,23 +123,23 @@ def permissions_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> str:
-    from .. import _permissions as perms
     from .._runtime._module import discover, load_module
+    from .._topology import ServiceUse, analyze
+    from ..transports.nats import _permissions as perms
+    from ..transports.nats import naming
     from ._run import _load_container, main_service_name
 
     try:
-        from ..transports.nats import naming
-
         naming.check_namespace(args.namespace)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    groups: list[tuple[str, list[perms.ServiceUse]]] = []
+    groups: list[tuple[str, list[ServiceUse]]] = []
     try:
         for path in args.files:
             module = load_module(path)
             services, main = discover(module)
             container = _load_container(args.container, module)
-            uses = perms.analyze(
+            uses = analyze(
                 services,
                 container=container,
                 main=main,
@@ -124,27 +150,22 @@ def _generate(args: argparse.Namespace) -> str:
     except DasyncError as exc:
         raise CliError(str(exc)) from None
     every = [u for _, uses in groups for u in uses]
-    users = perms.permissions(
-        every, namespace=args.namespace, shared_inbox=args.shared_inbox, clients=False
+    settings = dict(
+        namespace=args.namespace, shared_inbox=args.shared_inbox, provisioned=args.provisioned
     )
+    users = perms.service_users(every, **settings)
     if args.combined:
         by_service = {u.services[0]: u for u in users}
         users = [
-            perms.combine(
-                [by_service[u.name] for u in uses],
-                _process_user(path),
-                namespace=args.namespace,
-                shared_inbox=args.shared_inbox,
-            )
+            perms.combine([by_service[u.name] for u in uses], _process_user(path), **settings)
             for path, uses in groups
         ]
-    if not args.no_client:
-        served = [u.name for u in every if u.role == perms.ROLE_SERVICE]
-        users.append(
-            perms.client_permissions(
-                served, namespace=args.namespace, shared_inbox=args.shared_inbox
-            )
+    try:
+        users = perms.extra_users(
+            users, every, clients=not args.no_client, operator=args.operator, **settings
         )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     if args.format == "json":
         return perms.render_json(users)
     command = "dasync nats-permissions " + " ".join(args.files)

@@ -3,18 +3,21 @@
 ``secured_server(config)`` writes ``config`` to a file, starts
 ``nats-server -c <file>`` (JetStream on, 127.0.0.1, free port) and stops it
 after the test. Connections made through ``connect(...)`` are closed after the
-test too.
+test too. ``deploy(users)`` starts a server with generated NATS users and gives
+a ``Deployment`` (``_deploy.py``) to run processes as them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dasync.transports.nats import NatsOptions, NatsServer, NatsStore, NatsTransport, connect_nats
+
+from ._deploy import Deployment, User, server_config
 
 
 @pytest.fixture
@@ -56,3 +59,23 @@ async def connect() -> AsyncIterator[Connector]:
     connector = Connector()
     yield connector
     await connector.aclose()
+
+
+@pytest.fixture
+async def deploy(
+    secured_server: Callable[[str], NatsServer],
+) -> AsyncIterator[Callable[..., Deployment]]:
+    """``deploy(users, generated=None, **NatsOptions settings)``: a server configured with
+    exactly ``users`` (their ``render_conf``, or the ``generated`` text verbatim) and a
+    ``Deployment`` to run processes as them; all closed after the test."""
+    made: list[Deployment] = []
+
+    def make(users: Sequence[User], generated: str | None = None, **settings: Any) -> Deployment:
+        server = secured_server(server_config(users, generated))
+        deployment = Deployment(server, users, **settings)
+        made.append(deployment)
+        return deployment
+
+    yield make
+    for deployment in reversed(made):
+        await deployment.aclose()

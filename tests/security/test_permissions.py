@@ -1,10 +1,11 @@
-"""Generated permissions: each service runs under its own NATS user, locked to its subjects.
+"""Generated permissions: each process runs under its own NATS user, locked to its lanes.
 
-``dasync nats-permissions shop_services.py`` produces the users; the server
-runs with exactly that output as its ``authorization`` block. Orders and
-Billing each run in their own runtime under their own user: the workflow
-(call, reply, timer, event) completes, and Billing's user cannot touch
-Orders' journal, another service's queue, or Orders' inbox traffic.
+``dasync nats-permissions`` produces the users; the server runs with exactly that
+output as its ``authorization`` block. Each service runs in its own runtime
+under its own user, with the inbox prefix and client identity printed for it:
+the whole workflow (call, reply, timer, event, client start and result) completes
+with no request refused, and each user is refused what its role does not need.
+The forgeries a user may still attempt within its rights are in test_forgery.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Callable
+import logging
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +25,26 @@ import pytest
 
 import dasync
 from dasync import TransportError
-from dasync._permissions import (
-    analyze_files,
-    combine,
-    password_variable,
-    permissions,
-)
 from dasync._runtime._module import load_module
+from dasync._topology import analyze_files
 from dasync.cli._permissions import add_parser
 from dasync.transports import Message
-from dasync.transports.nats import NatsOptions, NatsServer, naming
-from dasync.transports.nats._connection import Connection, PermissionDenied
+from dasync.transports.nats import naming
+from dasync.transports.nats._connection import ApiError, Connection, PermissionDenied
+from dasync.transports.nats._permissions import (
+    CLIENT_USER,
+    OPERATOR_USER,
+    PROVISIONER_USER,
+    combine,
+    identity_for,
+    permissions,
+    provision,
+    service_users,
+)
 
-from ..nats._helpers import wait_until
-from .conftest import Connector
+from ._deploy import SHOP, VAULT, WAIT, options_for, password, wait_for
 
-SERVICES = Path(__file__).with_name("shop_services.py")
+pytestmark = pytest.mark.timeout(90)
 
 
 def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -47,169 +56,351 @@ def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
-def server_config(generated: str, users: list[dict[str, Any]]) -> str:
-    """The generated block plus the password variables it refers to."""
-    defs = "".join(f'{password_variable(u["user"])}: "pw-{u["user"]}"\n' for u in users)
-    return defs + generated
-
-
-def options(url: str, user: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return dict(
-        user=user["user"],
-        password=f"pw-{user['user']}",
-        inbox_prefix=user["inbox_prefix"],
-        request_timeout=1.0,
-        **extra,
-    )
+def denials(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the server refused this test's connections (dasync logs every refusal)."""
+    return [r.getMessage() for r in caplog.records if "NATS denied" in r.getMessage()]
 
 
 # --- the rules themselves -------------------------------------------------------------------
 
 
-def test_rules_follow_the_calls_and_events() -> None:
-    users = {u.user: u for u in permissions(analyze_files([SERVICES]))}
-    orders, billing, client = users["Orders"], users["Billing"], users["dasync-client"]
+def test_rules_follow_the_calls_events_and_lanes() -> None:
+    users = {u.user: u for u in permissions(analyze_files([SHOP]), operator=True)}
+    orders, billing = users["Orders"], users["Billing"]
+    client, operator = users[CLIENT_USER], users[OPERATOR_USER]
 
-    assert "dasync.Billing.work" in orders.publish_allow  # Orders calls Billing
+    # Orders calls Billing on its own lane of Billing's queue, and nothing else of Billing's
+    assert "dasync.Billing.in.svc.Orders" in orders.publish_allow
     assert "dasync.Orders.journal.*" in orders.publish_allow
+    assert not [
+        s for s in orders.publish_allow if s.startswith("dasync.Billing.") and "svc" not in s
+    ]
+    # it handles Billing.charged: creates the stream if missing, never changes it
+    assert "$JS.API.STREAM.CREATE.DASYNC_Billing_EVENTS" in orders.publish_allow
+    assert "$JS.API.STREAM.UPDATE.DASYNC_Billing_EVENTS" not in orders.publish_allow
     assert "$JS.API.CONSUMER.MSG.NEXT.DASYNC_Billing_EVENTS.Orders__on_charged__charged" in (
         orders.publish_allow
     )
-    assert "dasync.Billing.event.charged" not in orders.publish_allow  # not its event
-
-    assert "dasync.Billing.event.charged" in billing.publish_allow
-    assert "dasync.Orders.work" in billing.publish_allow  # replies go to the caller's queue
+    # replies: Billing answers Orders on Orders' svc.Billing lane, clients as itself
     assert [s for s in billing.publish_allow if "Orders" in s] == [
-        "dasync.Orders.work",
+        "dasync.Orders.in.svc.Billing",
         "$JS.API.STREAM.INFO.DASYNC_Orders_WORK",
     ]
-    assert "dasync.Orders.journal.*" not in billing.publish_allow
-
-    assert {"dasync.Orders.work", "dasync.Billing.work"} <= set(client.publish_allow)
-    assert not [s for s in client.publish_allow if ".journal." in s or ".event." in s]
-
+    assert "dasync._inbox.*.*.Billing" in billing.publish_allow
+    assert "dasync.Billing.event.charged" in billing.publish_allow
+    assert "$JS.API.STREAM.UPDATE.DASYNC_Billing_EVENTS" in billing.publish_allow  # its own
+    # every user administers its own identity's inbox stream, no other
     for user in users.values():
-        assert user.subscribe_allow == [f"{user.inbox_prefix}.>"]
+        inboxes = {t for s in user.publish_allow for t in s.split(".") if "__INBOX_" in t}
+        assert inboxes == {f"DASYNC__INBOX_{user.identity}"}, user.user
+        assert not [s for s in user.publish_allow if "STREAM.DELETE" in s]
         assert not [s for s in user.publish_allow if s in (">", "$JS.API.>", "dasync.>")]
+        assert user.subscribe_allow == [f"{user.inbox_prefix}.>"]
+    # the client starts on its own lane, reads journals, never writes them nor fires events
+    assert {"dasync.Orders.in.client.dasync-client", "dasync.Billing.in.client.dasync-client"} <= (
+        set(client.publish_allow)
+    )
+    assert not [s for s in client.publish_allow if ".journal." in s or ".event." in s]
+    assert not [s for s in client.publish_allow if "UPDATE" in s and "INBOX" not in s]
+    # the operator: every lane of every service (documented), journals, dead letters
+    assert "dasync.Billing.in.>" in operator.publish_allow
+    assert "$JS.API.STREAM.MSG.DELETE.DASYNC_Billing_WORK" in operator.publish_allow
+    assert not [s for s in operator.publish_allow if "STATE" in s or ".journal." in s]
+    assert len({u.identity for u in users.values()}) == len(
+        {u.inbox_prefix for u in users.values()}
+    )
     assert len({u.inbox_prefix for u in users.values()}) == len(users)
 
 
-def test_namespace_shared_inbox_and_combined() -> None:
-    uses = analyze_files([SERVICES])
+def test_identities_are_valid_and_distinct() -> None:
+    assert identity_for("Billing") == "Billing"
+    assert identity_for("prod/dasync-client") == "dasync-client"
+    for odd in ("_Private", "dasync-run-my folder-x", "-x", "a" * 80, "prod/ü"):
+        identity = identity_for(odd)
+        assert naming.token(identity) == identity and identity[0].isalnum(), odd
+        assert len(identity) <= 64
+    uses = analyze_files([SHOP])
+    clash = [u.__class__(**{**u.__dict__, "name": CLIENT_USER}) for u in uses[:1]]
+    with pytest.raises(ValueError, match="same user"):
+        permissions(clash)
+
+
+def test_namespace_shared_inbox_combined_and_provisioned() -> None:
+    uses = analyze_files([SHOP])
     users = permissions(uses, namespace="prod", shared_inbox=True)
     billing = next(u for u in users if u.user == "prod/Billing")
-    assert "dasync-prod.Orders.work" in billing.publish_allow
+    assert billing.identity == "Billing"
+    assert "dasync-prod.Orders.in.svc.Billing" in billing.publish_allow
+    assert "dasync-prod._inbox.*.*.Billing" in billing.publish_allow
     assert "$JS.API.STREAM.CREATE.DASYNC-prod_Billing_WORK" in billing.publish_allow
+    assert "$JS.API.STREAM.CREATE.DASYNC-prod__INBOX_Billing" in billing.publish_allow
     assert billing.subscribe_allow == ["_INBOX.>"]
 
-    per_service = permissions(uses, clients=False)
+    per_service = service_users(uses)
     process = combine(per_service, "dasync-run-shop")
-    assert set(process.publish_allow) == {s for u in per_service for s in u.publish_allow}
     assert process.services == ("Billing", "Orders")
+    assert process.identity == "dasync-run-shop"
     assert process.subscribe_allow == ["_INBOX_dasync-run-shop.>"]
+    # the services' rules, with the process's own inbox stream instead of theirs
+    own = {s for u in per_service for s in u.publish_allow if "INBOX_" not in s}
+    assert own <= set(process.publish_allow)
+    assert {s for s in process.publish_allow if "__INBOX_" in s} == {
+        s.replace("DASYNC__INBOX_Billing", "DASYNC__INBOX_dasync-run-shop")
+        for s in per_service[0].publish_allow
+        if "__INBOX_" in s
+    }
+
+    hardened = {u.user: u for u in permissions(uses, provisioned=True)}
+    for name, user in hardened.items():
+        updates = [s for s in user.publish_allow if "STREAM.UPDATE" in s]
+        assert (name == PROVISIONER_USER) == bool(updates), name
+    assert all(r.startswith("$JS.API.STREAM.") for r in hardened[PROVISIONER_USER].publish_allow)
+    assert set(hardened[PROVISIONER_USER].publish_allow) >= {
+        f"$JS.API.STREAM.UPDATE.DASYNC__INBOX_{u.identity}"
+        for u in hardened.values()
+        if u.user != PROVISIONER_USER
+    }
 
 
-def test_json_format(capsys: pytest.CaptureFixture[str]) -> None:
-    users = json.loads(cli(str(SERVICES), "--format", "json", capsys=capsys))
-    assert [u["user"] for u in users] == ["Billing", "Orders", "dasync-client"]
+def test_json_format_names_prefix_and_identity(capsys: pytest.CaptureFixture[str]) -> None:
+    users = json.loads(cli(str(SHOP), "--format", "json", "--operator", capsys=capsys))
+    assert [u["user"] for u in users] == ["Billing", "Orders", CLIENT_USER, OPERATOR_USER]
     orders = users[1]
     assert orders["inbox_prefix"] == "_INBOX_Orders"
-    assert "dasync.Billing.work" in orders["permissions"]["publish"]["allow"]
+    assert orders["identity"] == "Orders"
+    assert orders["environment"] == {
+        "DASYNC_NATS_USER": "Orders",
+        "DASYNC_NATS_INBOX_PREFIX": "_INBOX_Orders",
+        "DASYNC_NATS_IDENTITY": "Orders",
+    }
+    assert "dasync.Billing.in.svc.Orders" in orders["permissions"]["publish"]["allow"]
     assert orders["permissions"]["subscribe"]["allow"] == ["_INBOX_Orders.>"]
+    text = cli(str(SHOP), capsys=capsys)
+    assert "# client identity: Orders" in text
+    assert "DASYNC_NATS_IDENTITY=dasync-client" in text
+    assert "dasync-operator" not in text  # only with --operator
 
 
 # --- against a server configured with the generated users ------------------------------------
 
 
-async def test_services_locked_to_their_own_subjects(
-    secured_server: Callable[[str], NatsServer],
-    connect: Connector,
+@pytest.mark.parametrize("namespace", ["", "prod"])
+async def test_workflow_completes_under_the_generated_users(
+    deploy: Any,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    namespace: str,
 ) -> None:
-    users = {
-        u["user"]: u for u in json.loads(cli(str(SERVICES), "--format", "json", capsys=capsys))
-    }
-    generated = cli(str(SERVICES), capsys=capsys)
-    assert "authorization {" in generated and "_INBOX_Billing.>" in generated
-    server = secured_server(server_config(generated, list(users.values())))
-    url = server.url
-    module = load_module(SERVICES)
+    """The CLI's output, verbatim, as the server's users: call, reply, timer, event, client."""
+    caplog.set_level(logging.ERROR, logger="dasync.nats")
+    ns = ["--namespace", namespace] if namespace else []
+    generated = cli(str(SHOP), *ns, capsys=capsys)
+    users = permissions(analyze_files([SHOP]), namespace=namespace)
+    assert [u.to_json() for u in users] == json.loads(
+        cli(str(SHOP), *ns, "--format", "json", capsys=capsys)
+    )
+    d = deploy(users, generated, namespace=namespace)
+    module = load_module(SHOP)
+    billing = await d.runtime(
+        f"{namespace}/Billing" if namespace else "Billing", module.BillingService
+    )
+    orders = await d.runtime(f"{namespace}/Orders" if namespace else "Orders", module.OrderService)
+    client = await d.client(f"{namespace}/{CLIENT_USER}" if namespace else CLIENT_USER)
+    assert client.identity == CLIENT_USER
 
-    tb, sb = await connect(url, **options(url, users["Billing"]))
-    to, so = await connect(url, **options(url, users["Orders"]))
-    billing = dasync.Runtime([module.BillingService], transport=tb, store=sb)
-    orders = dasync.Runtime([module.OrderService], transport=to, store=so)
-    async with billing, orders:
-        # the whole workflow: call, reply to the caller's queue, timer, event
-        result = await asyncio.wait_for(orders.client.proxy(module.Orders).place("o1", 5), 20)
-        assert result == "receipt-o1"
-        handler = orders.instance_of(module.OrderService)
-        await wait_until(lambda: "o1:5" in handler.charges)
+    result = await client.proxy(module.Orders).place("o1", 5)
+    assert result == "receipt-o1"
+    handler = orders.instance_of(module.OrderService)
+    await wait_for(lambda: "o1:5" in handler.charges, "Orders handled Billing.charged")
+    # a routine started elsewhere: the client reads its result from the journal
+    handle = await client.start(module.Orders.place, "o2", 7, routine_id="order-o2")
+    other = client.handle(module.Orders.place, "order-o2")
+    assert await asyncio.wait_for(other.result(), WAIT) == "receipt-o2"
+    assert await handle.result(WAIT) == "receipt-o2"
+    assert billing.worker.stats.rejected == [] and orders.worker.stats.rejected == []
+    assert denials(caplog) == []  # no request of any process was refused
 
-        # a client under the client user
-        tc, sc = await connect(url, **options(url, users["dasync-client"]))
-        async with dasync.connect(transport=tc, store=sc) as client:
-            assert await asyncio.wait_for(client.proxy(module.Orders).place("o2", 7), 20) == (
-                "receipt-o2"
-            )
 
-        # Billing's user cannot write Orders' journal ...
-        with pytest.raises(PermissionDenied, match="permissions violation"):
-            await tb.conn.publish(naming.journal_subject("Orders", "o1"), b"forged")
-        with pytest.raises(PermissionDenied):
-            await sb.append("Orders", "forged-routine", b"{}", 0)
-        # ... nor send work to a service it has no business with ...
-        with pytest.raises(PermissionDenied, match="dasync.Shipping.work"):
-            await tb.send("Shipping", Message("m-1", {}, b"{}"))
-        # ... nor pull Orders' messages ...
-        with pytest.raises(PermissionDenied):
-            await tb.conn.request(
-                "$JS.API.CONSUMER.MSG.NEXT.DASYNC_Orders_WORK.workers", b'{"batch": 1}'
-            )
-        # ... nor listen to Orders' inbox (where Orders' pulled messages arrive)
-        spy = await Connection.open(NatsOptions(servers=(url,), **options(url, users["Billing"])))
+async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
+    d = deploy(permissions(analyze_files([SHOP]), operator=True))
+    module = load_module(SHOP)
+    await d.runtime("Billing", module.BillingService)
+    await d.runtime("Orders", module.OrderService)
+    billing, client = await d.raw("Billing"), await d.raw(CLIENT_USER)
+    operator = await d.raw(OPERATOR_USER)
+
+    refused = [
+        # Billing: Orders' journal, Orders' own lane, a service it does not talk to, Orders'
+        # consumer, the operator lane, a client's start lane, Orders' events stream
+        (billing, naming.journal_subject("Orders", "o1")),
+        (billing, naming.work_subject("Orders")),
+        (billing, naming.call_subject("Shipping", "Billing")),
+        (billing, "$JS.API.CONSUMER.MSG.NEXT.DASYNC_Orders_WORK.workers"),
+        (billing, naming.operator_subject("Orders")),
+        (billing, naming.client_subject("Orders", "Billing")),
+        (billing, "dasync._inbox.dasync-client.x.Orders"),  # answering as another service
+        # the client: a service's lane, another client's lane, events, journals, state
+        (client, naming.call_subject("Orders", "Billing")),
+        (client, naming.client_subject("Orders", "someone-else")),
+        (client, "dasync.Billing.event.charged"),
+        (client, naming.journal_subject("Orders", "o1")),
+        (client, "$JS.API.DIRECT.GET.DASYNC_Orders_STATE.dasync.Orders.state.secret"),
+        # the operator: journals, the services' keys, answering clients
+        (operator, naming.journal_subject("Orders", "o1")),
+        (operator, "$JS.API.DIRECT.GET.DASYNC_Orders_STATE.dasync.Orders.state.secret"),
+        (operator, "dasync._inbox.dasync-client.x.Orders"),
+    ]
+
+    async def attempt(conn: Connection, subject: str) -> BaseException | None:
         try:
-            await spy.subscribe(f"{users['Orders']['inbox_prefix']}.>")
-            await wait_until(lambda: spy.denial(None) is not None, 5)
-        finally:
-            await spy.close()
+            await conn.publish(subject, b'"forged"', {"Nats-Msg-Id": f"forged-{subject}"})
+        except TransportError as exc:
+            return exc
+        return None
 
-        # and the client user cannot fire Billing's event
-        with pytest.raises(PermissionDenied):
-            await tc.conn.publish("dasync.Billing.event.charged", b'"forged"')
+    outcomes = await asyncio.gather(*(attempt(c, s) for c, s in refused))
+    for (_, subject), outcome in zip(refused, outcomes, strict=True):
+        assert isinstance(outcome, PermissionDenied), (subject, outcome)
+
+    # nor listen to another user's inbox (where its pulled messages arrive)
+    spy = await d.raw("Billing")
+    await spy.subscribe(f"{d.users['Orders']['inbox_prefix']}.>")
+    await wait_for(lambda: spy.denial(None) is not None, "the server refused the subscription")
 
 
-async def test_wrong_inbox_prefix_is_explained(
-    secured_server: Callable[[str], NatsServer],
-    connect: Connector,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    users = {
-        u["user"]: u for u in json.loads(cli(str(SERVICES), "--format", "json", capsys=capsys))
-    }
-    server = secured_server(server_config(cli(str(SERVICES), capsys=capsys), list(users.values())))
-    settings = options(server.url, users["Billing"])
-    settings["inbox_prefix"] = "_INBOX"
-    transport, _ = await connect(server.url, **settings)
+async def test_wrong_inbox_prefix_or_identity_is_explained(deploy: Any) -> None:
+    users = permissions(analyze_files([SHOP]))
+    d = deploy(users)
+    module = load_module(SHOP)
+    transport, _ = await d.backend("Billing", inbox_prefix="_INBOX")
     with pytest.raises(TransportError, match="inbox_prefix '_INBOX'"):
         await transport.declare("Billing")
+    transport, store = await d.backend("Billing", identity="default")
+    rt = dasync.Runtime([module.BillingService], transport=transport, store=store)
+    with pytest.raises(PermissionDenied, match="DASYNC__INBOX_default"):
+        await rt.start()
+    await rt.worker.stop(0.1)
 
 
 async def test_combined_user_runs_the_whole_file(
-    secured_server: Callable[[str], NatsServer],
-    connect: Connector,
-    capsys: pytest.CaptureFixture[str],
+    deploy: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--combined``: one user for ``dasync run shop_services.py`` (both services)."""
-    users = json.loads(cli(str(SERVICES), "--combined", "--format", "json", capsys=capsys))
-    assert [u["user"] for u in users] == ["dasync-run-security-shop_services", "dasync-client"]
-    generated = cli(str(SERVICES), "--combined", capsys=capsys)
-    server = secured_server(server_config(generated, users))
-    module = load_module(SERVICES)
-    transport, store = await connect(server.url, **options(server.url, users[0]))
+    users = json.loads(cli(str(SHOP), "--combined", "--format", "json", capsys=capsys))
+    assert [u["user"] for u in users] == ["dasync-run-security-shop_services", CLIENT_USER]
+    generated = cli(str(SHOP), "--combined", capsys=capsys)
+    d = deploy(users, generated)  # the CLI's configuration, verbatim
+    module = load_module(SHOP)
+    from dasync.transports.nats import connect_nats
+
+    transport, store = await connect_nats(options_for(d.url, users[0]))
     async with dasync.Runtime(
         [module.BillingService, module.OrderService], transport=transport, store=store
     ) as rt:
-        assert await asyncio.wait_for(rt.client.proxy(module.Orders).place("o3", 1), 20) == (
-            "receipt-o3"
+        assert rt.client.identity == users[0]["identity"]
+        tc, sc = await connect_nats(options_for(d.url, users[1]))
+        async with dasync.connect(transport=tc, store=sc) as client:
+            assert await client.proxy(module.Orders).place("o3", 1) == "receipt-o3"
+        await tc.close()
+        await sc.close()
+
+
+MAIN_FILE = """
+    from typing import Protocol
+
+
+    class Echo(Protocol):
+        async def echo(self, text: str) -> str: ...
+
+
+    class EchoService(Echo):
+        async def echo(self, text: str) -> str:
+            return text.upper()
+
+
+    async def main(echo: Echo) -> str:
+        return await echo.echo("hello from main")
+"""
+
+
+async def test_dasync_run_with_main_under_its_combined_user(
+    tmp_path: Path, deploy: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dasync run FILE`` (a subprocess) under the user ``--combined`` prints for FILE:
+    ``main()`` is started on its own client lane and calls the file's service."""
+    app = tmp_path / "echo_app.py"
+    app.write_text(textwrap.dedent(MAIN_FILE))
+    users = json.loads(cli(str(app), "--combined", "--format", "json", capsys=capsys))
+    generated = cli(str(app), "--combined", capsys=capsys)
+    process = users[0]
+    assert [r for r in process["permissions"]["publish"]["allow"] if ".in.client." in r] == [
+        f"dasync.{process['services'][1]}.in.client.{process['identity']}"
+    ]
+    d = deploy(users, generated)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASYNC_NATS_")}
+    env.update(process["environment"])
+    env.update(DASYNC_NATS_URL=d.url, DASYNC_NATS_PASSWORD=password(process["user"]))
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "dasync", "run", str(app)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'main() returned "HELLO FROM MAIN"' in result.stdout
+    assert "denied" not in result.stderr.lower(), result.stderr
+
+
+# --- provisioned: nobody but the provisioner may configure a stream --------------------------
+
+
+async def test_provisioned_deployment_runs_and_nobody_can_reconfigure_a_stream(
+    deploy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="dasync.nats")
+    uses = analyze_files([SHOP])
+    users = permissions(uses, provisioned=True, operator=True)
+    d = deploy(users)
+    prov = d.users[PROVISIONER_USER]
+    identities = [u.identity for u in users if u.user != PROVISIONER_USER]
+    streams = await provision(d.options(PROVISIONER_USER), uses, identities)
+    assert "DASYNC__INBOX_dasync-client" in streams and "DASYNC_Billing_EVENTS" in streams
+    assert {s.split(".")[-1] for s in prov["permissions"]["publish"]["allow"]} == set(streams)
+
+    module = load_module(SHOP)
+    await d.runtime("Billing", module.BillingService)
+    orders = await d.runtime("Orders", module.OrderService)
+    client = await d.client(CLIENT_USER)
+    assert await client.proxy(module.Orders).place("p1", 2) == "receipt-p1"
+    handler = orders.instance_of(module.OrderService)
+    await wait_for(lambda: "p1:2" in handler.charges, "Orders handled Billing.charged")
+    assert denials(caplog) == []
+
+    # the configuration a stream admin could use to copy or republish anything
+    billing = await d.raw("Billing")
+    evil = {
+        "name": "DASYNC_Billing_STATE",
+        "subjects": ["dasync.Billing.state.*"],
+        "republish": {"src": "dasync.Billing.state.x", "dest": "dasync.Orders.in.svc.Billing"},
+    }
+    with pytest.raises(PermissionDenied):
+        await billing.api("STREAM.UPDATE.DASYNC_Billing_STATE", evil)
+    with pytest.raises(ApiError, match="already in use"):  # create: only if missing
+        await billing.api("STREAM.CREATE.DASYNC_Billing_STATE", evil)
+    with pytest.raises(PermissionDenied):  # a stream of a name nobody provisioned
+        await billing.api("STREAM.CREATE.DASYNC_Billing_EXTRA", {**evil, "name": "x"})
+    info = await billing.api("STREAM.INFO.DASYNC_Billing_STATE")
+    assert "republish" not in info["config"]
+
+
+async def test_a_send_is_refused_on_a_lane_of_another_sender(deploy: Any) -> None:
+    """The transport's own ``send`` as another origin: the server refuses the subject."""
+    d = deploy(permissions(analyze_files([VAULT])))
+    transport, _ = await d.backend("Mallory")
+    with pytest.raises(PermissionDenied, match=r"dasync\.Guard\.in\.svc\.Vault"):
+        await transport.send(
+            "Guard", Message("m", {}, b""), dasync.transports.Origin.service("Vault")
         )
