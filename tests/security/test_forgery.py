@@ -10,10 +10,11 @@ connection, raw (``_deploy.forge``); it is refused by the server's permissions
 why (``worker.stats.rejected``, the dead letters, the client's log), and the
 legitimate call it targets completes with its real result.
 
-Two tests are expected to fail (``xfail(strict=True)``) until the transport
-reads a scheduled message's sender from ``Nats-Scheduler`` (docs/security.md,
-"Limits"); one documents what a user that may configure a stream can do, which
-``--provisioned`` takes away (test_permissions.py).
+A schedule may target any subject of its stream, so the transport takes a fired
+message's sender from ``Nats-Scheduler`` (the subject the schedule was published
+on, set by the server); two tests show a schedule cannot move a message onto
+another lane. One documents what a user that may configure a stream can do,
+which ``--provisioned`` takes away (test_permissions.py).
 """
 
 from __future__ import annotations
@@ -57,13 +58,6 @@ from ._deploy import (
 )
 
 pytestmark = pytest.mark.timeout(90)
-
-SCHEDULE_HOLE = (
-    "a message scheduled on one lane of a stream can target any other lane of it; until "
-    "transports/nats/_consume.py takes the sender from Nats-Scheduler (see the report / "
-    "docs/security.md 'Limits'), the receiver believes the target lane"
-)
-
 
 @dataclass
 class Vaults:
@@ -360,7 +354,6 @@ async def _fired(op: Connection, stream: str, subject: str) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SCHEDULE_HOLE)
 async def test_a_schedule_cannot_move_a_cancel_onto_the_callers_lane(v: Vaults) -> None:
     op = await v.d.raw(OPERATOR_USER)
     handle = await v.start("s1", 3.0)
@@ -390,7 +383,6 @@ async def test_a_schedule_cannot_move_a_cancel_onto_the_callers_lane(v: Vaults) 
     assert letters and {x.subject for x in letters} == {MALLORY_TO_GUARD}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SCHEDULE_HOLE)
 async def test_a_schedule_cannot_move_a_reply_onto_the_callees_lane(v: Vaults) -> None:
     op = await v.d.raw(OPERATOR_USER)
     handle = await v.start("s2", 3.0)

@@ -53,7 +53,7 @@ class NatsDelivery:
         self._consumer = consumer
         self.attempt, self.stream_seq = env.ack_info(raw.reply)
         self._message = env.to_message(raw, f"{consumer.stream}:{self.stream_seq}")
-        self.origin = consumer.origin_of(raw.subject)
+        self.origin = consumer.origin_of(raw.subject, raw.headers.get(env.SCHEDULER))
         self.settled = False
 
     @property
@@ -182,11 +182,13 @@ class PullConsumer:
         except TransportError as exc:
             _log.debug("ack %r on %s not sent (%s); the server will redeliver", payload, reply, exc)
 
-    def origin_of(self, subject: str) -> Origin:
-        """Who sent a message, from the subject the server let only that sender use."""
+    def origin_of(self, subject: str, scheduler: str | None = None) -> Origin:
+        """Who sent a message, from the subject the server let only that sender use (for a
+        message a schedule fired, the schedule's subject: ``naming.sender_lane``)."""
         if self.origin is not None:
             return self.origin
-        found = naming.origin_of(subject, self.conn.options.namespace)
+        ns = self.conn.options.namespace
+        found = naming.origin_of(naming.sender_lane(subject, scheduler, ns), ns)
         return Origin(*found) if found is not None else UNKNOWN_ORIGIN
 
     async def keep_dead(self, raw: RawMsg, message: Message, reason: str) -> bool:
@@ -199,7 +201,10 @@ class PullConsumer:
                 env.MSG_ID: message.msg_id,
                 env.DEAD_REASON: env.header_safe(reason),
                 env.DEAD_QUEUE: self.queue,
-                env.DEAD_SUBJECT: raw.subject,
+                # a retry goes back on the real sender's lane, not a schedule's target
+                env.DEAD_SUBJECT: naming.sender_lane(
+                    raw.subject, raw.headers.get(env.SCHEDULER), self.conn.options.namespace
+                ),
                 env.NATS_MSG_ID: f"dead:{self.stream}:{env.ack_info(raw.reply)[1]}",
             }
         )

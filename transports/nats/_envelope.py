@@ -30,6 +30,8 @@ MSG_ID = "Dasync-Msg-Id"
 DELIVER_AT = "Dasync-Deliver-At"
 DEAD_REASON = "Dasync-Dead-Reason"
 DEAD_QUEUE = "Dasync-Dead-Queue"
+SCHEDULER = "Nats-Scheduler"
+"""Set by the server on a message a schedule fired: the subject of that schedule."""
 DEAD_SUBJECT = "Dasync-Dead-Subject"
 """The subject a dead letter arrived on: a retry goes back there, keeping its sender."""
 _OWN = frozenset({MSG_ID, DELIVER_AT})

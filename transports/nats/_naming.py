@@ -36,6 +36,7 @@ __all__ = [
     "inputs_filter",
     "operator_subject",
     "origin_of",
+    "sender_lane",
     "split_inbox",
     "state_stream",
     "state_subject",
@@ -189,6 +190,23 @@ def origin_of(subject: str, namespace: str = "") -> tuple[str, str] | None:
     if lane == [LANE_OPERATOR]:
         return ("operator", "")
     return None
+
+
+def sender_lane(subject: str, scheduler: str | None, namespace: str = "") -> str:
+    """The lane of whoever really sent a message that arrived on ``subject``.
+
+    A message a schedule fired carries ``Nats-Scheduler``, the subject the schedule was
+    published on (the server sets it; no client may). A schedule may target any subject
+    of its stream, so for such a message the arrival subject proves nothing; the
+    schedule's does: ``<root>.<svc>.schedule.*`` is the service's own (its timers,
+    ``<root>.<svc>.in.work``), any other is a lane and names its sender.
+    """
+    if not scheduler:
+        return subject
+    parts = scheduler.split(".")
+    if len(parts) == 4 and parts[0] == _root(namespace) and parts[2] == "schedule":
+        return f"{_root(namespace)}.{parts[1]}.in.{LANE_SELF}"
+    return scheduler
 
 
 # --- journals ------------------------------------------------------------------------------
