@@ -68,9 +68,10 @@ _CONNECTION_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("tls_key", "--nats-tls-key", "private key of --nats-tls-cert"),
     ("namespace", "--nats-namespace", "keeps this deployment's streams apart from others'"),
     ("inbox_prefix", "--nats-inbox-prefix", "subject prefix of this process's replies"),
+    ("identity", "--nats-identity", "client identity this process starts routines as"),
 )
 _FILES = ("creds", "nkey_seed", "tls_ca", "tls_cert", "tls_key")
-_SETTINGS = ("namespace", "inbox_prefix")
+_SETTINGS = ("namespace", "inbox_prefix", "identity")
 """Not credentials: they apply to the embedded server too."""
 _CREDENTIALS = tuple(option for option, _, _ in _CONNECTION_FLAGS if option not in _SETTINGS)
 
@@ -85,7 +86,7 @@ ENV_VARS = ("DASYNC_NATS_URL", *(_env_name(o) for o, _, _ in _CONNECTION_FLAGS))
 ENVIRONMENT_HELP = """\
 environment:
   DASYNC_NATS_URL and DASYNC_NATS_USER, _PASSWORD, _TOKEN, _CREDS, _NKEY_SEED,
-  _TLS_CA, _TLS_CERT, _TLS_KEY, _NAMESPACE, _INBOX_PREFIX are the defaults of
+  _TLS_CA, _TLS_CERT, _TLS_KEY, _NAMESPACE, _INBOX_PREFIX, _IDENTITY are the defaults of
   --nats and of the flags named alike. Credentials do not apply to the
   embedded server (they are ignored, with a note).
   DASYNC_NATS_SERVER: the nats-server binary for the embedded server (default:
