@@ -35,11 +35,13 @@ NatsOptions(inbox_prefix=..., identity=...)), so that no user can read
 another's replies; --shared-inbox allows the default _INBOX.> to everyone
 instead.
 
-A user that may create or update a stream can configure it to copy any
-other stream or to republish onto any subject. --provisioned takes that right
-from every user but a 'dasync-provisioner', which creates all the streams
-once, before the rest starts; use it wherever the services do not trust each
-other.
+A user that may change a stream can configure it to copy any other stream
+or to republish onto any subject. So by default no user may change a stream
+but a 'dasync-provisioner', which creates every stream of the deployment once,
+before the rest starts ('dasync nats-provision FILE...' with its credentials);
+the others may only declare the streams that exist. --self-provisioned lets
+each process create and change its own streams instead: simpler, but then a
+compromised service can forge any lane (docs/security.md, "Threat model").
 
 The services are constructed in memory, as 'dasync run' would, to find the
 event subscriptions their constructors make; nothing connects to NATS.
@@ -50,7 +52,8 @@ EPILOG = """\
 examples:
   dasync nats-permissions shop/service.py payments/service.py > dasync-users.conf
   dasync nats-permissions service.py --combined      # one user for 'dasync run service.py'
-  dasync nats-permissions *.py --operator --provisioned
+  dasync nats-permissions *.py --operator
+  dasync nats-provision *.py --nats nats://nats:4222 --nats-user dasync-provisioner ...
   dasync nats-permissions service.py --format json   # for nsc or your own tooling
 """
 
@@ -65,19 +68,26 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "files", metavar="FILE", nargs="+", help="Python file(s) that define the services"
-    )
-    parser.add_argument(
         "--format",
         choices=["conf", "json"],
         default="conf",
         help="nats-server configuration (default) or JSON",
     )
+    add_deployment_arguments(parser)
+    parser.set_defaults(handler=permissions_command)
+
+
+def add_deployment_arguments(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    """What describes a deployment's users: its files and how its processes are cut."""
     parser.add_argument(
-        "--namespace",
-        default=os.environ.get("DASYNC_NATS_NAMESPACE", ""),
-        help="the deployment's dasync namespace (default: $DASYNC_NATS_NAMESPACE, or none)",
+        "files", metavar="FILE", nargs="+", help="Python file(s) that define the services"
     )
+    if namespace:
+        parser.add_argument(
+            "--namespace",
+            default=os.environ.get("DASYNC_NATS_NAMESPACE", ""),
+            help="the deployment's dasync namespace (default: $DASYNC_NATS_NAMESPACE, or none)",
+        )
     parser.add_argument(
         "--combined",
         action="store_true",
@@ -98,18 +108,18 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "on every lane of the services, so it must be trusted as they are)",
     )
     parser.add_argument(
-        "--provisioned",
-        action="store_true",
-        help="no user may change a stream's settings but a 'dasync-provisioner' user, which "
-        "creates every stream once before the rest starts (docs/security.md)",
-    )
-    parser.add_argument(
         "--container",
         metavar="MODULE:ATTR",
         help="the container 'dasync run' would use, to construct services whose "
         "constructors take more than contracts (default: FILE's 'container', if any)",
     )
-    parser.set_defaults(handler=permissions_command)
+    parser.add_argument(
+        "--self-provisioned",
+        dest="provisioned",
+        action="store_false",
+        help="let each process create and change its own streams (no provisioner; a "
+        "compromised service can then forge any lane: docs/security.md)",
+    )
 
 
 def permissions_command(args: argparse.Namespace) -> int:
@@ -123,6 +133,18 @@ def permissions_command(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> str:
+    from ..transports.nats import _permissions as perms
+
+    users, _ = deployment_users(args)
+    if args.format == "json":
+        return perms.render_json(users)
+    command = "dasync nats-permissions " + " ".join(args.files)
+    return perms.render_conf(users, command=command)
+
+
+def deployment_users(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    """The users (``UserPermissions``) of the deployment ``args`` describe, and what each of
+    its services does (``ServiceUse``)."""
     from .._runtime._module import discover, load_module
     from .._topology import ServiceUse, analyze
     from ..transports.nats import _permissions as perms
@@ -166,10 +188,7 @@ def _generate(args: argparse.Namespace) -> str:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if args.format == "json":
-        return perms.render_json(users)
-    command = "dasync nats-permissions " + " ".join(args.files)
-    return perms.render_conf(users, command=command)
+    return users, every
 
 
 def _process_user(path: str) -> str:

@@ -59,6 +59,7 @@ from ._deploy import (
 
 pytestmark = pytest.mark.timeout(90)
 
+
 @dataclass
 class Vaults:
     d: Deployment
@@ -89,7 +90,14 @@ class Vaults:
 
 @pytest.fixture
 async def v(deploy: Any) -> Vaults:
-    d: Deployment = deploy(permissions(analyze_files([VAULT]), operator=True))
+    """Guard, Vault, Mallory and a client, each as its generated user (default mode:
+    processes may declare their streams, only a provisioner may change one)."""
+    return await _vaults(deploy, provisioned=True)
+
+
+async def _vaults(deploy: Any, *, provisioned: bool) -> Vaults:
+    users = permissions(analyze_files([VAULT]), operator=True, provisioned=provisioned)
+    d: Deployment = deploy(users)
     m = load_module(VAULT)
     guard = await d.runtime("Guard", m.GuardService)
     vault = await d.runtime("Vault", m.VaultService)
@@ -405,10 +413,22 @@ async def test_a_schedule_cannot_move_a_reply_onto_the_callees_lane(v: Vaults) -
 # --- what a stream admin can do (self-provisioning mode) ---------------------------------------
 
 
-async def test_a_user_that_may_configure_a_stream_can_republish_onto_any_lane(v: Vaults) -> None:
-    """The limit of the default mode, as docs/security.md states it: a service may update
-    its own streams, and a stream may republish what it stores onto any subject, so Mallory
-    answers Vault as Guard. ``--provisioned`` takes the right away (test_permissions.py)."""
+async def test_by_default_no_service_may_configure_a_stream(v: Vaults) -> None:
+    """The republish below needs a stream update: the default permissions refuse it."""
+    state = naming.state_stream("Mallory")
+    config = (await v.as_mallory.api(f"STREAM.INFO.{state}"))["config"]
+    config["republish"] = {"src": "dasync.Mallory.state.forge", "dest": "dasync.Vault.in.>"}
+    with pytest.raises(PermissionDenied):
+        await v.as_mallory.api(f"STREAM.UPDATE.{state}", config)
+
+
+async def test_a_user_that_may_configure_a_stream_can_republish_onto_any_lane(
+    deploy: Any,
+) -> None:
+    """The limit of ``--self-provisioned``, as docs/security.md states it: a service may
+    update its own streams, and a stream may republish what it stores onto any subject, so
+    Mallory answers Vault as Guard. The default permissions take the right away (above)."""
+    v = await _vaults(deploy, provisioned=False)
     handle = await v.start("r1", 2.0)
     seq, callee = await pending_call(v.vault.store, "Vault", "r1")
     state = naming.state_stream("Mallory")

@@ -88,9 +88,19 @@ def test_rules_follow_the_calls_events_and_lanes() -> None:
     ]
     assert "dasync._inbox.*.*.Billing" in billing.publish_allow
     assert "dasync.Billing.event.charged" in billing.publish_allow
-    assert "$JS.API.STREAM.UPDATE.DASYNC_Billing_EVENTS" in billing.publish_allow  # its own
-    # every user administers its own identity's inbox stream, no other
+    # by default nobody but the provisioner changes a stream, its own included
+    assert "$JS.API.STREAM.CREATE.DASYNC_Billing_EVENTS" in billing.publish_allow
+    assert not any(".STREAM.UPDATE." in s for u in users.values() if u.role != "provisioner"
+                   for s in u.publish_allow)  # fmt: skip
+    provisioner = users["dasync-provisioner"]
+    assert "$JS.API.STREAM.UPDATE.DASYNC_Billing_EVENTS" in provisioner.publish_allow
+    own = {u.user: u for u in permissions(analyze_files([SHOP]), provisioned=False)}
+    assert "$JS.API.STREAM.UPDATE.DASYNC_Billing_EVENTS" in own["Billing"].publish_allow
+    # every user administers its own identity's inbox stream, no other (the provisioner
+    # creates them all, and has no client of its own)
     for user in users.values():
+        if user.role == "provisioner":
+            continue
         inboxes = {t for s in user.publish_allow for t in s.split(".") if "__INBOX_" in t}
         assert inboxes == {f"DASYNC__INBOX_{user.identity}"}, user.user
         assert not [s for s in user.publish_allow if "STREAM.DELETE" in s]
@@ -164,7 +174,9 @@ def test_namespace_shared_inbox_combined_and_provisioned() -> None:
 
 def test_json_format_names_prefix_and_identity(capsys: pytest.CaptureFixture[str]) -> None:
     users = json.loads(cli(str(SHOP), "--format", "json", "--operator", capsys=capsys))
-    assert [u["user"] for u in users] == ["Billing", "Orders", CLIENT_USER, OPERATOR_USER]
+    assert [u["user"] for u in users] == [
+        "Billing", "Orders", CLIENT_USER, OPERATOR_USER, "dasync-provisioner"
+    ]  # fmt: skip
     orders = users[1]
     assert orders["inbox_prefix"] == "_INBOX_Orders"
     assert orders["identity"] == "Orders"
@@ -219,6 +231,53 @@ async def test_workflow_completes_under_the_generated_users(
     assert await handle.result(WAIT) == "receipt-o2"
     assert billing.worker.stats.rejected == [] and orders.worker.stats.rejected == []
     assert denials(caplog) == []  # no request of any process was refused
+
+
+async def test_nats_provision_creates_every_stream_before_the_services_start(
+    deploy: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``dasync nats-provision`` as the provisioner (the generated users, verbatim), then
+    the services start as their users, which may not change any stream, and run."""
+    caplog.set_level(logging.ERROR, logger="dasync.nats")
+    users = json.loads(cli(str(SHOP), "--format", "json", capsys=capsys))
+    d = deploy(users, cli(str(SHOP), capsys=capsys))
+    provisioner = await d.raw("dasync-provisioner")
+    with pytest.raises(ApiError):  # nothing exists yet
+        await provisioner.api("STREAM.INFO.DASYNC_Billing_WORK")
+    as_user = {u["user"]: u["environment"] for u in users}  # as the generated conf says
+    env = {
+        **os.environ,
+        **as_user["dasync-provisioner"],
+        "DASYNC_NATS_URL": d.url,
+        "DASYNC_NATS_PASSWORD": password("dasync-provisioner"),
+    }
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "dasync", "nats-provision", str(SHOP)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    made = set(done.stdout.split()) & {
+        "DASYNC_Billing_WORK", "DASYNC_Orders_JOURNAL", "DASYNC_Billing_EVENTS",
+        "DASYNC__INBOX_dasync-client", "DASYNC__INBOX_Orders", "DASYNC_Orders_STATE",
+    }  # fmt: skip
+    assert len(made) == 6, done.stdout
+    module = load_module(SHOP)
+    await d.runtime("Billing", module.BillingService)
+    orders = await d.runtime("Orders", module.OrderService)
+    client = await d.client(CLIENT_USER)
+    assert await client.proxy(module.Orders).place("p1", 3) == "receipt-p1"
+    assert orders.worker.stats.rejected == []
+    assert denials(caplog) == []
+    # as a wrong user it fails in one line
+    env.update(as_user["Billing"], DASYNC_NATS_PASSWORD=password("Billing"))
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "dasync", "nats-provision", str(SHOP), "--self-provisioned"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 3, refused.stderr
+    assert "Traceback" not in refused.stderr and "cannot provision" in refused.stderr
 
 
 async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
@@ -287,7 +346,9 @@ async def test_combined_user_runs_the_whole_file(
 ) -> None:
     """``--combined``: one user for ``dasync run shop_services.py`` (both services)."""
     users = json.loads(cli(str(SHOP), "--combined", "--format", "json", capsys=capsys))
-    assert [u["user"] for u in users] == ["dasync-run-security-shop_services", CLIENT_USER]
+    assert [u["user"] for u in users] == [
+        "dasync-run-security-shop_services", CLIENT_USER, "dasync-provisioner"
+    ]  # fmt: skip
     generated = cli(str(SHOP), "--combined", capsys=capsys)
     d = deploy(users, generated)  # the CLI's configuration, verbatim
     module = load_module(SHOP)

@@ -366,7 +366,7 @@ def service_permissions(
     namespace: str = "",
     shared_inbox: bool = False,
     user: str | None = None,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> UserPermissions:
     """The user of the process hosting ``use``; ``callers`` are the services that call it
     (it replies on their ``svc.<name>`` lane)."""
@@ -397,7 +397,7 @@ def client_permissions(
     namespace: str = "",
     shared_inbox: bool = False,
     user: str = CLIENT_USER,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> UserPermissions:
     """A client (``dasync.connect``, ``dasync call``) that may start and cancel routines of
     ``services`` and read their results. It may not fire services' events (an event is its
@@ -437,7 +437,7 @@ def operator_permissions(
     namespace: str = "",
     shared_inbox: bool = False,
     user: str = OPERATOR_USER,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> UserPermissions:
     """An operator of ``services``: cancels (``in.operator``), dead letters (``dasync
     dead-letters``: list, retry, delete), journals. A retried dead letter is republished on
@@ -546,7 +546,7 @@ def service_users(
     *,
     namespace: str = "",
     shared_inbox: bool = False,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> list[UserPermissions]:
     """One user per service (and per ``main``) of ``uses``.
 
@@ -584,7 +584,7 @@ def permissions(
     shared_inbox: bool = False,
     clients: bool = True,
     operator: bool = False,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> list[UserPermissions]:
     """``service_users``, plus a client user if ``clients``, an operator if ``operator``,
     and the provisioner if ``provisioned`` (``extra_users``)."""
@@ -604,7 +604,7 @@ def extra_users(
     shared_inbox: bool = False,
     clients: bool = True,
     operator: bool = False,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> list[UserPermissions]:
     """``users`` (the processes hosting ``uses``) followed by the client, operator and
     provisioner users asked for; ``ValueError`` if two of them would collide."""
@@ -634,7 +634,7 @@ def combine(
     *,
     namespace: str = "",
     shared_inbox: bool = False,
-    provisioned: bool = False,
+    provisioned: bool = True,
 ) -> UserPermissions:
     """One user for a process hosting several services (``dasync run FILE`` hosts them all),
     speaking as one client identity."""
