@@ -23,8 +23,8 @@ __all__ = ["add_parser", "provision_command"]
 DESCRIPTION = """\
 Create every stream the services of FILE... use (work queues, journals,
 leases, state, event streams, the inbox stream of each client identity), with
-the settings of this command's DASYNC_NATS_* environment ($DASYNC_NATS_ACK_WAIT
-...), connected as the deployment's 'dasync-provisioner' user. Run it before
+the provisioning settings 'dasync run' uses, connected as the deployment's
+'dasync-provisioner' user. Run it before
 the services start and after every change of settings; it is idempotent.
 Give it the same FILEs and flags as 'dasync nats-permissions', so that it
 creates exactly the streams those users may declare.
