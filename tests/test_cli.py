@@ -837,9 +837,12 @@ def test_call_a_running_service(tmp_path: Path, start: type[Running]) -> None:
 
     no_service = dasync_cmd("call", "Nobody.echo", cwd=tmp_path)
     assert no_service.returncode == 1
-    assert "error: Nobody.echo: no service or inbox named 'Nobody' is deployed" in (
-        no_service.stderr
-    )
+    assert "error: Nobody.echo: no worker of Nobody has ever started" in no_service.stderr
+    assert "services known there: Echo" in no_service.stderr  # the embedded server lists
+    assert "--wait queues the call" in no_service.stderr
+    # --wait: the call is kept until Nobody's worker starts (here: it never does)
+    queued = dasync_cmd("call", "Nobody.echo", "--wait", "--timeout", "1", cwd=tmp_path)
+    assert queued.returncode == 3 and "no reply from Nobody.echo within 1 s" in queued.stderr
     assert process.stop()[0] == 0
 
 

@@ -228,7 +228,9 @@ class Transport(Protocol):
     """Durable, at-least-once queues with publish-side dedupe and delayed delivery."""
 
     async def declare(self, queue: str) -> None:
-        """Create ``queue`` if it does not exist (idempotent)."""
+        """Create ``queue`` if it does not exist (idempotent): from then on, messages sent
+        to it are kept until someone consumes them. A caller declares its callee's queue
+        this way when the callee was never deployed, so that its calls wait for it."""
 
     identity: str
     """The client identity this connection speaks as (``Origin.client``): its inboxes are

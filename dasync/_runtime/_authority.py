@@ -10,8 +10,7 @@ whether that sender may claim it. One rule per message kind (``RULES``):
   goes to its own queue; a client may start only ids it may choose (no ``/``),
   with its reply to one of its own inboxes;
 * **reply**: only from the service the routine called at that sequence number,
-  naming the callee routine the journal says it called (or from the service
-  itself: a call it could not send fails locally);
+  naming the callee routine the journal says it called;
 * **cancel**: from the routine's caller, or an operator;
 * **timer**, **retry**: from the service itself.
 
@@ -106,8 +105,6 @@ def _inbox_of(queue: str, identity: str) -> bool:
 
 def _check_reply(env: Envelope, routine: Routine) -> None:
     origin = env.origin
-    if origin == Origin.service(routine.service):
-        return  # a call this service could not send, failed here
     called = routine.call_at(env.seq)
     if called is None:
         raise Refused(

@@ -12,7 +12,7 @@ from .._clock import Clock
 from .._codec import bind_args, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
 from .._engine import Complete, check_user_id, completion_of, decode_step
-from .._errors import ContractError, InvalidArguments, MalformedMessage
+from .._errors import ContractError, InvalidArguments, MalformedMessage, UnknownService
 from .._event import EventSpec
 from .._failures import decode_failure
 from .._proxy import make_proxy
@@ -134,18 +134,34 @@ class Client:
         return RoutineHandle(self, _method_spec_of(method), routine_id)
 
     async def call_raw(
-        self, service: str, method: str, args: bytes, *, routine_id: str | None = None
+        self,
+        service: str,
+        method: str,
+        args: bytes,
+        *,
+        routine_id: str | None = None,
+        wait: bool = False,
     ) -> tuple[bool, bytes]:
         """Start a routine from an already-encoded payload (used by ``dasync call``).
 
         Returns ``(ok, payload)`` of its reply. ``routine_id`` (default: a new
         one) lets the caller name the routine before it starts, e.g. to report it.
+        A service named here may be one no contract defines: unless ``wait``, a
+        service whose workers never started raises ``UnknownService``; with
+        ``wait`` the start waits in its queue for them.
         """
         routine_id = routine_id or uuid.uuid4().hex
         key = _waiter_key(service, routine_id)
         fut = self._waiter(key)
         msg = self._start_message(routine_id, method, args, key)
-        await self._transport.send(service, msg, self.origin)
+        try:
+            await self._transport.send(service, msg, self.origin)
+        except UnknownService:
+            if not wait:
+                self._waiters.pop(key, None)
+                raise
+            await self._transport.declare(service)
+            await self._transport.send(service, msg, self.origin)
         return await fut
 
     # --- internals ------------------------------------------------------------------------
@@ -167,7 +183,12 @@ class Client:
         self._waiter(key)
         msg = self._start_message(routine_id, method.name, payload, key)
         try:
-            await self._transport.send(method.service, msg, self.origin)
+            try:
+                await self._transport.send(method.service, msg, self.origin)
+            except UnknownService:
+                # a service of a contract, not deployed yet: the start waits for its workers
+                await self._transport.declare(method.service)
+                await self._transport.send(method.service, msg, self.origin)
         except BaseException:
             self._waiters.pop(key, None)
             raise

@@ -54,7 +54,6 @@ from .._engine import (
 )
 from .._errors import (
     CallFailed,
-    DasyncError,
     JournalConflict,
     MalformedMessage,
     UnknownMethod,
@@ -655,10 +654,13 @@ class Worker:
                 queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
                 try:
                     await self.transport.send(queue, msg, me)
-                except UnknownService as exc:
+                except UnknownService:
                     if not isinstance(command, Call):
                         raise
-                    await self._fail_call(own, routine_id, command, exc)
+                    # a callee whose workers never started: its calls wait for it (services
+                    # start in any order), in its queue, declared as its workers would
+                    await self.transport.declare(queue)
+                    await self.transport.send(queue, msg, me)
             elif isinstance(command, CancelCall):
                 callee = _wire.callee_of(routine_id, command)
                 message = _wire.cancel_message(callee, f"s{command.seq}", key)
@@ -680,13 +682,6 @@ class Worker:
                 if not command.ok and not meta.get("reply_to"):
                     self._record_failure(hosted, routine_id, command)
                 await self._reply(own, routine_id, meta, command)
-
-    async def _fail_call(self, own: str, routine_id: str, call: Call, exc: DasyncError) -> None:
-        """A call to a service that does not exist resolves as a failure the caller can catch."""
-        callee = _wire.callee_of(routine_id, call)
-        done = Complete(0, False, encode_failure(exc))
-        message = _wire.reply_message(routine_id, call.seq, callee, done, self._keys.get(own, b""))
-        await self.transport.send(own, message, Origin.service(own))
 
     async def _reply(
         self,

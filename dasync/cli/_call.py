@@ -104,6 +104,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         ),
     )
     parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="queue the call even if no worker of SERVICE has started yet; it runs when one "
+        "does (bound the wait with --timeout)",
+    )
+    parser.add_argument(
         "--traceback",
         action="store_true",
         help="on failure, also print the traceback recorded where the routine raised",
@@ -169,7 +175,7 @@ async def _call(
     async with _open_client(options, limit) as client:
         remaining = None if deadline is None else max(0.0, deadline - loop.time())
         try:
-            call = client.call_raw(service, method, payload, routine_id=routine_id)
+            call = client.call_raw(service, method, payload, routine_id=routine_id, wait=args.wait)
             ok, body = await asyncio.wait_for(call, remaining)
         except TimeoutError:
             raise CliError(
@@ -177,10 +183,13 @@ async def _call(
                 f"{service} running? The routine keeps running: its id is {routine_id}",
                 EXIT_UNAVAILABLE,
             ) from None
-        except UnknownService as exc:
+        except UnknownService:
+            known = await _known_services(client)
+            listed = f"; services known there: {', '.join(known)}" if known else ""
             raise CliError(
-                f"{name}: {exc} ({where}); a service is named after its contract "
-                "and exists once a 'dasync run' hosting it has started"
+                f"{name}: no worker of {service} has ever started on {where}{listed}. A "
+                "service is named after its contract; --wait queues the call until a "
+                f"'dasync run' hosting {service} starts"
             ) from None
         except DasyncError as exc:  # e.g. the connection broke while sending
             raise CliError(f"{name}: {describe_exception(exc)}", EXIT_UNAVAILABLE) from None
@@ -197,6 +206,18 @@ async def _call(
             err(remote_tb.rstrip() if verbose else trim_traceback(remote_tb.rstrip()))
     err(f"error: {name} raised {describe_exception(failure)}")
     return EXIT_FAILED
+
+
+async def _known_services(client: Client) -> list[str]:
+    """The services with a queue on the server, if this user may list streams (else [])."""
+    lister = getattr(client._transport, "services", None)
+    if lister is None:
+        return []
+    try:
+        found = await asyncio.wait_for(lister(), 3.0)
+    except Exception:  # a user without the right to list streams: say nothing more
+        return []
+    return sorted(str(s) for s in found)
 
 
 # --- connecting ------------------------------------------------------------------------------

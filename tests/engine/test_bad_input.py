@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol
 
 import pytest
 
@@ -10,7 +11,7 @@ import dasync
 from dasync._codec import decode_failure
 from dasync.transports import Message
 
-from ..semantics._helpers import dead_letters, publish_raw, wait_until
+from ..semantics._helpers import dead_letters, publish_raw, steps, wait_until
 
 
 class Calc(Protocol):
@@ -27,14 +28,18 @@ class CalcImpl(Calc):
 
 
 class Nowhere(Protocol):
-    """A contract that no runtime deploys."""
+    """A contract whose service is deployed only later in a test (or never)."""
 
     async def ping(self) -> str: ...
 
 
+class NowhereImpl(Nowhere):
+    async def ping(self) -> str:
+        return "pong"
+
+
 class Caller(Protocol):
     async def call_nowhere(self) -> str: ...
-    async def call_nowhere_uncaught(self) -> str: ...
 
 
 class CallerImpl(Caller):
@@ -43,14 +48,8 @@ class CallerImpl(Caller):
         self.calc = calc
 
     async def call_nowhere(self) -> str:
-        try:
-            return await self.nowhere.ping()
-        except dasync.UnknownService as exc:
-            total = await self.calc.add(1, 1)  # the routine goes on after catching it
-            return f"caught {type(exc).__name__} ({'Nowhere' in str(exc)}), then {total}"
-
-    async def call_nowhere_uncaught(self) -> str:
-        return await self.nowhere.ping()
+        pong = await self.nowhere.ping()
+        return f"{pong}, then {await self.calc.add(1, 1)}"
 
 
 SERVICES = [CalcImpl, CallerImpl]
@@ -60,22 +59,38 @@ async def _still_serves(rt: dasync.Runtime) -> None:
     assert await rt.client.proxy(Calc).add(20, 22) == 42
 
 
-async def test_client_call_to_an_unknown_service(make_runtime):
+async def test_a_start_by_name_of_a_service_nobody_defines_is_unknown(make_runtime):
+    """Only a raw start (``dasync call`` names a service) can name a service that no
+    contract defines; it is refused at once, naming it."""
     async with make_runtime(SERVICES) as rt:
         with pytest.raises(dasync.UnknownService, match="Nowhere"):
-            await rt.client.proxy(Nowhere).ping()
-        with pytest.raises(dasync.UnknownService):
             await rt.client.call_raw("Nowhere", "ping", b"{}")
         await _still_serves(rt)
 
 
-async def test_routine_call_to_an_unknown_service_raises_at_its_await(make_runtime):
+async def test_calls_wait_for_a_service_that_starts_later(make_runtime):
+    """Services start in any order: a client's call and a routine's call to a service
+    whose workers have not started are kept, and complete once they do."""
     async with make_runtime(SERVICES) as rt:
-        caller = rt.client.proxy(Caller)
-        assert await caller.call_nowhere() == "caught UnknownService (True), then 2"
-        with pytest.raises(dasync.UnknownService, match="Nowhere"):
-            await caller.call_nowhere_uncaught()
+        from_client = asyncio.ensure_future(rt.client.proxy(Nowhere).ping())
+        from_routine = await rt.client.start(Caller.call_nowhere)
+
+        async def queued() -> bool:
+            records = await steps(rt, "Caller", from_routine.routine_id)
+            return any(c.service == "Nowhere" for r in records for c in _calls(r))
+
+        await wait_until(queued)
+        assert not from_client.done()
+        async with make_runtime([NowhereImpl]):
+            assert await asyncio.wait_for(from_client, 10) == "pong"
+            assert await from_routine.result(timeout=10) == "pong, then 2"
         await _still_serves(rt)
+
+
+def _calls(record: Any) -> list[Any]:
+    from dasync._engine import Call
+
+    return [c for c in record.commands if isinstance(c, Call)]
 
 
 async def test_unknown_method(make_runtime):

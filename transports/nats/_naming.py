@@ -30,6 +30,7 @@ __all__ = [
     "INBOX_CONSUMER_PREFIX",
     "INBOX_PREFIX",
     "INBOX_TOKEN",
+    "any_inputs_filter",
     "call_subject",
     "client_subject",
     "inbox_filter",
@@ -149,6 +150,11 @@ def operator_subject(service: str, namespace: str = "") -> str:
 def inputs_filter(service: str, namespace: str = "") -> str:
     """Every lane of ``service``'s inputs: the filter of its work consumer."""
     return f"{_service_root(service, namespace)}.in.>"
+
+
+def any_inputs_filter(namespace: str = "") -> str:
+    """The inputs of every service of a namespace (to find the services deployed)."""
+    return f"{_root(namespace)}.*.in.>"
 
 
 def schedule_subject(service: str, msg_id: str, namespace: str = "") -> str:

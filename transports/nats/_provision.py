@@ -54,8 +54,12 @@ class Provisioner:
         name = naming.event_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._event_stream(service, own))
 
-    async def queue(self, queue: str) -> None:
-        """The stream and the shared durable consumer of ``queue`` exist."""
+    async def queue(self, queue: str, *, consumer: bool = True) -> None:
+        """The stream and (``consumer``) the shared durable consumer of ``queue`` exist.
+
+        A caller declares its callee's stream only (the callee's workers create their
+        consumer, which reads the stream from its start): messages wait in it.
+        """
         if naming.is_group_queue(queue):
             topic, group = naming.parse_group_queue(queue)
             await self.topic(topic, own=False)
@@ -66,12 +70,14 @@ class Provisioner:
                 "stream:" + naming.inbox_stream(identity, self.ns),
                 lambda: self._inbox_stream(identity),
             )
-            await self._once("consumer:" + queue, lambda: self._inbox_consumer(queue))
+            if consumer:
+                await self._once("consumer:" + queue, lambda: self._inbox_consumer(queue))
         else:
             await self._once(
                 "stream:" + naming.work_stream(queue, self.ns), lambda: self._work_stream(queue)
             )
-            await self._once("consumer:" + queue, lambda: self._work_consumer(queue))
+            if consumer:
+                await self._once("consumer:" + queue, lambda: self._work_consumer(queue))
 
     async def journal(self, service: str) -> None:
         """The journal stream of ``service`` exists (with direct get enabled)."""

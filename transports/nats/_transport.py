@@ -57,7 +57,7 @@ class NatsTransport:
 
     async def declare(self, queue: str) -> None:
         self._check_open()
-        await self.provisioner.queue(queue)
+        await self.provisioner.queue(queue, consumer=False)
 
     async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
         self._check_open()
@@ -95,7 +95,8 @@ class NatsTransport:
             raise TransportError(f"stream {stream} did not answer a publish to {subject}") from None
 
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> PullConsumer:
-        await self.declare(queue)
+        self._check_open()
+        await self.provisioner.queue(queue)
         inbox = is_inbox(queue)
         ns = self.conn.options.namespace
         consumer = PullConsumer(
@@ -112,6 +113,25 @@ class NatsTransport:
         consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def services(self) -> list[str]:
+        """The services of this namespace whose queue exists (needs ``STREAM.LIST``)."""
+        self._check_open()
+        ns = self.conn.options.namespace
+        found: list[str] = []
+        offset = 0
+        while True:
+            page = await self.conn.api(
+                "STREAM.LIST", {"offset": offset, "subject": naming.any_inputs_filter(ns)}
+            )
+            streams = page.get("streams") or []
+            for info in streams:
+                meta = (info.get("config") or {}).get("metadata") or {}
+                if meta.get("dasync.kind") == "work" and meta.get("dasync.service"):
+                    found.append(meta["dasync.service"])
+            offset += len(streams)
+            if not streams or offset >= int(page.get("total", 0)):
+                return found
 
     async def dead_letters(self, queue: str) -> list[DeadLetter]:
         self._check_open()
