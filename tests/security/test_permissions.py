@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,43 @@ async def test_nats_provision_creates_every_stream_before_the_services_start(
     )  # fmt: skip
     assert refused.returncode == 3, refused.stderr
     assert "Traceback" not in refused.stderr and "cannot provision" in refused.stderr
+
+
+@pytest.mark.parametrize("provisioned", [True, False], ids=["provisioned", "self-provisioned"])
+async def test_services_start_in_any_order_under_the_generated_users(
+    deploy: Any, caplog: pytest.LogCaptureFixture, provisioned: bool
+) -> None:
+    """The client calls Orders before any worker runs, Orders calls Billing before Billing
+    runs: both calls wait in their queues and complete once the workers start."""
+    caplog.set_level(logging.ERROR, logger="dasync.nats")
+    uses = analyze_files([SHOP])
+    users = permissions(uses, provisioned=provisioned)
+    d = deploy(users)
+    if provisioned:
+        identities = [u.identity for u in users if u.role != "provisioner"]
+        await provision(d.options("dasync-provisioner"), uses, identities)
+    module = load_module(SHOP)
+    client = await d.client(CLIENT_USER)
+    placed = asyncio.ensure_future(client.proxy(module.Orders).place("late-1", 4))
+    as_client, as_orders = await d.raw(CLIENT_USER), await d.raw("Orders")
+
+    def queued(conn: Any, service: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            try:
+                info = await conn.api(f"STREAM.INFO.{naming.work_stream(service)}")
+            except ApiError:
+                return False
+            return int(info["state"]["messages"]) >= 1
+
+        return check
+
+    await wait_for(queued(as_client, "Orders"), "the start waiting in Orders' queue")
+    await d.runtime("Orders", module.OrderService)  # Billing is still not running
+    await wait_for(queued(as_orders, "Billing"), "Orders' call waiting in Billing's queue")
+    assert not placed.done()
+    await d.runtime("Billing", module.BillingService)
+    assert await asyncio.wait_for(placed, WAIT) == "receipt-late-1"
+    assert denials(caplog) == []
 
 
 async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:

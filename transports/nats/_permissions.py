@@ -321,6 +321,7 @@ def _service_rules(
                 naming.call_subject(callee, name, ns),
                 _api("STREAM", "INFO", naming.work_stream(callee, ns)),
             )
+            _await_queue(rules, callee, ns, provisioned)
     for caller in callers:
         if caller != name:
             rules.add(
@@ -336,6 +337,17 @@ def _service_rules(
         rules.add(
             f"start main() as client {identity} ('dasync run' does)",
             naming.client_subject(name, identity, ns),
+        )
+
+
+def _await_queue(rules: _Rules, callee: str, namespace: str, provisioned: bool) -> None:
+    """Self-provisioned: a caller may create the work stream of a callee whose workers
+    never started, so that its calls wait there (services start in any order). Provisioned
+    deployments have every stream already, and nobody but the provisioner creates one."""
+    if not provisioned:
+        rules.add(
+            f"declare {callee}'s queue if its workers have not started yet (calls wait there)",
+            _api("STREAM", "CREATE", naming.work_stream(callee, namespace)),
         )
 
 
@@ -417,6 +429,7 @@ def client_permissions(
             _api("STREAM", "INFO", journal),
         )
         _direct_get(rules, journal, why)
+        _await_queue(rules, name, ns, provisioned)
     _identity_rules(rules, identity, ns, provisioned)
     prefix = inbox_prefix_for(full, ns, shared=shared_inbox)
     return UserPermissions(
