@@ -201,23 +201,12 @@ def check_exactly_once(
     return report
 
 
-def concurrent_on_two_processes(runs: list[Execution], within: float) -> bool:
-    """Whether two executions of one call began within ``within`` s of each other in two
-    different processes (two live deliveries of one message, handled at the same time)."""
-    return any(
-        a.pid != b.pid and abs(a.began - b.began) < within
-        for i, a in enumerate(runs)
-        for b in runs[i + 1 :]
-    )
-
-
 __all__ = [
     "CALLS_PER_FLOW",
     "ExactlyOnce",
     "Processes",
     "RecordingClient",
     "check_exactly_once",
-    "concurrent_on_two_processes",
     "options",
     "wait_for",
 ]

@@ -25,7 +25,6 @@ from ._cluster import (
     Processes,
     RecordingClient,
     check_exactly_once,
-    concurrent_on_two_processes,
     options,
     wait_for,
 )
@@ -42,16 +41,6 @@ from ._services import (
 
 FLOWS = 300
 PAUSE = 0.3
-CONCURRENT_DELIVERIES = (
-    "known bug (see test_duplicates.py::test_every_message_twice_changes_nothing[copies-2]): "
-    "after a kill -9 of the server, JetStream sometimes hands one message to two workers at "
-    "the same time (observed: two executions of one call beginning within a few ms in two "
-    "processes right after the restart, or after the nak of a delivery made before the "
-    "crash); both run the call's code and the journal keeps one commit, so the call executed "
-    "twice although no worker was killed"
-)
-
-
 def crash(server: NatsServer) -> None:
     """``kill -9`` the server: no flush, no goodbye to clients."""
     proc, server.process = server.process, None
@@ -134,11 +123,6 @@ async def test_server_restart_mid_run_loses_nothing_and_runs_each_call_once(tmp_
                         for call_id, runs in sorted(report.unexplained.items())[:3]
                     )
                 )
-                if how == "kill" and all(
-                    concurrent_on_two_processes(runs, IO_SECONDS + 0.05)
-                    for runs in report.unexplained.values()
-                ):
-                    pytest.xfail(f"{CONCURRENT_DELIVERIES}\n{details}")
                 raise AssertionError(f"calls ran again without a reason: {details}")
             assert report.calls == FLOWS * CALLS_PER_FLOW
             assert procs.alive() == ["ledger-1", "ledger-2", "flow-1"]
