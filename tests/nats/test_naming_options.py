@@ -94,3 +94,17 @@ def test_tls_context_only_when_asked():
     assert isinstance(NatsOptions(servers=("tls://h:4222",)).ssl_context(), ssl.SSLContext)
     with pytest.raises(ValueError):
         NatsOptions().with_servers(" , ")
+
+
+def test_stream_settings_come_from_the_environment_too():
+    from dasync.transports.nats import NatsOptions
+
+    env = {"DASYNC_NATS_REPLICAS": "3", "DASYNC_NATS_ACK_WAIT": "4.5",
+           "DASYNC_NATS_DUPLICATE_WINDOW": "60", "DASYNC_NATS_MAX_ACK_PENDING": "100"}  # fmt: skip
+    options = NatsOptions.from_env(env)
+    assert (options.replicas, options.ack_wait) == (3, 4.5)
+    assert (options.duplicate_window, options.max_ack_pending) == (60.0, 100)
+    assert NatsOptions.from_env(env, replicas="1").replicas == 1  # a flag wins, as a string
+    for bad in ({"DASYNC_NATS_REPLICAS": "three"}, {"DASYNC_NATS_REPLICAS": "7"}):
+        with pytest.raises(ValueError, match="REPLICAS|replicas"):
+            NatsOptions.from_env(bad)

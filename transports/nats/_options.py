@@ -23,9 +23,10 @@ _INBOX_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 class NatsOptions:
     """How to reach NATS and how dasync sets up its streams and consumers.
 
-    Every worker of a deployment should use the same provisioning settings
-    (``ack_wait``, ``duplicate_window``...): the last one to declare a queue
-    wins, so differing values would flip the server configuration back and forth.
+    Every process of a deployment must use the same provisioning settings
+    (``ack_wait``, ``duplicate_window``, ``replicas``...): a process keeps a stream that
+    exists as it is (and warns when its settings differ); ``dasync nats-provision``
+    changes it.
     """
 
     servers: tuple[str, ...] = (DEFAULT_URL,)
@@ -89,6 +90,10 @@ class NatsOptions:
     def __post_init__(self) -> None:
         check_namespace(self.namespace)
         check_name("client identity", self.identity)
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"replicas must be 1 to 5, not {self.replicas}")
+        if self.ack_wait <= 0 or self.duplicate_window <= 0:
+            raise ValueError("ack_wait and duplicate_window must be positive (seconds)")
         if not _INBOX_PREFIX.fullmatch(self.inbox_prefix):
             raise ValueError(
                 f"invalid inbox prefix {self.inbox_prefix!r}: dot-separated tokens of "
@@ -103,10 +108,21 @@ class NatsOptions:
         ``DASYNC_NATS_PASSWORD``, ``DASYNC_NATS_TOKEN``, ``DASYNC_NATS_CREDS``,
         ``DASYNC_NATS_TLS_CA``, ``DASYNC_NATS_TLS_CERT``, ``DASYNC_NATS_TLS_KEY``,
         ``DASYNC_NATS_NKEY_SEED``, ``DASYNC_NATS_INBOX_PREFIX``, ``DASYNC_NATS_IDENTITY``,
-        ``DASYNC_NATS_NAMESPACE``.
+        ``DASYNC_NATS_NAMESPACE``, and the provisioning settings ``DASYNC_NATS_REPLICAS``,
+        ``_ACK_WAIT``, ``_DUPLICATE_WINDOW``, ``_MAX_ACK_PENDING``, ``_INBOX_MAX_AGE``,
+        ``_EVENT_MAX_AGE`` (seconds).
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        for key, kind in _PROVISIONING.items():
+            raw = env.get(f"DASYNC_NATS_{key.upper()}", "").strip()
+            if raw:
+                try:
+                    values[key] = kind(raw)
+                except ValueError:
+                    raise ValueError(
+                        f"DASYNC_NATS_{key.upper()}={raw!r}: expected {kind.__name__}"
+                    ) from None
         if url := env.get("DASYNC_NATS_URL", "").strip():
             values["servers"] = split_servers(url)
         keys = (
@@ -125,7 +141,9 @@ class NatsOptions:
         for key in keys:
             if value := env.get(f"DASYNC_NATS_{key.upper()}"):
                 values[key] = value
-        values.update(overrides)
+        for key, value in overrides.items():
+            kind = _PROVISIONING.get(key)
+            values[key] = kind(value) if kind is not None and isinstance(value, str) else value
         if isinstance(values.get("servers"), str):
             values["servers"] = split_servers(values["servers"])
         return cls(**values)
@@ -148,6 +166,18 @@ class NatsOptions:
         if self.tls_cert:
             context.load_cert_chain(self.tls_cert, self.tls_key)
         return context
+
+
+_PROVISIONING: dict[str, type[int] | type[float]] = {
+    "replicas": int,
+    "ack_wait": float,
+    "duplicate_window": float,
+    "max_ack_pending": int,
+    "inbox_max_age": float,
+    "event_max_age": float,
+}
+"""Stream and consumer settings read from ``DASYNC_NATS_<NAME>``: every process of a
+deployment must use the same (a process never changes a stream that exists)."""
 
 
 def split_servers(url: str) -> tuple[str, ...]:

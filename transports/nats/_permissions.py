@@ -700,7 +700,7 @@ async def provision(
 
     conn = await Connection.open(options)
     try:
-        prov = Provisioner(conn)
+        prov = Provisioner(conn, update=True)
         create: dict[str, Callable[[str], Awaitable[None]]] = {
             "work": prov._work_stream,
             "journal": prov._journal_stream,

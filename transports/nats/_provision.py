@@ -1,14 +1,18 @@
 """Idempotent creation of the streams and consumers dasync uses (see docs/nats.md).
 
 ``declare`` may run in every worker at every start: creating an existing
-stream with the same configuration is a no-op on the server, and a different
-configuration is applied with an update. Results are remembered per
-connection so the hot path (``send``, ``append``) never provisions.
+stream with the same configuration is a no-op on the server. A process never
+changes a stream that exists: a different configuration is reported (the
+stream, both values, the fix) and the stream kept; only the provisioner
+(``update=True``, ``dasync nats-provision``) applies new settings. Results are
+remembered per connection so the hot path (``send``, ``append``) never
+provisions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +25,46 @@ from ._connection import STREAM_NOT_FOUND, ApiError, Connection
 __all__ = ["Provisioner"]
 
 STREAM_NAME_IN_USE = 10058
+
+_log = logging.getLogger("dasync.nats")
+
+_COMPARED = (
+    "subjects",
+    "retention",
+    "num_replicas",
+    "max_age",
+    "duplicate_window",
+    "max_msgs_per_subject",
+    "allow_direct",
+    "allow_msg_schedules",
+    "storage",
+)
+"""The settings of a stream whose difference matters (the rest are descriptions)."""
+
+_SETTING_OF = {
+    "num_replicas": "$DASYNC_NATS_REPLICAS",
+    "max_age": "$DASYNC_NATS_ACK_WAIT (claims), $DASYNC_NATS_INBOX_MAX_AGE, "
+    "$DASYNC_NATS_EVENT_MAX_AGE",
+    "duplicate_window": "$DASYNC_NATS_DUPLICATE_WINDOW",
+}
+
+
+def _differences(existing: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (existing, wanted)}`` for the settings of ``_COMPARED`` that differ."""
+    found: dict[str, tuple[Any, Any]] = {}
+    for key in _COMPARED:
+        if key not in wanted:
+            continue
+        theirs, ours = existing.get(key), wanted[key]
+        if isinstance(ours, list):
+            same = sorted(theirs or []) == sorted(ours)
+        else:
+            same = theirs == ours or (theirs is None and ours in (False, 0))
+        if not same:
+            found[key] = (theirs, ours)
+    return found
+
+
 _NS = 1_000_000_000
 
 
@@ -31,8 +75,10 @@ def _ns(seconds: float) -> int:
 class Provisioner:
     """Creates (once per connection) the stream and consumer behind each queue and journal."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, *, update: bool = False) -> None:
         self.conn = conn
+        self.update = update
+        """Bring existing streams to this configuration (the provisioner only)."""
         self.options = conn.options
         self.ns = conn.options.namespace
         self._done: dict[str, asyncio.Future[None]] = {}
@@ -150,23 +196,40 @@ class Provisioner:
     # --- streams --------------------------------------------------------------------------
 
     async def _stream(self, config: dict[str, Any], *, own: bool = True) -> None:
+        """Create the stream ``config`` describes, or accept the one that exists.
+
+        A process never changes a stream that exists (whoever declared last would decide
+        its settings, and a client at the defaults would scale a cluster's streams down):
+        a difference in the settings that matter is logged, naming the stream, both values
+        and the fix. Only the provisioner (``update=True``, ``dasync nats-provision``)
+        brings an existing stream to new settings.
+        """
         name = config["name"]
         config.setdefault("storage", "file")
         config.setdefault("num_replicas", self.options.replicas)
         config.setdefault("discard", "old")
         try:
             await self.conn.api(f"STREAM.CREATE.{name}", config)
+            return
         except ApiError as exc:
             if exc.err_code != STREAM_NAME_IN_USE:
                 raise TransportError(f"cannot create stream {name}: {exc.description}") from exc
-            if not own:
-                return  # another's stream, configured by its owner
-            try:
-                await self.conn.api(f"STREAM.UPDATE.{name}", config)
-            except ApiError as upd:
-                raise TransportError(
-                    f"stream {name} exists with an incompatible configuration: {upd.description}"
-                ) from upd
+        if not (own and self.update):
+            existing = await self.stream_config(name)
+            for key, (theirs, ours) in _differences(existing or {}, config).items():
+                _log.warning(
+                    "stream %s exists with %s=%r; this process asks for %r and keeps the "
+                    "stream as it is (set the same value everywhere, e.g. %s, and run "
+                    "'dasync nats-provision' to change it)",
+                    name, key, theirs, ours, _SETTING_OF.get(key, "the same NatsOptions"),
+                )  # fmt: skip
+            return
+        try:
+            await self.conn.api(f"STREAM.UPDATE.{name}", config)
+        except ApiError as upd:
+            raise TransportError(
+                f"stream {name} exists with an incompatible configuration: {upd.description}"
+            ) from upd
 
     async def _work_stream(self, service: str) -> None:
         config: dict[str, Any] = {
