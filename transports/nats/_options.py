@@ -142,8 +142,10 @@ class NatsOptions:
             if value := env.get(f"DASYNC_NATS_{key.upper()}"):
                 values[key] = value
         for key, value in overrides.items():
-            kind = _PROVISIONING.get(key)
-            values[key] = kind(value) if kind is not None and isinstance(value, str) else value
+            convert = _PROVISIONING.get(key)
+            if convert is not None and isinstance(value, str):
+                value = convert(value)
+            values[key] = value
         if isinstance(values.get("servers"), str):
             values["servers"] = split_servers(values["servers"])
         return cls(**values)
