@@ -141,11 +141,9 @@ class NatsOptions:
         for key in keys:
             if value := env.get(f"DASYNC_NATS_{key.upper()}"):
                 values[key] = value
-        for key, value in overrides.items():
+        for key, given in overrides.items():
             convert = _PROVISIONING.get(key)
-            if convert is not None and isinstance(value, str):
-                value = convert(value)
-            values[key] = value
+            values[key] = convert(given) if convert and isinstance(given, str) else given
         if isinstance(values.get("servers"), str):
             values["servers"] = split_servers(values["servers"])
         return cls(**values)
