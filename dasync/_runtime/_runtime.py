@@ -71,6 +71,8 @@ class Runtime:
             on_divergence=on_divergence or ("fail" if force_replay else "park"),
             poison_after=poison_after,
             max_crashes=max_crashes,
+            # leases last as long as a dead worker's deliveries: renew them well within it
+            heartbeat=min(10.0, float(getattr(transport, "ack_wait", 30.0)) / 3),
         )
         self.client = Client(transport, store, self.clock, max_payload=max_payload)
         self._started = False

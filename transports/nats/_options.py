@@ -62,8 +62,11 @@ class NatsOptions:
     request_timeout: float = 5.0
     """Publish acknowledgements and JetStream API calls fail with ``TransportError`` after this."""
 
-    ack_wait: float = 30.0
-    """An unacknowledged delivery goes to another worker after this (the worker died)."""
+    ack_wait: float = 5.0
+    """An unacknowledged delivery goes to another worker after this (the worker died): work
+    in flight in a killed worker moves on within this many seconds. A live worker keeps
+    each delivery (and its first-step lease) alive every third of it while a step runs,
+    so a long step is never handed to a second worker."""
     duplicate_window: float = 120.0
     """Messages re-sent with the same id within this window are dropped by the server."""
     max_ack_pending: int = 20_000

@@ -49,6 +49,9 @@ class NatsTransport:
 
     def __init__(self, conn: Connection, provisioner: Provisioner | None = None) -> None:
         self.identity = conn.options.identity
+        self.ack_wait = conn.options.ack_wait
+        """How long a dead worker's delivery (and lease) lasts: the runtime renews leases of
+        long first steps well within it."""
         self.conn = conn.retain()
         self.provisioner = provisioner or Provisioner(conn)
         self._consumers: list[PullConsumer] = []
