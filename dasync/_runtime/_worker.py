@@ -56,6 +56,7 @@ from .._errors import (
     CallFailed,
     JournalConflict,
     MalformedMessage,
+    TransportError,
     UnknownMethod,
     UnknownService,
 )
@@ -113,6 +114,8 @@ class WorkerStats:
     conflicts: int = 0
     redeliveries_resent: int = 0
     retries: int = 0
+    append_retries: int = 0
+    """Journal writes tried again after an infrastructure failure (the step kept)."""
     claimed_elsewhere: int = 0
     """Deliveries of a new call put back because another worker was already running it."""
     diverged: list[str] = field(default_factory=list)
@@ -142,6 +145,7 @@ class Worker:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         on_divergence: str = "park",
         max_crashes: int = 3,
+        append_patience: float = 30.0,
     ) -> None:
         if on_divergence not in ("park", "fail"):
             raise ValueError(f"on_divergence must be 'park' or 'fail', not {on_divergence!r}")
@@ -154,6 +158,9 @@ class Worker:
         self.poison_after = poison_after
         self._limits = Limits(poison_after, on_divergence=on_divergence)
         self.max_crashes = max_crashes
+        self.append_patience = append_patience
+        """How long a computed step's journal write is retried through infrastructure
+        failures before the delivery is handed back (and the step computed again)."""
         """A message whose processing was cut short this many times (the worker died in it:
         ``sys.exit`` in C code, a segfault, the OOM killer) is set aside before it runs again."""
         self._keys: dict[str, bytes] = {}
@@ -417,7 +424,7 @@ class Worker:
                 delay = policy.delay(attempt)
                 error = f"{type(inst.failure).__name__}: {inst.failure}"[:500]
                 record = StepRecord(inp, (Postpone(attempt, now + delay, error),))
-                await self.store.append(name, inst.routine_id, encode_step(record), step.index)
+                await self._append(name, inst.routine_id, encode_step(record), step.index)
                 await self._send(hosted, inst.routine_id, inst.context, record.commands)
                 self.stats.retries += 1
                 _log.info(
@@ -438,12 +445,43 @@ class Worker:
         """Append the step to the journal, send its outbox, keep or drop the live instance."""
         name = hosted.spec.name
         try:
-            await self.store.append(name, inst.routine_id, encode_step(step), expected=step.index)
+            await self._append(name, inst.routine_id, encode_step(step), step.index)
         except BaseException:
             self._evict((name, inst.routine_id))
             raise
         await self._send(hosted, inst.routine_id, inst.context, step.commands)
         self._release(hosted, inst)
+
+    async def _append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
+        """Commit a computed step, riding out infrastructure failures (a leader election, a
+        restarting server) for up to ``append_patience`` s, so that user code does not run
+        again on a live worker for want of one write.
+
+        A write that timed out may have landed: a conflict after one is checked against the
+        journal, and our own entry at ``expected`` counts as committed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.append_patience
+        delay = 0.05
+        uncertain = False
+        while True:
+            try:
+                await self.store.append(service, routine_id, entry, expected)
+                return
+            except JournalConflict:
+                if uncertain:
+                    entries = await self.store.load(service, routine_id)
+                    if len(entries) > expected and entries[expected] == entry:
+                        return  # the write that timed out had landed
+                raise
+            except (TimeoutError, TransportError, OSError) as exc:
+                uncertain = True
+                if loop.time() + delay > deadline:
+                    raise
+                self.stats.append_retries += 1
+                _log.info("journal append of %s failed (%r); retrying", routine_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _before_user_code(
         self, hosted: HostedService, env: _wire.Envelope, key: str, run: _Run
