@@ -32,6 +32,7 @@ from ._errors import NotAwaited as NotAwaited
 from ._errors import NotInRoutine as NotInRoutine
 from ._errors import RemoteError as RemoteError
 from ._errors import TransportError as TransportError
+from ._errors import TransportRefused as TransportRefused
 from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
 from ._errors import UnsafeInRoutine as UnsafeInRoutine
@@ -71,6 +72,7 @@ def __getattr__(name: str) -> _typing.Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = [
     "CallDepthExceeded",
     "CallFailed",
@@ -93,6 +95,7 @@ __all__ = [
     "ServiceSpec",
     "SystemClock",
     "TransportError",
+    "TransportRefused",
     "UnknownMethod",
     "UnknownService",
     "UnsafeInRoutine",

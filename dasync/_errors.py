@@ -75,6 +75,11 @@ class TransportError(DasyncError):
     """The transport or store failed; workers retry these, routines never see them."""
 
 
+class TransportRefused(TransportError):
+    """The transport will not do this however often it is asked: it was closed by this
+    process, or the server's permissions refuse it. Not retried by clients."""
+
+
 class JournalConflict(TransportError):
     """Another worker committed a step of the same routine first (optimistic concurrency)."""
 

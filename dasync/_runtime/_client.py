@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar, cast
 
 from .._clock import Clock
 from .._codec import bind_args, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
 from .._engine import Complete, check_user_id, completion_of, decode_step
-from .._errors import ContractError, InvalidArguments, MalformedMessage, UnknownService
+from .._errors import (
+    ContractError,
+    InvalidArguments,
+    MalformedMessage,
+    TransportError,
+    TransportRefused,
+    UnknownService,
+)
 from .._event import EventSpec
 from .._failures import decode_failure
 from .._proxy import make_proxy
@@ -55,7 +62,7 @@ class RoutineHandle(Generic[R]):
     async def cancel(self) -> None:
         """Ask the routine to cancel (its main task gets ``CancelledError``)."""
         cancel = _wire.cancel_message(self.routine_id, f"c{uuid.uuid4().hex}")
-        await self._client._transport.send(self.service, cancel, self._client.origin)
+        await self._client._send(self.service, cancel, declare=False)
 
     def __repr__(self) -> str:
         return f"<RoutineHandle {self.method.qualname} {self.routine_id}>"
@@ -155,13 +162,10 @@ class Client:
         fut = self._waiter(key)
         msg = self._start_message(routine_id, method, args, key)
         try:
-            await self._transport.send(service, msg, self.origin)
-        except UnknownService:
-            if not wait:
-                self._waiters.pop(key, None)
-                raise
-            await self._transport.declare(service)
-            await self._transport.send(service, msg, self.origin)
+            await self._send(service, msg, declare=wait)
+        except BaseException:
+            self._waiters.pop(key, None)
+            raise
         return await fut
 
     # --- internals ------------------------------------------------------------------------
@@ -183,16 +187,46 @@ class Client:
         self._waiter(key)
         msg = self._start_message(routine_id, method.name, payload, key)
         try:
-            try:
-                await self._transport.send(method.service, msg, self.origin)
-            except UnknownService:
-                # a service of a contract, not deployed yet: the start waits for its workers
-                await self._transport.declare(method.service)
-                await self._transport.send(method.service, msg, self.origin)
+            # a service of a contract that is not deployed yet: the start waits for its workers
+            await self._send(method.service, msg, declare=True)
         except BaseException:
             self._waiters.pop(key, None)
             raise
         return RoutineHandle(self, method, routine_id)
+
+    async def _send(self, service: str, message: Message, *, declare: bool) -> None:
+        """Send, riding out infrastructure failures (a server restarting, a leader election):
+        the message keeps its id, so a send that did land is not stored twice. Only the
+        caller's own timeout (or a refusal: a closed transport, a permission) ends it.
+        ``declare``: a service whose workers never started gets its queue, to wait in."""
+        delay = 0.05
+        while True:
+            try:
+                await self._transport.send(service, message, self.origin)
+                return
+            except UnknownService:
+                if not declare:
+                    raise
+                await self._retrying(lambda: self._transport.declare(service), service)
+            except TransportRefused:
+                raise
+            except (TransportError, TimeoutError, OSError) as exc:
+                _log.warning("sending to %s failed (%r); retrying in %.2fs", service, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
+        """``attempt()`` until it succeeds or is refused, with backoff."""
+        delay = 0.05
+        while True:
+            try:
+                return await attempt()
+            except TransportRefused:
+                raise
+            except (TransportError, TimeoutError, OSError) as exc:
+                _log.warning("%s: %r; retrying in %.2fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _start_message(self, routine_id: str, method: str, args: bytes, key: str) -> Message:
         msg_id = _wire.client_start_id(routine_id)
@@ -239,8 +273,15 @@ class Client:
                     except TimeoutError:
                         # the journal is the fallback if a reply went astray: look less often
                         poll = min(poll * 2, self._poll * 16)
-                # started elsewhere, or the reply went astray: read the journal
-                done = await self._stored_completion(handle)
+                # started elsewhere, or the reply went astray: read the journal (through an
+                # outage too: only the caller's own timeout ends the wait)
+                try:
+                    done = await self._stored_completion(handle)
+                except TransportRefused:
+                    raise
+                except (TransportError, TimeoutError, OSError) as exc:
+                    _log.info("reading the result of %s failed (%r); waiting", handle, exc)
+                    done = None
                 if done is not None:
                     ok, payload = done.ok, done.payload
                     break

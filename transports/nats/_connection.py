@@ -25,7 +25,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from dasync._errors import TransportError
+from dasync._errors import TransportError, TransportRefused
 
 from ._options import NatsOptions
 
@@ -53,7 +53,7 @@ class NoResponders(TransportError):
     """Nothing listens on the subject: for JetStream, the stream (or consumer) does not exist."""
 
 
-class PermissionDenied(TransportError):
+class PermissionDenied(TransportRefused):
     """The server refused a publish or subscription: the user's permissions do not allow it."""
 
 

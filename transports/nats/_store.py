@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from dasync._errors import JournalConflict, TransportError
+from dasync._errors import JournalConflict, TransportError, TransportRefused
 
 from . import _naming as naming
 from ._connection import WRONG_LAST_SEQUENCE, ApiError, Connection, NoResponders, RawMsg
@@ -333,7 +333,7 @@ class NatsStore:
 
     def _check_open(self) -> None:
         if self._closed or self.conn.closed:
-            raise TransportError("the NATS journal store is closed")
+            raise TransportRefused("the NATS journal store is closed")
 
 
 def _index(raw: RawMsg) -> int:

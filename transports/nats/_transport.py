@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from dasync._errors import TransportError, UnknownService
+from dasync._errors import TransportError, TransportRefused, UnknownService
 from dasync.transports._contract import DeadLetter, Handler, Message, Origin, is_inbox
 
 from . import _envelope as env
@@ -209,7 +209,7 @@ class NatsTransport:
 
     def _check_open(self) -> None:
         if self._closed or self.conn.closed:
-            raise TransportError("the NATS transport is closed")
+            raise TransportRefused("the NATS transport is closed")
 
     def _log_fallback(self, queue: str, exc: ApiError) -> None:
         if not self._fallback_logged:
