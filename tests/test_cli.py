@@ -486,6 +486,20 @@ def test_main_result_is_printed_and_the_server_stopped(tmp_path: Path) -> None:
     assert nats_servers_under(tmp_path) == []
 
 
+def test_serve_runs_the_services_of_a_file_with_main_without_main(
+    tmp_path: Path, start: type[Running]
+) -> None:
+    write(tmp_path, "greet.py", SERVICE, GREET)
+    server = start("run", "greet.py", "--serve", cwd=tmp_path)
+    server.wait_for_line("dasync: ready, serving until Ctrl-C")
+    assert "  main(echo)" in server.seen  # hosted, not started
+    called = dasync_cmd("call", "Echo.echo", '{"text": "hi"}', cwd=tmp_path)
+    assert called.returncode == 0, called.stderr
+    returncode, lines, stderr = server.stop(signal.SIGTERM)
+    assert returncode == 0, stderr
+    assert not any("main() returned" in line for line in lines)
+
+
 def test_memory_backend(tmp_path: Path) -> None:
     write(tmp_path, "greet.py", SERVICE, GREET)
     result = dasync_cmd("run", "greet.py", "--memory", cwd=tmp_path)

@@ -132,6 +132,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             f"every worker in turn (default: ${MAX_CRASHES_VAR}, else {DEFAULT_MAX_CRASHES})"
         ),
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve FILE's services without starting its main(): the worker still hosts "
+        "main's routine, so a main() started elsewhere (and interrupted) can resume here",
+    )
     add_nats_arguments(parser, memory=True)
     parser.set_defaults(handler=run_command)
 
@@ -304,7 +310,7 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
         _print_plan(args.file, backend, rt, services, main)
         try:
             await _start(rt, stop, backend)
-            if main is None:
+            if main is None or args.serve:
                 out("dasync: ready, serving until Ctrl-C")
                 signame = await stop.wait()
                 out(f"dasync: {signame} received, stopping")
