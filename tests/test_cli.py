@@ -500,6 +500,46 @@ def test_serve_runs_the_services_of_a_file_with_main_without_main(
     assert not any("main() returned" in line for line in lines)
 
 
+CONNECT_SCRIPT = """
+import asyncio, sys
+import dasync
+
+async def main():
+    try:
+        async with dasync.connect() as client:
+            ok, body = await asyncio.wait_for(client.call_raw("Echo", "echo", b'{"text":"hi"}'), 20)
+            print("result", ok, body.decode())
+    except ConnectionError as exc:
+        print("refused", exc)
+
+asyncio.run(main())
+"""
+
+
+def test_connect_with_no_url_finds_the_server_of_this_directory(
+    tmp_path: Path, start: type[Running]
+) -> None:
+    """``dasync.connect()`` reaches what ``dasync run`` serves here, as ``dasync call`` does;
+    with nothing running it says how to start something, instead of reaching nothing."""
+    write(tmp_path, "client.py", CONNECT_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "DASYNC_NATS_URL"}
+    alone = subprocess.run(
+        [sys.executable, "client.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert alone.stdout.startswith("refused dasync.connect(): no NATS server"), alone.stderr
+    assert "dasync run FILE" in alone.stdout
+    write(tmp_path, "serve.py", SERVICE)
+    server = start("run", "serve.py", cwd=tmp_path)
+    server.wait_for_line("dasync: ready")
+    found = subprocess.run(
+        [sys.executable, "client.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert found.stdout.startswith("result True"), (found.stdout, found.stderr)
+    assert server.stop()[0] == 0
+
+
 def test_memory_backend(tmp_path: Path) -> None:
     write(tmp_path, "greet.py", SERVICE, GREET)
     result = dasync_cmd("run", "greet.py", "--memory", cwd=tmp_path)

@@ -163,10 +163,9 @@ class Client:
         msg = self._start_message(routine_id, method, args, key)
         try:
             await self._send(service, msg, declare=wait)
-        except BaseException:
+            return await fut
+        finally:
             self._waiters.pop(key, None)
-            raise
-        return await fut
 
     # --- internals ------------------------------------------------------------------------
 

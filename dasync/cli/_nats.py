@@ -371,14 +371,9 @@ async def start_embedded(directory: Path = EMBEDDED_DIR) -> EmbeddedServer:
 
 def find_embedded(directory: Path = EMBEDDED_DIR) -> EmbeddedServer | None:
     """The running embedded server of ``directory``, without starting one or taking a lease."""
-    from ..transports.nats import EmbeddedServer
-    from ..transports.nats._server import _alive, _answers, _read_info
+    from ..transports.nats import find_embedded as find
 
-    home = directory / "nats"
-    info = _read_info(home)
-    if info is None or not _alive(info["pid"]) or not _answers(info["port"]):
-        return None
-    return EmbeddedServer(info["url"], info["pid"], info["port"], False, home)
+    return find(directory)
 
 
 def locate_server(target: Target) -> tuple[NatsOptions, str]:

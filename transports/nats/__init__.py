@@ -8,6 +8,7 @@ described in ``docs/nats.md``; the names come from ``_naming``.
 
 from . import _naming as naming
 from ._consume import NatsDelivery
+from ._find import find_embedded
 from ._open import connect_nats
 from ._options import NatsOptions
 from ._server import (
@@ -31,6 +32,7 @@ __all__ = [
     "NatsTransport",
     "connect_nats",
     "ensure_embedded",
+    "find_embedded",
     "naming",
     "release_embedded",
     "stop_embedded",

@@ -79,7 +79,7 @@ class NatsOptions:
     """Replies to a client that never reads them are dropped after this."""
     inbox_inactive: float = 300.0
     """A client inbox's consumer is deleted after this long without a pull (client gone)."""
-    journal_cache: int = 100_000
+    journal_cache: int = 10_000
     """Routines whose last journal (count, sequence) is remembered, saving a read per append."""
     use_schedules: bool = True
     """Use server-side scheduled messages (NATS 2.12+) for delayed delivery when available."""
