@@ -672,6 +672,45 @@ def test_interrupting_main_exits_130(tmp_path: Path, start: type[Running]) -> No
     assert "Traceback" not in stderr
 
 
+def test_running_a_file_again_resumes_its_interrupted_main_and_never_doubles_it(
+    tmp_path: Path, start: type[Running]
+) -> None:
+    write(
+        tmp_path,
+        "waits.py",
+        SERVICE,
+        """
+        import asyncio
+        from pathlib import Path
+
+        @dasync.service
+        class Gate:
+            async def released(self) -> bool:  # a durable call: its answer is journaled
+                return Path("release").exists()
+
+        async def main(echo: Echo, gate: Gate) -> str:
+            print(await echo.echo(f"main: started {dasync.call_id()}"), flush=True)
+            while not await gate.released():
+                await asyncio.sleep(0.2)  # a durable timer: nothing runs while it waits
+            return dasync.call_id()
+        """,
+    )
+    first = start("run", "waits.py", cwd=tmp_path)
+    started = first.wait_for_line("main: started ")
+    assert first.stop(signal.SIGINT)[0] == 130
+    (tmp_path / "release").write_text("go")
+    again = start("run", "waits.py", cwd=tmp_path)
+    again.wait_for_line("dasync: resuming main() of an earlier run (routine run-1)")
+    line = again.wait_for_line("dasync: main() returned")
+    assert line == 'dasync: main() returned "run-1"', line
+    assert started == "main: started run-1"
+    assert again.finish()[0] == 0
+    # finished: the next run is a new main
+    third = start("run", "waits.py", cwd=tmp_path)
+    assert third.wait_for_line("dasync: main() returned") == 'dasync: main() returned "run-2"'
+    assert third.finish()[0] == 0
+
+
 def test_two_files_in_one_directory_keep_their_own_main(tmp_path: Path) -> None:
     """Both examples define main() in a service.py: each runs its own, on its own queue."""
     from dasync.cli._run import main_service_name

@@ -293,8 +293,28 @@ class Client:
             return decode_result(handle.method, payload)
         raise decode_failure(payload)
 
+    async def raw_outcome(self, service: str, routine_id: str) -> tuple[bool, bytes]:
+        """``(ok, payload)`` of a routine started anywhere, read from its journal when it
+        completes (through outages too); for re-attaching to a routine by name."""
+        delay = self._poll
+        while True:
+            try:
+                done = await self._completion_of(service, routine_id)
+            except TransportRefused:
+                raise
+            except (TransportError, TimeoutError, OSError) as exc:
+                _log.info("reading the result of %s failed (%r); waiting", routine_id, exc)
+                done = None
+            if done is not None:
+                return done.ok, done.payload
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._poll * 4)
+
     async def _stored_completion(self, handle: RoutineHandle[Any]) -> Complete | None:
-        entries = await self._store.load(handle.service, handle.routine_id)
+        return await self._completion_of(handle.service, handle.routine_id)
+
+    async def _completion_of(self, service: str, routine_id: str) -> Complete | None:
+        entries = await self._store.load(service, routine_id)
         if not entries:
             return None
         return completion_of([decode_step(entries[-1])])

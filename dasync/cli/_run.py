@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from .._codec import decode_failure
+from .._engine import completion_of, decode_step
 from .._errors import DasyncError, TransportError
 from .._runtime import Runtime
 from .._runtime._module import discover, load_module
@@ -365,8 +366,18 @@ def main_service_name(module: ModuleType) -> str:
 async def _run_main(
     rt: Runtime, name: str, stop: _StopSignal, backend: Backend, *, verbose: bool
 ) -> int:
-    """Run main() as a routine; its reply is raw JSON, printed as it came."""
-    call = asyncio.ensure_future(rt.client.call_raw(name, "main", b"{}"))
+    """Run main() as a routine; its reply is raw JSON, printed as it came.
+
+    One main per file per server: an earlier run's main that did not finish (it was
+    interrupted) is resumed, never doubled; a finished one leaves room for a new run.
+    """
+    routine_id, resuming = await _main_routine(rt, name)
+    if resuming:
+        out(f"dasync: resuming main() of an earlier run (routine {routine_id})")
+        outcome = rt.client.raw_outcome(name, routine_id)
+    else:
+        outcome = rt.client.call_raw(name, "main", b"{}", routine_id=routine_id)
+    call = asyncio.ensure_future(outcome)
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -390,6 +401,36 @@ async def _run_main(
         err(note.rstrip() if verbose else trim_traceback(note.rstrip()))
     err(f"error: main() raised {describe_exception(exc)}")
     return EXIT_FAILED
+
+
+MAIN_RUN = "run-{}"
+"""The routine ids of a file's successive mains: ``run-1``, ``run-2``..."""
+
+
+async def _main_routine(rt: Runtime, name: str) -> tuple[str, bool]:
+    """``(routine id, resuming)``: the latest main of this file if it has not finished,
+    else the next one. Runs are numbered without gaps, so the latest is found with a
+    doubling then a bisecting search (a few journal reads however many runs there were);
+    two processes starting at once pick the same next id, and so one routine."""
+
+    async def exists(n: int) -> bool:
+        return bool(await rt.store.load(name, MAIN_RUN.format(n)))
+
+    high = 1
+    while await exists(high):
+        high *= 2
+    low = high // 2  # exists (or 0): the latest run is in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if await exists(middle):
+            low = middle
+        else:
+            high = middle
+    if low:
+        entries = await rt.store.load(name, MAIN_RUN.format(low))
+        if completion_of([decode_step(e) for e in entries]) is None:
+            return MAIN_RUN.format(low), True
+    return MAIN_RUN.format(low + 1), False
 
 
 def _print_plan(

@@ -71,7 +71,7 @@ _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_-]")
 _MAX = 64
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=8_192)
 def token(name: str, max_length: int = _MAX) -> str:
     """``name`` as one subject token that is also valid in stream and consumer names.
 
