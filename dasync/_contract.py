@@ -82,9 +82,17 @@ def is_contract(obj: object) -> bool:
         return False
     if getattr(obj, _NAME_ATTR, None) is not None and _SPEC_ATTR in obj.__dict__:
         return True
-    return bool(getattr(obj, "_is_protocol", False)) and obj is not typing.Protocol and (
-        any(inspect.iscoroutinefunction(v) for k, v in vars(obj).items() if not k.startswith("_"))
-        or any(_is_event(a) for a in vars(obj).get("__annotations__", {}).values())
+    return (
+        bool(getattr(obj, "_is_protocol", False))
+        and obj is not typing.Protocol
+        and (
+            any(
+                inspect.iscoroutinefunction(v)
+                for k, v in vars(obj).items()
+                if not k.startswith("_")
+            )
+            or any(_is_event(a) for a in vars(obj).get("__annotations__", {}).values())
+        )
     )
 
 
@@ -278,11 +286,7 @@ def _method_spec(service: str, attr: str, fn: Any, problems: list[str]) -> Metho
         if p.name not in hints:
             problems.append(f"{where}: parameter {p.name!r} has no type annotation")
             continue
-        params.append(
-            ParamSpec(
-                p.name, hints[p.name], p.default is not p.empty, p.default, p.kind
-            )
-        )
+        params.append(ParamSpec(p.name, hints[p.name], p.default is not p.empty, p.default, p.kind))
     if "return" not in hints:
         problems.append(f"{where}: the return type is not annotated (use '-> None' if nothing)")
     returns = hints.get("return", Any)

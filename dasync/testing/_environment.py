@@ -56,7 +56,10 @@ async def runtime(
         if isinstance(clock, VirtualClock):
             clock.is_busy = broker.busy
     rt = Runtime(
-        services, container=container, broker=broker, force_replay=force_replay,
+        services,
+        container=container,
+        broker=broker,
+        force_replay=force_replay,
         cache_size=cache_size,
         on_divergence="fail",
     )
