@@ -28,6 +28,8 @@ class _Entry:
     queue: str
     origin: Origin = UNKNOWN_ORIGIN
     attempt: int = 0
+    generation: int = 0
+    """Counts deliveries: a delivery whose entry was delivered again since is stale."""
     deadline: float = 0.0
     terminated: str | None = None
 
@@ -65,6 +67,8 @@ class MemoryBroker:
         self._scheduled: list[tuple[float, int, _Entry]] = []
         self._counter = itertools.count()
         self._scheduler: asyncio.Task[None] | None = None
+        self.consumers: set[_Consumer] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self._schedule_changed = asyncio.Event()
         self.sent = 0
         self.duplicates_dropped = 0
@@ -142,6 +146,28 @@ class MemoryBroker:
             sleeper.cancel()
             changed.cancel()
 
+    def watch(self, consumer: _Consumer) -> None:
+        """Redeliver ``consumer``'s deliveries that outlive ``ack_wait`` (a handler that
+        never settles, as a worker that hangs would), as JetStream does."""
+        self.consumers.add(consumer)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    def unwatch(self, consumer: _Consumer) -> None:
+        self.consumers.discard(consumer)
+        if not self.consumers and self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        # real time between sweeps, the broker's clock for deadlines: a virtual clock does
+        # not move while a delivery is in flight (it is busy), so nothing expires there
+        while self.consumers:
+            await asyncio.sleep(min(1.0, self.ack_wait / 4))
+            now = self.clock.now()
+            for consumer in list(self.consumers):
+                consumer.expire(now)
+
     def next_scheduled(self) -> float | None:
         return self._scheduled[0][0] if self._scheduled else None
 
@@ -176,13 +202,14 @@ class MemoryBroker:
 
 
 class _MemoryDelivery:
-    __slots__ = ("_entry", "_consumer", "_settled", "_attempt")
+    __slots__ = ("_entry", "_consumer", "_settled", "_attempt", "_generation")
 
     def __init__(self, entry: _Entry, consumer: _Consumer) -> None:
         self._entry = entry
         self._consumer = consumer
         self._settled = False
         self._attempt = entry.attempt  # the entry's count moves on with later deliveries
+        self._generation = entry.generation
 
     @property
     def message(self) -> Message:
@@ -197,8 +224,8 @@ class _MemoryDelivery:
         return self._entry.origin
 
     def _settle(self) -> bool:
-        if self._settled:
-            return False
+        if self._settled or self._generation != self._entry.generation:
+            return False  # settled, or expired and delivered again since
         self._settled = True
         self._consumer.finished(self._entry)
         return True
@@ -211,7 +238,9 @@ class _MemoryDelivery:
             self._consumer.broker.redeliver_later(self._entry, delay)
 
     async def in_progress(self) -> None:
-        self._entry.deadline = self._consumer.broker.clock.now() + self._consumer.broker.ack_wait
+        if not self._settled and self._generation == self._entry.generation:
+            broker = self._consumer.broker
+            self._entry.deadline = broker.clock.now() + broker.ack_wait
 
     async def term(self, reason: str) -> None:
         if self._settle():
@@ -234,11 +263,20 @@ class _Consumer:
         self.queue.consumers += 1
         self._attached = True
         self.pump = asyncio.get_running_loop().create_task(self._pump())
+        broker.watch(self)
 
     def _detach(self) -> None:
         if self._attached:
             self._attached = False
             self.queue.consumers -= 1
+            self.broker.unwatch(self)
+
+    def expire(self, now: float) -> None:
+        """Hand back the deliveries whose ``ack_wait`` passed without a settle."""
+        for entry in [e for e in self.inflight.values() if e.deadline <= now]:
+            self.finished(entry)
+            entry.generation += 1
+            self.broker.redeliver_later(entry, 0.0)
 
     async def _pump(self) -> None:
         q = self.queue
@@ -253,6 +291,7 @@ class _Consumer:
                 continue
             entry = q.pending.popleft()
             entry.attempt += 1
+            entry.generation += 1
             entry.deadline = self.broker.clock.now() + self.broker.ack_wait
             self.inflight[id(entry)] = entry
             q.inflight += 1
@@ -284,6 +323,7 @@ class _Consumer:
             task.cancel()
         for entry in list(self.inflight.values()):
             self.finished(entry)
+            entry.generation += 1
             self.broker.redeliver_later(entry, 0.0)
 
 
@@ -293,6 +333,7 @@ class MemoryTransport:
     def __init__(self, broker: MemoryBroker, identity: str = "local") -> None:
         self.broker = broker
         self.identity = identity
+        self.ack_wait = broker.ack_wait
         self._consumers: list[_Consumer] = []
 
     async def declare(self, queue: str) -> None:

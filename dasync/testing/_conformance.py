@@ -57,6 +57,9 @@ class Backend:
     """A new client of the backend's journal store."""
     now: Callable[[], float]
     """The clock the backend compares ``Message.deliver_at`` with."""
+    ack_wait: float | None = None
+    """The backend's ack wait in real seconds, when short enough to check that a delivery
+    never settled comes back (``None``: not checked, e.g. in virtual time)."""
 
 
 BackendFactory = Callable[[], AbstractAsyncContextManager[Backend]]
@@ -409,6 +412,36 @@ async def check_store_capabilities(factory: BackendFactory) -> None:
             assert await first.record_crash(service, key) == 0
 
 
+async def check_redelivery_after_ack_wait(factory: BackendFactory) -> None:
+    """A delivery its handler never settles (a hung or dead worker) is delivered again
+    after the backend's ack wait, with attempt 2; settling a stale delivery does nothing."""
+    async with _opened(factory) as (backend, stack):
+        if backend.ack_wait is None:
+            return
+        t = await _transport(backend, stack)
+        queue = _name("q")
+        await t.declare(queue)
+        first: list[Delivery] = []
+
+        async def settle(d: Delivery) -> None:
+            if d.attempt == 1:
+                first.append(d)  # returns without settling
+            else:
+                await d.ack()
+
+        inbox = _Inbox(backend.now, settle)
+        await _consume(stack, t, queue, inbox)
+        await t.send(queue, _msg("hung"))
+        await inbox.wait_for("the redelivery", lambda: inbox.ids().count("hung") >= 2)
+        (d1, at1), (d2, at2) = inbox.received[:2]
+        assert d2.attempt == 2, d2.attempt
+        assert at2 - at1 >= backend.ack_wait * 0.9, (at1, at2, backend.ack_wait)
+        await first[0].ack()  # stale: changes nothing
+        await t.send(queue, _msg("sentinel"))
+        await inbox.wait_for("the sentinel", lambda: "sentinel" in inbox.ids())
+        assert inbox.ids().count("hung") == 2, inbox.ids()
+
+
 CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
     "publish_consume_ack": check_publish_consume_ack,
     "nak_redelivers": check_nak_redelivers,
@@ -421,6 +454,7 @@ CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
     "journal_conflict": check_journal_conflict,
     "journal_create_once": check_journal_create_once,
     "origins": check_origins,
+    "redelivery_after_ack_wait": check_redelivery_after_ack_wait,
     "store_capabilities": check_store_capabilities,
 }
 """Every check by name, for test suites that want one test per check."""

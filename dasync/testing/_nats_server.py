@@ -2,7 +2,9 @@
 
 ``NatsServer`` is the controller the NATS transport uses itself (free port on
 127.0.0.1, temporary JetStream store, log in a file, ``restart()`` on the same
-port and store). ``nats_server()`` is the shortest way to get one::
+port and store, and JetStream fsyncing every write before acknowledging it:
+``sync="always"``, or ``sync=None`` for nats-server's default of every 2
+minutes). ``nats_server()`` is the shortest way to get one::
 
     with nats_server() as server:
         transport, store = await connect_nats(server.url)
@@ -28,15 +30,22 @@ from ..transports.nats import (
     NatsTransport,
     connect_nats,
 )
+from ..transports.nats._server import SYNC_ALWAYS
 from ._conformance import Backend
 
 __all__ = ["NatsServer", "NatsServerError", "nats_backend", "nats_server"]
 
 
 @contextmanager
-def nats_server(store_dir: str | Path | None = None) -> Iterator[NatsServer]:
-    """A started server, stopped (and its temporary store deleted) on exit."""
-    with NatsServer(store_dir=store_dir) as server:
+def nats_server(
+    store_dir: str | Path | None = None, *, sync: str | None = SYNC_ALWAYS
+) -> Iterator[NatsServer]:
+    """A started server, stopped (and its temporary store deleted) on exit.
+
+    ``sync`` is JetStream's ``sync_interval`` (see ``NatsServer``): ``"always"``
+    by default, ``None`` for nats-server's default.
+    """
+    with NatsServer(store_dir=store_dir, sync=sync) as server:
         yield server
 
 
@@ -56,6 +65,6 @@ def nats_backend(url: str, **options: Any) -> Callable[[], AbstractAsyncContextM
             await transport.close()
             return store
 
-        yield Backend(connect=connect, store=open_store, now=time.time)
+        yield Backend(connect=connect, store=open_store, now=time.time, ack_wait=settings.ack_wait)
 
     return backend

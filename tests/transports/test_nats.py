@@ -24,7 +24,7 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nat
 class TestNats(TransportConformance):
     @pytest.fixture
     def backend_factory(self, conformance_server: NatsServer) -> BackendFactory:
-        return nats_backend(conformance_server.url, reconnect_wait=0.1)
+        return nats_backend(conformance_server.url, reconnect_wait=0.1, ack_wait=1.0)
 
     @pytest.mark.parametrize("check", PARAMS)
     async def test_conformance(self, backend_factory: BackendFactory, check: str) -> None:
@@ -36,4 +36,6 @@ class TestNatsWithoutServerSchedules(TestNats):
 
     @pytest.fixture
     def backend_factory(self, conformance_server: NatsServer) -> BackendFactory:
-        return nats_backend(conformance_server.url, reconnect_wait=0.1, use_schedules=False)
+        return nats_backend(
+            conformance_server.url, reconnect_wait=0.1, ack_wait=1.0, use_schedules=False
+        )
