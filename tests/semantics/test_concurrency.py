@@ -130,7 +130,8 @@ async def test_gather_of_calls_runs_them_in_parallel(make_runtime):
         fan = rt.client.proxy(Fan)
         results, elapsed = await fan.gather_calls(8)
         assert results == [i * 10 for i in range(8)]
-        assert DELAY <= elapsed < 2 * DELAY  # 8 sequential calls would take 8 * DELAY
+        assert DELAY <= elapsed < 4 * DELAY  # 8 sequential calls would take 8 * DELAY (NATS
+        # timers may be 250 ms late, and a loaded machine adds more)
         results, elapsed = await fan.sequential(3)
         assert results == [0, 10, 20]
         assert elapsed >= 3 * DELAY  # the control: one after the other
