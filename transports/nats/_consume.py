@@ -32,6 +32,9 @@ from ._provision import Provisioner
 __all__ = ["NatsDelivery", "PullConsumer"]
 
 _log = logging.getLogger("dasync.nats")
+
+_RECREATE_AFTER = 5
+"""Unanswered pulls in a row before the consumer is re-created (it may have been deleted)."""
 _NS = 1_000_000_000
 
 
@@ -221,26 +224,34 @@ class PullConsumer:
         inbox = await self.conn.subscribe(f"{self.conn.new_inbox()}.*")
         base = inbox.subject[:-2]
         pause = 0.0
+        unanswered = 0
         try:
             while not self.conn.closed and not self._stopping:
                 try:
                     await self._pull(inbox, base)
                 except _ConsumerGone as exc:
-                    _log.info(
-                        "consumer %s/%s is gone (%s); recreating", self.stream, self.consumer, exc
-                    )
-                    self.provisioner.forget(self.queue)
-                    try:
-                        await self.provisioner.queue(self.queue)
-                        pause = 0.0
-                    except TransportError as err:
-                        _log.warning("recreating %s/%s: %s", self.stream, self.consumer, err)
-                        pause = _next_pause(pause)
+                    # no responder: the consumer is gone, or (on a cluster) electing a new
+                    # leader. Pull again soon; re-create it only if that keeps failing,
+                    # since a create waits for a leader as long as a request may
+                    unanswered += 1
+                    pause = min(1.0, 0.1 * 2 ** min(unanswered - 1, 4))
+                    if unanswered % _RECREATE_AFTER == 0:
+                        _log.info(
+                            "consumer %s/%s does not answer (%s); recreating",
+                            self.stream, self.consumer, exc,
+                        )  # fmt: skip
+                        self.provisioner.forget(self.queue)
+                        try:
+                            await self.provisioner.queue(self.queue)
+                            pause = 0.0
+                        except TransportError as err:
+                            _log.warning("recreating %s/%s: %s", self.stream, self.consumer, err)
                 except TransportError as exc:
                     _log.warning("pulling from %s/%s: %s", self.stream, self.consumer, exc)
                     pause = _next_pause(pause)
                 else:
                     pause = 0.0
+                    unanswered = 0
                 if pause:
                     await asyncio.sleep(pause)
         finally:

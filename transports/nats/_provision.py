@@ -153,6 +153,11 @@ class Provisioner:
     def forget_journal(self, service: str) -> None:
         self._done.pop("stream:" + naming.journal_stream(service, self.ns), None)
 
+    def known(self, stream: str) -> bool:
+        """Whether this connection declared ``stream`` (so it exists, or did)."""
+        fut = self._done.get("stream:" + stream)
+        return fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None
+
     def stream_of(self, queue: str) -> str:
         """The stream behind a service queue or client inbox, in this namespace."""
         if is_inbox(queue):

@@ -9,6 +9,7 @@ scheduler support it is published at once and the consumer naks it until due.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -23,6 +24,10 @@ from ._dead import list_dead_letters, retry_dead_letter
 from ._provision import Provisioner
 
 __all__ = ["NatsTransport"]
+
+INBOX_PATIENCE = 10.0
+"""Seconds a reply keeps trying an inbox stream that does not answer (a leader election
+lasts 4-9 s on a 3-node cluster) before its client is taken for gone."""
 
 
 def _subject(queue: str, origin: Origin | None, ns: str) -> str:
@@ -57,6 +62,9 @@ class NatsTransport:
         self._consumers: list[PullConsumer] = []
         self._closed = False
         self._fallback_logged = False
+        self._seen: set[str] = set()
+        """Streams a publish of this transport reached: one that stops answering is
+        electing a leader (retry), not gone (no lookup that would wait a full timeout)."""
 
     async def declare(self, queue: str) -> None:
         self._check_open()
@@ -80,22 +88,43 @@ class NatsTransport:
                 headers[env.MSG_ID] = message.msg_id
                 headers["Nats-Schedule"] = env.at_spec(due)
                 headers["Nats-Schedule-Target"] = target
-        try:
+        loop = asyncio.get_running_loop()
+        patience = loop.time() + INBOX_PATIENCE
+        delay = 0.1
+        while True:
             try:
-                await self.conn.publish(subject, message.body, headers)
-            except ApiError as exc:
-                if subject == target:
-                    raise
-                self._log_fallback(queue, exc)
-                for key in ("Nats-Schedule", "Nats-Schedule-Target", env.MSG_ID):
-                    headers.pop(key, None)
-                await self.conn.publish(target, message.body, headers)
-        except NoResponders:
-            # an inbox's stream belongs to its client alone (no one else may look it up):
-            # no stream answering means the client is gone
-            if inbox or await self.provisioner.stream_config(stream) is None:
-                raise UnknownService(f"no service or inbox named {queue!r} is deployed") from None
-            raise TransportError(f"stream {stream} did not answer a publish to {subject}") from None
+                await self._publish(queue, subject, target, message.body, headers)
+                self._seen.add(stream)
+                return
+            except NoResponders:
+                pass
+            # nobody answered for the stream: it does not exist, or (on a cluster) it is
+            # electing a leader. A stream known to exist is retried by the caller at once;
+            # an inbox's stream (its client's alone: no one else may look it up) a while here
+            if stream in self._seen or self.provisioner.known(stream):
+                if not inbox:
+                    raise TransportError(f"stream {stream} did not answer a publish to {subject}")
+            elif not inbox:
+                if await self.provisioner.stream_config(stream) is None:
+                    raise UnknownService(f"no service or inbox named {queue!r} is deployed")
+                raise TransportError(f"stream {stream} did not answer a publish to {subject}")
+            if loop.time() + delay > patience:
+                raise UnknownService(f"no inbox {queue!r} answers: its client is gone")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _publish(
+        self, queue: str, subject: str, target: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        try:
+            await self.conn.publish(subject, body, headers)
+        except ApiError as exc:
+            if subject == target:
+                raise
+            self._log_fallback(queue, exc)
+            for key in ("Nats-Schedule", "Nats-Schedule-Target", env.MSG_ID):
+                headers.pop(key, None)
+            await self.conn.publish(target, body, headers)
 
     async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> PullConsumer:
         self._check_open()
