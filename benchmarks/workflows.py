@@ -1,10 +1,11 @@
 """Workflow benchmark over NATS JetStream: dasync against the raw nats-py floor.
 
-Run: ``python benchmarks/workflows.py`` (about 75 s), ``--quick`` (about
-20 s), ``--mode procs`` / ``--mode both`` to also run each service in its own
-process, ``--profile PREFIX`` to profile the throughput phase (py-spy from
-outside when installed, else cProfile). ``docs/benchmarks.md`` explains the
-figures.
+Run: ``python benchmarks/workflows.py`` (about 150 s), ``--quick`` (about
+40 s), ``--mode procs`` / ``--mode both`` to also run each service in its own
+process, ``--sync always|default|both`` for the server's JetStream
+``sync_interval`` (default both: every cell under each), ``--profile PREFIX``
+to profile the throughput phase (py-spy from outside when installed, else
+cProfile). ``docs/benchmarks.md`` explains the figures.
 
 Workloads (``_workloads.py``):
 
@@ -19,9 +20,9 @@ Systems:
   acked JetStream publishes of every start, call, reply and result, durable
   pull consumers, one KV put per routine step, ack after commit.
 
-Every (workload, system) cell runs ``--rounds`` times (systems alternating,
-pooled), each on a fresh ``nats-server`` (file storage in a temp dir,
-127.0.0.1), and measures:
+Every (workload, system, sync) cell runs ``--rounds`` times (systems
+alternating, pooled), each on a fresh ``nats-server`` (file storage in a temp
+dir, 127.0.0.1), and measures:
 
 * **latency** — p50/p99 of one routine at a time (client call to result);
 * **throughput** — routines/s with 64 routines in flight (64 client tasks
@@ -32,6 +33,13 @@ pooled), each on a fresh ``nats-server`` (file storage in a temp dir,
 * **operations per routine** — every publish the nats-py client makes,
   classified (acked message publish, journal write, journal read, ack, pull
   request, other JetStream API), over a sequential pass and a loaded one.
+
+Sync settings (``--sync``): ``always`` runs nats-server with ``jetstream {
+sync_interval: always }`` (every write fsynced before it is acknowledged: what
+``dasync run``'s embedded server does), ``default`` with nats-server's default
+(a sync every 2 minutes). The floor and dasync of a comparison always run on a
+server with the same setting; the ratios are printed per setting, and the cost
+of fsync-before-ack per system (always against default).
 
 Modes: ``inproc`` (default) runs the client and both services in this process,
 on one NATS connection and one event loop, for both systems; ``procs`` runs
@@ -69,6 +77,8 @@ INFLIGHT = 64
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKLOADS = ("W1", "W2")
 SYSTEMS = ("floor", "dasync")
+SYNCS = ("always", "default")
+SERVER_SYNC = {"always": "always", "default": None}  # --sync -> NatsServer(sync=...)
 
 Run = Callable[[str, int], Awaitable[int]]
 
@@ -160,6 +170,7 @@ class Cell:
     workload: str
     system: str
     mode: str
+    sync: str = "always"
     latencies: list[float] = field(default_factory=list)
     loaded: list[float] = field(default_factory=list)
     routines: int = 0
@@ -356,9 +367,9 @@ class Config:
     profile_systems: tuple[str, ...] = ("dasync",)
 
 
-async def measure(workload: str, system: str, mode: str, cfg: Config) -> Cell:
-    cell = Cell(workload, system, mode)
-    async with NatsServer() as server:
+async def measure(workload: str, system: str, mode: str, sync: str, cfg: Config) -> Cell:
+    cell = Cell(workload, system, mode, sync)
+    async with NatsServer(sync=SERVER_SYNC[sync]) as server:
         assert server.pid is not None
         async with SYSTEM_FACTORIES[system](server.url, mode) as sysm:
             run = sysm.run
@@ -376,7 +387,7 @@ async def measure(workload: str, system: str, mode: str, cfg: Config) -> Cell:
             pids = [server.pid, *sysm.children]
             before = [proc_cpu(p) for p in pids]
             own = time.process_time()
-            tag = f"{system}.{workload}.{mode}" if system in cfg.profile_systems else None
+            tag = f"{system}.{workload}.{mode}.{sync}" if system in cfg.profile_systems else None
             with _profile.profiling(cfg.profile, cfg.profiler, tag) as path:
                 cell.routines, cell.seconds = await loaded(run, workload, cfg.duration, cell.loaded)
             if path:
@@ -423,31 +434,33 @@ def _nats_version() -> str:
 def report(cells: list[Cell]) -> None:
     print()
     hdr = (
-        f"{'workload':<8} {'mode':<7} {'system':<7} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'workload':<8} {'mode':<7} {'sync':<7} {'system':<7} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'rt/s@64':>8} {'p50@64':>8} {'CPU s/1k':>9} {'srv s/1k':>9}  rounds rt/s"
     )
     print(hdr)
     print("-" * len(hdr))
-    by = {(c.workload, c.mode, c.system): c for c in cells}
-    for c in cells:
+    by = {(c.workload, c.mode, c.sync, c.system): c for c in cells}
+    for c in sorted(cells, key=lambda c: (c.mode, c.workload, SYNCS.index(c.sync))):
         print(
-            f"{c.workload:<8} {c.mode:<7} {c.system:<7} {c.p50:8.2f} {c.p99:8.2f} "
+            f"{c.workload:<8} {c.mode:<7} {c.sync:<7} {c.system:<7} {c.p50:8.2f} {c.p99:8.2f} "
             f"{c.rate:8.0f} {percentile(c.loaded, 0.5) * 1e3:8.1f} {c.cpu_per_k:9.2f} "
             f"{c.server_per_k:9.2f}  {' '.join(f'{r:.0f}' for r in c.rates)}"
         )
     print(
         "p50/p99: one routine at a time; rt/s@64: routines/s with 64 in flight (pooled over "
         "rounds);\np50@64: latency with 64 in flight; CPU s/1k: CPU seconds of the Python "
-        "process(es) per 1,000 routines;\nsrv s/1k: the same for nats-server"
+        "process(es) per 1,000 routines;\nsrv s/1k: the same for nats-server; sync: the "
+        "server's sync_interval (always: fsync before every ack; default: every 2 min)"
     )
     print()
-    print("ratios dasync / floor")
-    for (workload, mode, system), d in by.items():
-        if system != "dasync" or (workload, mode, "floor") not in by:
+    print("ratios dasync / floor (both on a server with the same sync setting)")
+    for (workload, mode, sync, system), d in sorted(by.items()):
+        if system != "dasync" or (workload, mode, sync, "floor") not in by:
             continue
-        f = by[(workload, mode, "floor")]
+        f = by[(workload, mode, sync, "floor")]
         line = (
-            f"  {workload} {mode:<7} p50 {d.p50 / f.p50:4.2f}x  p99 {d.p99 / f.p99:4.2f}x  "
+            f"  {workload} {mode:<7} sync {sync:<7} p50 {d.p50 / f.p50:4.2f}x  "
+            f"p99 {d.p99 / f.p99:4.2f}x  "
             f"throughput {d.rate / f.rate:6.1%} of floor  CPU {d.cpu_per_k / f.cpu_per_k:4.2f}x  "
             f"server CPU {d.server_per_k / f.server_per_k:4.2f}x"
         )
@@ -459,9 +472,23 @@ def report(cells: list[Cell]) -> None:
                 f"throughput >= 35% {'met' if ok_tput else 'MISSED'}]"
             )
         print(line)
+    if len({c.sync for c in cells}) > 1:
+        print()
+        print("what fsync before ack costs: sync always / sync default, per system")
+        for (workload, mode, sync, system), a in sorted(by.items()):
+            if sync != "always" or (workload, mode, "default", system) not in by:
+                continue
+            n = by[(workload, mode, "default", system)]
+            print(
+                f"  {workload} {mode:<7} {system:<7} p50 {a.p50 / n.p50:4.2f}x  "
+                f"p99 {a.p99 / n.p99:4.2f}x  throughput {a.rate / n.rate:6.1%}  "
+                f"p50@64 {percentile(a.loaded, 0.5) / percentile(n.loaded, 0.5):4.2f}x  "
+                f"server CPU {a.server_per_k / n.server_per_k:4.2f}x"
+            )
     print()
     print("operations per routine (counted on the client connection, sequential pass)")
-    with_ops = [c for c in cells if c.ops]
+    first_sync = min((c.sync for c in cells), key=SYNCS.index, default="always")
+    with_ops = [c for c in cells if c.ops and c.sync == first_sync]  # the same under each sync
     if with_ops:
         print(f"  {'':<52}" + "".join(f"{c.workload + ' ' + c.system:>13}" for c in with_ops))
         for kind, label in OpCounter.KINDS:
@@ -490,32 +517,37 @@ async def main(args: argparse.Namespace) -> list[Cell]:
         profile_systems=tuple(args.profile_systems),
     )
     modes = ["inproc", "procs"] if args.mode == "both" else [args.mode]
+    syncs = list(SYNCS) if args.sync == "both" else [args.sync]
     print("dasync workflow benchmark over NATS JetStream")
     print(f"machine: {machine()}")
     print(
         f"per cell and round: latency of {cfg.samples} routines one at a time, throughput with "
         f"{INFLIGHT} in flight for {cfg.duration:g} s; {cfg.rounds} round(s), systems "
-        f"alternating; modes: {', '.join(modes)}; a fresh nats-server per cell and round"
+        f"alternating; modes: {', '.join(modes)}; server sync_interval: {', '.join(syncs)}; "
+        "a fresh nats-server per cell and round"
     )
     print(f"load average before the run: {os.getloadavg()[0]:.2f}")
-    cells: dict[tuple[str, str, str], Cell] = {}
+    cells: dict[tuple[str, str, str, str], Cell] = {}
     for mode in modes:
         for workload in args.workloads:
             for r in range(cfg.rounds):
+                # systems and settings alternate from round to round, so drift hits both
                 order = SYSTEMS if r % 2 == 0 else SYSTEMS[::-1]
-                for system in order:
-                    t0 = time.perf_counter()
-                    cell = await measure(workload, system, mode, cfg)
-                    print(
-                        f"  round {r + 1}: {workload} {mode:<7} {system:<7} p50 {cell.p50:6.2f} ms"
-                        f"  {cell.rate:6.0f} routines/s  ({time.perf_counter() - t0:.1f} s)",
-                        flush=True,
-                    )
-                    key = (workload, mode, system)
-                    if key in cells:
-                        cells[key].merge(cell)
-                    else:
-                        cells[key] = cell
+                for sync in syncs if r % 2 == 0 else syncs[::-1]:
+                    for system in order:
+                        t0 = time.perf_counter()
+                        cell = await measure(workload, system, mode, sync, cfg)
+                        print(
+                            f"  round {r + 1}: {workload} {mode:<7} sync {sync:<7} {system:<7} "
+                            f"p50 {cell.p50:6.2f} ms  {cell.rate:6.0f} routines/s  "
+                            f"({time.perf_counter() - t0:.1f} s)",
+                            flush=True,
+                        )
+                        key = (workload, mode, sync, system)
+                        if key in cells:
+                            cells[key].merge(cell)
+                        else:
+                            cells[key] = cell
     report(list(cells.values()))
     return list(cells.values())
 
@@ -523,7 +555,10 @@ async def main(args: argparse.Namespace) -> list[Cell]:
 def print_profiles(cells: list[Cell]) -> None:
     for cell in cells:
         for path in cell.profiles:
-            print(f"\nprofile of {cell.system} {cell.workload} ({cell.mode}): {path}")
+            print(
+                f"\nprofile of {cell.system} {cell.workload} ({cell.mode}, "
+                f"sync {cell.sync}): {path}"
+            )
             if path.endswith(".folded"):
                 per_round = cell.routines // max(len(cell.rates), 1)
                 print(_profile.summarize(path, per_round))
@@ -535,6 +570,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 30 s)")
     parser.add_argument("--mode", choices=["inproc", "procs", "both"], default="inproc")
+    parser.add_argument(
+        "--sync",
+        choices=[*SYNCS, "both"],
+        default="both",
+        help="nats-server sync_interval: always (fsync before ack), default (2 min), or both",
+    )
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--samples", type=int, help="routines for the latency percentiles")
     parser.add_argument("--duration", type=float, help="seconds of the throughput phase")

@@ -81,7 +81,13 @@ async def test_embedded_server_is_started_once_and_shared(project: Path):
     assert first.started and _alive(first.pid)
     await _usable(first.url)
     info = json.loads((project / "nats" / "server.json").read_text())
-    assert info == {"url": first.url, "pid": first.pid, "port": first.port}
+    assert info == {
+        "url": first.url,
+        "pid": first.pid,
+        "port": first.port,
+        "sync": "always",
+        "monitor_port": first.monitor_port,
+    }
 
     again = ensure_embedded(project)  # same process: reuse
     assert not again.started and again.url == first.url

@@ -11,12 +11,19 @@ ones reuse it (its URL and PID are in ``server.json``), each holds a lease
 file while it runs, and ``release_embedded`` stops the server when the last
 lease is gone. The data stays in the directory, so the next start finds every
 queued message and journal again.
+
+Durability: every server started here fsyncs JetStream writes before it
+acknowledges them (``jetstream { sync_interval: always }`` in a configuration
+file written next to its log), unless ``NatsServer(sync=None)`` asks for
+nats-server's default (a sync every 2 minutes, which Jepsen's analysis of NATS
+2.12.1 showed loses acknowledged writes on power failure; see docs/nats.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,8 +49,16 @@ __all__ = [
     "stop_embedded",
 ]
 
+_log = logging.getLogger("dasync.nats")
+
 HOST = "127.0.0.1"
+SYNC_ALWAYS = "always"
+"""The ``sync_interval`` of the servers started here: fsync every write before acknowledging it."""
 _LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
+_MONITOR = re.compile(r"Starting http monitor on [^\s]*:(\d+)")
+_SYNC = re.compile(r"always|\d+(\.\d+)?(ns|us|ms|s|m|h)")
+_CONFIG_FLAGS = ("-c", "--c", "-config", "--config")
+_OWN_JETSTREAM = re.compile(r"^\s*jetstream\b", re.MULTILINE)
 _detached: list[subprocess.Popen[bytes]] = []  # detached servers we started (kept referenced)
 
 
@@ -73,6 +88,18 @@ class NatsServer:
 
     ``port=None`` lets the server pick a free port (read back from its log);
     ``restart()`` reuses the port and the store, like an operator restarting it.
+
+    ``sync`` is JetStream's ``sync_interval``: ``"always"`` (the default) fsyncs
+    every write before the server acknowledges it, so an acknowledged journal
+    append survives a power cut; a duration (``"1s"``) syncs that often; ``None``
+    keeps nats-server's default (every 2 minutes: acknowledged writes of the
+    last two minutes can be lost on power failure or an OS crash). It is written
+    as ``jetstream { sync_interval: ... }`` into ``<log name>.conf`` next to the
+    log; a configuration of your own in ``args`` (``-c FILE``) is included from
+    it, and if that file has a ``jetstream`` block of its own, that block decides.
+
+    ``monitor=True`` also opens nats-server's HTTP monitoring port on 127.0.0.1
+    (a free one, ``monitor_url``), where ``/varz`` shows the settings in effect.
     """
 
     def __init__(
@@ -85,7 +112,11 @@ class NatsServer:
         args: tuple[str, ...] = (),
         detached: bool = False,
         ready_timeout: float = 20.0,
+        sync: str | None = SYNC_ALWAYS,
+        monitor: bool = False,
     ) -> None:
+        if sync is not None and not _SYNC.fullmatch(sync):
+            raise ValueError(f"sync must be 'always', a duration such as '1s', or None: {sync!r}")
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="dasync-nats-"))
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
@@ -94,6 +125,9 @@ class NatsServer:
         self.args = args
         self.detached = detached
         self.ready_timeout = ready_timeout
+        self.sync = sync
+        self.monitor = monitor
+        self.monitor_port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,6 +135,58 @@ class NatsServer:
         if self.port is None:
             raise NatsServerError("the server has not been started")
         return f"nats://{HOST}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the monitoring endpoints (``monitor=True`` only)."""
+        if self.monitor_port is None:
+            raise NatsServerError("the server has no monitoring port (monitor=True) or is stopped")
+        return f"http://{HOST}:{self.monitor_port}"
+
+    def varz(self) -> dict[str, Any]:
+        """The server's ``/varz`` (``monitor=True``): ``["jetstream"]["config"]`` has the sync."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.monitor_url + "/varz", timeout=5.0) as response:
+            info: dict[str, Any] = json.loads(response.read())
+        return info
+
+    @property
+    def config_file(self) -> Path:
+        """The configuration file written for the server (only when ``sync`` is set)."""
+        return self.log_file.with_name(self.log_file.stem + ".conf")
+
+    def _config_args(self) -> list[str]:
+        """``-c <file>`` with the JetStream sync setting, wrapping a ``-c`` of ``args``."""
+        args = list(self.args)
+        if self.sync is None:
+            return args
+        own: Path | None = None
+        has_jetstream = False
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            flag, _, value = args[i].partition("=")
+            if flag in _CONFIG_FLAGS:
+                if not value and i + 1 < len(args):
+                    i += 1
+                    value = args[i]
+                own = Path(value).resolve()
+            else:
+                rest.append(args[i])
+            i += 1
+        lines = ["# written by dasync: fsync JetStream writes before acknowledging them"]
+        if own is not None:
+            relative = os.path.relpath(own, self.config_file.parent.resolve())
+            lines.append(f"include {json.dumps(relative)}")  # relative to this file, always
+            with contextlib.suppress(OSError):  # a missing file: nats-server says so itself
+                has_jetstream = bool(_OWN_JETSTREAM.search(own.read_text(errors="replace")))
+            if has_jetstream:
+                lines.append("# the included file has a jetstream block: it decides sync_interval")
+        if not has_jetstream:
+            lines.append(f"jetstream {{ sync_interval: {self.sync} }}")
+        self.config_file.write_text("\n".join(lines) + "\n")
+        return ["-c", str(self.config_file), *rest]
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +211,8 @@ class NatsServer:
             "-js",
             "-sd", str(self.store_dir),
             "-l", str(self.log_file),
-            *self.args,
+            *(["-m", "-1"] if self.monitor else []),
+            *self._config_args(),
         ]  # fmt: skip
         with open(stderr_path, "ab") as stderr:
             try:
@@ -158,6 +245,8 @@ class NatsServer:
                 raise NatsServerError("nats-server failed:\n" + "\n".join(fatal))
             if match := _LISTENING.search(text):
                 port = int(match.group(1))
+            if self.monitor and (match := _MONITOR.search(text)):
+                self.monitor_port = int(match.group(1))
             if port is not None and "Server is ready" in text:
                 return port
             if self.process.poll() is not None:
@@ -179,6 +268,7 @@ class NatsServer:
 
     def _terminate(self, timeout: float = 10.0) -> None:
         proc, self.process = self.process, None
+        self.monitor_port = None
         if proc is not None:
             _terminate(proc, timeout)
 
@@ -247,6 +337,10 @@ class EmbeddedServer:
     port: int
     started: bool
     directory: Path
+    sync: str | None = None
+    """its JetStream ``sync_interval`` (``None``: nats-server's default, or not recorded)"""
+    monitor_port: int | None = None
+    """its HTTP monitoring port on 127.0.0.1 (``/varz``), if it has one"""
 
 
 def ensure_embedded(
@@ -262,13 +356,36 @@ def ensure_embedded(
         info = _read_info(home)
         if info is not None and _alive(info["pid"]) and _answers(info["port"]):
             _take_lease(home)
-            return EmbeddedServer(info["url"], info["pid"], info["port"], False, home)
+            if info["sync"] != SYNC_ALWAYS:
+                _log.warning(
+                    "the embedded nats-server of %s (pid %d) was started without "
+                    "'sync_interval: always' (by an older dasync?): acknowledged writes "
+                    "can be lost on power failure until it restarts; stop it with "
+                    "'dasync server stop' when nothing runs on it",
+                    home,
+                    info["pid"],
+                )
+            return EmbeddedServer(
+                info["url"], info["pid"], info["port"], False, home,
+                info["sync"], info["monitor_port"],
+            )  # fmt: skip
         server = _start_detached(home, info["port"] if info else _last_port(home), binary)
         assert server.pid is not None and server.port is not None
-        _write_info(home, {"url": server.url, "pid": server.pid, "port": server.port})
+        _write_info(
+            home,
+            {
+                "url": server.url,
+                "pid": server.pid,
+                "port": server.port,
+                "sync": server.sync,
+                "monitor_port": server.monitor_port,
+            },
+        )
         (home / "last-port").write_text(str(server.port))
         _take_lease(home)
-        return EmbeddedServer(server.url, server.pid, server.port, True, home)
+        return EmbeddedServer(
+            server.url, server.pid, server.port, True, home, server.sync, server.monitor_port
+        )
 
 
 def release_embedded(server: EmbeddedServer, *, stop_if_last: bool = True) -> bool:
@@ -299,6 +416,8 @@ def _start_detached(home: Path, port: int | None, binary: str | None) -> NatsSer
             binary=binary,
             args=("-P", str(home / "server.pid")),
             detached=True,
+            sync=SYNC_ALWAYS,
+            monitor=True,
         )
 
     if port is not None:
@@ -334,8 +453,15 @@ def _stop(home: Path) -> bool:
 def _read_info(home: Path) -> dict[str, Any] | None:
     try:
         info = json.loads((home / "server.json").read_text())
-        return {"url": str(info["url"]), "pid": int(info["pid"]), "port": int(info["port"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        sync, monitor = info.get("sync"), info.get("monitor_port")
+        return {
+            "url": str(info["url"]),
+            "pid": int(info["pid"]),
+            "port": int(info["port"]),
+            "sync": None if sync is None else str(sync),
+            "monitor_port": None if monitor is None else int(monitor),
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
