@@ -198,21 +198,19 @@ class Client:
         the message keeps its id, so a send that did land is not stored twice. Only the
         caller's own timeout (or a refusal: a closed transport, a permission) ends it.
         ``declare``: a service whose workers never started gets its queue, to wait in."""
-        delay = 0.05
-        while True:
+
+        async def attempt() -> bool:
             try:
                 await self._transport.send(service, message, self.origin)
-                return
+                return True
             except UnknownService:
                 if not declare:
                     raise
-                await self._retrying(lambda: self._transport.declare(service), service)
-            except TransportRefused:
-                raise
-            except (TransportError, TimeoutError, OSError) as exc:
-                _log.warning("sending to %s failed (%r); retrying in %.2fs", service, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await self._transport.declare(service)
+                return False  # declared: send again
+
+        while not await self._retrying(attempt, f"sending to {service}"):
+            pass
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
         """``attempt()`` until it succeeds or is refused, with backoff."""
