@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
-from collections.abc import Callable
+
+from dasync.testing import VirtualClock
 
 from ._vloop import START
 
@@ -24,35 +24,14 @@ IDLE_ROUNDS = 4
 """Loop iterations with nothing to do before time jumps."""
 
 
-class FastClock:
-    """``dasync.Clock`` whose time moves only when nothing else can happen."""
+class FastClock(VirtualClock):
+    """``dasync.Clock`` whose time moves only when nothing else can happen; it keeps
+    ``VirtualClock``'s sleepers and only decides differently when to jump."""
 
     def __init__(self, start: float = START) -> None:
-        self._now = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._counter = itertools.count()
-        self._jumper: asyncio.Task[None] | None = None
-        self.is_busy: Callable[[], bool] = lambda: False
+        super().__init__(start)
         self.paused = False
         self.jumps = 0
-
-    def now(self) -> float:
-        return self._now
-
-    async def sleep_until(self, deadline: float) -> None:
-        if deadline <= self._now:
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (deadline, next(self._counter), fut))
-        if self._jumper is None or self._jumper.done():
-            self._jumper = asyncio.get_running_loop().create_task(self._autojump())
-        await fut
-
-    def _wake(self) -> None:
-        while self._sleepers and self._sleepers[0][0] <= self._now:
-            _, _, fut = heapq.heappop(self._sleepers)
-            if not fut.done():
-                fut.set_result(None)
 
     async def _autojump(self) -> None:
         idle = 0
