@@ -430,18 +430,10 @@ def client_permissions(
         )
         _direct_get(rules, journal, why)
         _await_queue(rules, name, ns, provisioned)
-    _identity_rules(rules, identity, ns, provisioned)
-    prefix = inbox_prefix_for(full, ns, shared=shared_inbox)
-    return UserPermissions(
-        user=full,
-        role=ROLE_CLIENT,
-        services=(),
-        identity=identity,
-        inbox_prefix=prefix,
-        publish=rules.freeze(),
-        subscribe=_subscribe_rules(prefix),
-        summary=(f"clients (identity {identity}) of: " + (", ".join(names) or "-"),),
-    )
+    return _with_identity(
+        rules, full, ROLE_CLIENT, identity, ns, provisioned, shared_inbox,
+        (f"clients (identity {identity}) of: " + (", ".join(names) or "-"),),
+    )  # fmt: skip
 
 
 def operator_permissions(
@@ -477,21 +469,38 @@ def operator_permissions(
         why = f"{name}: read journals"
         rules.add(why, _api("STREAM", "INFO", journal))
         _direct_get(rules, journal, why)
-    _identity_rules(rules, identity, ns, provisioned)
-    prefix = inbox_prefix_for(full, ns, shared=shared_inbox)
+    summary = (
+        "operator of: " + (", ".join(names) or "-"),
+        "may publish on every lane of these services (retried dead letters keep their "
+        "sender): trust it as you trust them all",
+    )
+    return _with_identity(
+        rules, full, ROLE_OPERATOR, identity, ns, provisioned, shared_inbox, summary
+    )
+
+
+def _with_identity(
+    rules: _Rules,
+    user: str,
+    role: str,
+    identity: str,
+    namespace: str,
+    provisioned: bool,
+    shared_inbox: bool,
+    summary: tuple[str, ...],
+) -> UserPermissions:
+    """A user that hosts no service: ``rules`` plus its own client identity's inbox."""
+    _identity_rules(rules, identity, namespace, provisioned)
+    prefix = inbox_prefix_for(user, namespace, shared=shared_inbox)
     return UserPermissions(
-        user=full,
-        role=ROLE_OPERATOR,
+        user=user,
+        role=role,
         services=(),
         identity=identity,
         inbox_prefix=prefix,
         publish=rules.freeze(),
         subscribe=_subscribe_rules(prefix),
-        summary=(
-            "operator of: " + (", ".join(names) or "-"),
-            "may publish on every lane of these services (retried dead letters keep their "
-            "sender): trust it as you trust them all",
-        ),
+        summary=summary,
     )
 
 
