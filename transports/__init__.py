@@ -11,10 +11,13 @@ from ._contract import CrashCounter as CrashCounter
 from ._contract import DeadLetter as DeadLetter
 from ._contract import DeadLetters as DeadLetters
 from ._contract import Delivery as Delivery
+from ._contract import FailureNotes as FailureNotes
 from ._contract import Handler as Handler
 from ._contract import JournalStore as JournalStore
 from ._contract import Message as Message
 from ._contract import Origin as Origin
+from ._contract import PurgeReport as PurgeReport
+from ._contract import Retention as Retention
 from ._contract import Secrets as Secrets
 from ._contract import Subscription as Subscription
 from ._contract import Transport as Transport
@@ -32,6 +35,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "Delivery",
+    "FailureNotes",
     "Handler",
     "JournalStore",
     "MemoryBroker",
@@ -39,6 +43,8 @@ __all__ = [
     "MemoryTransport",
     "Message",
     "Origin",
+    "PurgeReport",
+    "Retention",
     "Secrets",
     "UNKNOWN_ORIGIN",
     "Subscription",

@@ -19,11 +19,14 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "Delivery",
+    "FailureNotes",
     "Handler",
     "INBOX_PREFIX",
     "JournalStore",
     "Message",
     "Origin",
+    "PurgeReport",
+    "Retention",
     "Secrets",
     "Subscription",
     "Transport",
@@ -173,6 +176,62 @@ class CrashCounter(Protocol):
 
     async def forget_crash(self, service: str, key: str) -> None:
         """A counted run of ``key`` did finish: start counting from zero again."""
+
+
+@runtime_checkable
+class FailureNotes(Protocol):
+    """Optional store capability: what a routine's caller was told when a message of the
+    routine was set aside, readable by every client.
+
+    Without it only the caller that started the routine learns that it failed; any
+    other handle on it would wait until its own timeout for a journal that never ends.
+    A note holds while the journal is as long as it was when the note was written: a
+    step committed after it (a retried dead letter running) makes it stale.
+    """
+
+    async def note_failure(self, service: str, routine_id: str, entries: int, note: bytes) -> None:
+        """Keep ``note`` (an encoded failure) for a routine whose journal has ``entries``."""
+        ...
+
+    async def noted_failure(self, service: str, routine_id: str) -> tuple[int, bytes] | None:
+        """``(entries, note)`` last kept for the routine, or None."""
+        ...
+
+    async def forget_failure(self, service: str, routine_id: str) -> None:
+        """Drop the routine's note (its dead letter was put back in the queue)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What one pass of ``Retention.purge_finished`` found and did."""
+
+    purged: int = 0
+    """Finished routines whose journals (and notes) were removed (or would be, dry run)."""
+    running: int = 0
+    """Routines with entries older than the cut-off that are still running: kept."""
+    recent: int = 0
+    """Finished routines whose last entry is newer than the cut-off: kept."""
+
+
+@runtime_checkable
+class Retention(Protocol):
+    """Optional store capability: remove the journals of routines that finished long ago.
+
+    A journal is what makes a repeated start of the same routine id harmless, so it
+    may go only once no caller will repeat that start: the retention is that window.
+    """
+
+    async def purge_finished(
+        self,
+        service: str,
+        older_than: float,
+        finished: Callable[[bytes], bool],
+        *,
+        dry_run: bool = False,
+    ) -> PurgeReport:
+        """Remove every journal of ``service`` whose last entry is older than ``older_than``
+        seconds (by the store's clock) and ``finished`` (given that entry's bytes)."""
+        ...
 
 
 @runtime_checkable

@@ -13,11 +13,19 @@ import heapq
 import itertools
 import secrets
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dasync._clock import Clock, SystemClock
 from dasync._errors import JournalConflict, UnknownService
-from dasync.transports._contract import UNKNOWN_ORIGIN, DeadLetter, Handler, Message, Origin
+from dasync.transports._contract import (
+    UNKNOWN_ORIGIN,
+    DeadLetter,
+    Handler,
+    Message,
+    Origin,
+    PurgeReport,
+)
 
 __all__ = ["MemoryBroker", "MemoryStore", "MemoryTransport"]
 
@@ -55,6 +63,10 @@ class MemoryBroker:
         self.dedupe_window = dedupe_window
         self.queues: dict[str, _Queue] = {}
         self.journals: dict[tuple[str, str], list[bytes]] = {}
+        self.written: dict[tuple[str, str], tuple[float, float]] = {}
+        """When each journal's first and last entries were appended (``clock``), for retention."""
+        self.notes: dict[tuple[str, str], tuple[int, bytes, float]] = {}
+        """(service, routine) -> (journal entries, failure note, written at)."""
         self.dead: list[tuple[str, Message, str]] = []
         self.dead_origins: list[Origin] = []
         """The sender of each of ``dead``, for a retry to keep it."""
@@ -199,6 +211,38 @@ class MemoryBroker:
                 f"journal of {routine_id!r} has {len(journal)} entries, expected {expected}"
             )
         journal.append(entry)
+        now = self.clock.now()
+        first, _ = self.written.get((service, routine_id), (now, now))
+        self.written[(service, routine_id)] = (first if expected else now, now)
+
+    def purge_finished(
+        self, service: str, older_than: float, finished: Callable[[bytes], bool], dry_run: bool
+    ) -> PurgeReport:
+        """As a pass over a NATS journal stream sees it: routines whose first entry is older
+        than the cut-off are judged by their last one; newer routines are not met."""
+        cutoff = self.clock.now() - older_than
+        purged = running = recent = 0
+        for key in [k for k in self.journals if k[0] == service]:
+            journal = self.journals[key]
+            first, last = self.written.get(key, (cutoff, cutoff))
+            if not journal or first >= cutoff:
+                continue
+            if not finished(journal[-1]):
+                running += 1
+            elif last >= cutoff:
+                recent += 1
+            else:
+                purged += 1
+                if not dry_run:
+                    del self.journals[key]
+                    self.written.pop(key, None)
+                    self.notes.pop(key, None)
+        for key, (_, _, at) in list(self.notes.items()):
+            if key[0] == service and key not in self.journals and at < cutoff:
+                purged += 1  # a start set aside before it had a journal
+                if not dry_run:
+                    del self.notes[key]
+        return PurgeReport(purged, running, recent)
 
 
 class _MemoryDelivery:
@@ -418,6 +462,26 @@ class MemoryStore:
 
     async def forget_crash(self, service: str, key: str) -> None:
         self.broker.crashes.pop((service, key), None)
+
+    async def note_failure(self, service: str, routine_id: str, entries: int, note: bytes) -> None:
+        self.broker.notes[(service, routine_id)] = (entries, note, self.broker.clock.now())
+
+    async def noted_failure(self, service: str, routine_id: str) -> tuple[int, bytes] | None:
+        found = self.broker.notes.get((service, routine_id))
+        return None if found is None else (found[0], found[1])
+
+    async def forget_failure(self, service: str, routine_id: str) -> None:
+        self.broker.notes.pop((service, routine_id), None)
+
+    async def purge_finished(
+        self,
+        service: str,
+        older_than: float,
+        finished: Callable[[bytes], bool],
+        *,
+        dry_run: bool = False,
+    ) -> PurgeReport:
+        return self.broker.purge_finished(service, older_than, finished, dry_run)
 
     async def close(self) -> None:
         pass

@@ -24,7 +24,9 @@ from .._event import EventSpec
 from .._failures import decode_failure
 from .._proxy import make_proxy
 from ..transports import (
+    DeadLetters,
     Delivery,
+    FailureNotes,
     JournalStore,
     Message,
     Origin,
@@ -313,9 +315,33 @@ class Client:
 
     async def _completion_of(self, service: str, routine_id: str) -> Complete | None:
         entries = await self._store.load(service, routine_id)
-        if not entries:
-            return None
-        return completion_of([decode_step(entries[-1])])
+        if entries:
+            done = completion_of([decode_step(entries[-1])])
+            if done is not None:
+                return done
+        if isinstance(self._store, FailureNotes):
+            # set aside: what its caller was told, unless a step was committed since
+            noted = await self._store.noted_failure(service, routine_id)
+            if noted is not None and noted[0] == len(entries):
+                return Complete(0, False, noted[1])
+        return None
+
+    async def retry_dead_letter(self, service: str, letter_id: str) -> None:
+        """Put a dead letter of ``service`` back in its queue, once its cause is fixed.
+
+        Handles on its routine then wait for the new outcome instead of returning the
+        failure its caller was told. ``LookupError`` if there is no such letter.
+        """
+        if not isinstance(self._transport, DeadLetters):
+            raise LookupError(f"the transport keeps no dead letters (no letter {letter_id!r})")
+        letters = await self._transport.dead_letters(service)
+        letter = next((d for d in letters if d.id == letter_id), None)
+        if letter is None:
+            raise LookupError(f"no dead letter {letter_id!r} in {service!r}")
+        routine_id = letter.message.headers.get(_wire.ROUTINE)
+        if routine_id and isinstance(self._store, FailureNotes):
+            await self._store.forget_failure(service, routine_id)
+        await self._transport.retry_dead_letter(service, letter_id)
 
 
 def _waiter_key(service: str, routine_id: str) -> str:

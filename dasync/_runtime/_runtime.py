@@ -16,6 +16,7 @@ from .._service import service, validate_service
 from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
 from ._client import Client
 from ._events import RuntimeEvents
+from ._retention import DEFAULT_RETENTION, Sweeper
 from ._worker import HostedService, Worker
 
 __all__ = ["Runtime"]
@@ -44,6 +45,7 @@ class Runtime:
         on_divergence: str | None = None,
         poison_after: int = 10,
         max_crashes: int = 3,
+        retention: float | None = DEFAULT_RETENTION,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -75,6 +77,9 @@ class Runtime:
             heartbeat=min(10.0, float(getattr(transport, "ack_wait", 30.0)) / 3),
         )
         self.client = Client(transport, store, self.clock, max_payload=max_payload)
+        self.retention = retention
+        """Seconds the journal of a finished routine is kept (None: for ever)."""
+        self.sweeper: Sweeper | None = None
         self._started = False
 
     def _host(self, cls: type) -> HostedService:
@@ -104,12 +109,17 @@ class Runtime:
         self.events.frozen = True
         await self.worker.start()
         await self.client.open()
+        if self.retention is not None:
+            self.sweeper = Sweeper(self.store, self.worker.services, self.retention)
+            self.sweeper.start()
         self._started = True
 
     async def close(self) -> None:
         if not self._started:
             return
         self._started = False
+        if self.sweeper is not None:
+            await self.sweeper.stop()
         await self.client.close()
         await self.worker.stop()
         await self.transport.close()
@@ -123,6 +133,8 @@ class Runtime:
         self._started = False
         kill()
         self.worker.kill()
+        if self.sweeper is not None:
+            self.sweeper.kill()
 
     def host_main(self, main: Callable[..., Any], name: str = "main") -> type:
         """Host ``async def main(...)`` as the one method of a service, before ``start()``.

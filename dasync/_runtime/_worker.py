@@ -67,6 +67,7 @@ from ..transports import (
     Claims,
     CrashCounter,
     Delivery,
+    FailureNotes,
     JournalStore,
     Message,
     Origin,
@@ -569,19 +570,22 @@ class Worker:
         The reply has an id of its own per message set aside, so that a second one (the
         dead letter retried and set aside again) is not dropped as a duplicate of the first.
         """
+        name = hosted.spec.name
+        records = await self.store.load(name, env.routine_id)
         meta: Mapping[str, str] = {}
         if env.kind == "start":
             meta = _start_meta(env)
         else:
-            records = await self.store.load(hosted.spec.name, env.routine_id)
             first = decode_step(records[0]).input if records else None
             if isinstance(first, Start):
                 meta = first.meta
-        if not meta.get("reply_to"):
-            return
-        failure = failure or CallFailed(hosted.spec.name, env.routine_id, reason)
+        failure = failure or CallFailed(name, env.routine_id, reason)
         done = Complete(0, False, encode_failure(failure))
-        await self._reply(hosted.spec.name, env.routine_id, meta, done, variant=f"failed:{cause}")
+        if isinstance(self.store, FailureNotes):
+            # so that every handle on the routine learns what its caller is told
+            await self.store.note_failure(name, env.routine_id, len(records), done.payload)
+        if meta.get("reply_to"):
+            await self._reply(name, env.routine_id, meta, done, variant=f"failed:{cause}")
 
     async def _keep_alive(self) -> None:
         """Tell the transport that long activations are still working, so they are not

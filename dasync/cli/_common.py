@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = [
     "describe_exception",
     "err",
     "out",
+    "parse_duration",
     "pretty_json",
     "setup_logging",
     "trim_traceback",
@@ -36,6 +38,20 @@ EXIT_UNAVAILABLE: Final = 3
 """No result for lack of infrastructure: NATS unreachable or not running, no reply in time."""
 EXIT_INTERRUPTED: Final = 130
 """Stopped by Ctrl-C while main() was still running (128 + SIGINT, as shells report it)."""
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(d|h|m|s|)")
+_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``45s`` or plain seconds, as seconds; ``ValueError`` if not."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or float(match[1]) <= 0:
+        raise ValueError(
+            f"expected a positive duration such as 7d, 12h, 30m, 45s or seconds, not {text!r}"
+        )
+    return float(match[1]) * _UNIT[match[2]]
 
 
 class CliError(Exception):

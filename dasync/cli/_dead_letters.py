@@ -7,7 +7,9 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
+from .._clock import SystemClock
 from .._errors import DasyncError
+from .._runtime import Client
 from ..transports import DeadLetters
 from ._call import _locate
 from ._common import (
@@ -78,7 +80,10 @@ async def _run(args: argparse.Namespace, target: Any) -> int:
         if args.retry:
             doing = f"re-queue dead letter {args.retry} of {args.service} on {where}"
             try:
-                await transport.retry_dead_letter(args.service, args.retry)
+                # through a client: handles on the routine then wait for the new outcome
+                await Client(transport, store, SystemClock()).retry_dead_letter(
+                    args.service, args.retry
+                )
             except LookupError as exc:
                 raise CliError(str(exc), EXIT_FAILED) from None
             except (DasyncError, OSError) as exc:

@@ -36,6 +36,7 @@ from ._common import (
     describe_exception,
     err,
     out,
+    parse_duration,
     trim_traceback,
 )
 from ._nats import (
@@ -86,7 +87,8 @@ examples:
 exit status:
   0    main() returned, or stopped by Ctrl-C/SIGTERM when there is no main()
   1    the file did not import, a service is invalid, or main() raised
-  2    the command line, a DASYNC_NATS_* variable or $DASYNC_MAX_CRASHES is wrong
+  2    the command line, a DASYNC_NATS_* variable, $DASYNC_MAX_CRASHES or
+       $DASYNC_RETENTION is wrong
   3    NATS is unavailable: cannot connect, or the embedded server did not start
   130  interrupted while main() was still running
 """
@@ -97,8 +99,12 @@ DEFAULT_MAX_CRASHES = 3
 """``Runtime(max_crashes=...)``'s default: a message may kill two workers, not a third."""
 
 
+RETENTION_VAR = "DASYNC_RETENTION"
+DEFAULT_RETENTION_TEXT = "7d"
+
 RUN_ENVIRONMENT = f"""\
   {MAX_CRASHES_VAR}: the default of --max-crashes ({DEFAULT_MAX_CRASHES} when unset).
+  {RETENTION_VAR}: the default of --retention ({DEFAULT_RETENTION_TEXT} when unset).
 """
 
 
@@ -134,6 +140,17 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         ),
     )
     parser.add_argument(
+        "--retention",
+        metavar="DURATION",
+        default=None,
+        help=(
+            "keep the journals of finished routines this long (7d, 12h, 30m, seconds; "
+            "'forever' keeps them), then remove them: a start repeated with the same "
+            "routine id after that runs again, and its result can no longer be read "
+            f"(default: ${RETENTION_VAR}, else {DEFAULT_RETENTION_TEXT})"
+        ),
+    )
+    parser.add_argument(
         "--serve",
         action="store_true",
         help="serve FILE's services without starting its main(): the worker still hosts "
@@ -165,6 +182,22 @@ def max_crashes(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
         return _crash_limit(text)
     except argparse.ArgumentTypeError as exc:
         raise CliError(f"${MAX_CRASHES_VAR}: {exc}", EXIT_USAGE) from None
+
+
+def retention(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> float | None:
+    """``--retention``, else ``$DASYNC_RETENTION``, else 7 days; ``None`` for ``forever``."""
+    text, source = args.retention, "--retention"
+    if text is None:
+        text = (os.environ if env is None else env).get(RETENTION_VAR, "").strip()
+        source = f"${RETENTION_VAR}"
+    if not text:
+        text = DEFAULT_RETENTION_TEXT
+    if text.strip().lower() == "forever":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"{source}: {exc} (or 'forever')", EXIT_USAGE) from None
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -282,6 +315,7 @@ async def _run(args: argparse.Namespace) -> int:
 async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
     target = resolve_target(args, command="run")
     crash_limit = max_crashes(args)
+    keep = retention(args)
     try:
         module = load_module(args.file)
         services, main = discover(module)
@@ -299,6 +333,7 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
                 store=backend.store,
                 broker=backend.broker,
                 max_crashes=crash_limit,
+                retention=keep,
             )
             if main is not None:
                 rt.host_main(main, main_name)

@@ -31,9 +31,12 @@ from .._errors import JournalConflict, UnknownService
 from ..transports import (
     CrashCounter,
     Delivery,
+    FailureNotes,
     JournalStore,
     Message,
     Origin,
+    PurgeReport,
+    Retention,
     Secrets,
     Transport,
     inbox_queue,
@@ -60,6 +63,8 @@ class Backend:
     ack_wait: float | None = None
     """The backend's ack wait in real seconds, when short enough to check that a delivery
     never settled comes back (``None``: not checked, e.g. in virtual time)."""
+    pass_time: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """Let this many seconds pass on the backend's clock (a virtual clock: advance it)."""
 
 
 BackendFactory = Callable[[], AbstractAsyncContextManager[Backend]]
@@ -412,6 +417,80 @@ async def check_store_capabilities(factory: BackendFactory) -> None:
             assert await first.record_crash(service, key) == 0
 
 
+async def check_failure_notes(factory: BackendFactory) -> None:
+    """``FailureNotes``: a note written by one client is read by another, per routine, the
+    last one wins, and forgetting drops it. (Skipped for a store without the capability.)"""
+    async with _opened(factory) as (backend, stack):
+        stores = [await backend.store() for _ in range(2)]
+        for store in stores:
+            stack.push_async_callback(store.close)
+        writer, reader = stores
+        if not (isinstance(writer, FailureNotes) and isinstance(reader, FailureNotes)):
+            return
+        service = _name("svc")
+        await writer.append(service, "r1", b"start", 0)  # notes live beside journals
+        assert await reader.noted_failure(service, "r1") is None
+        await writer.note_failure(service, "r1", 1, b"first")
+        await writer.note_failure(service, "r1", 1, b"second")
+        await writer.note_failure(service, "r2", 0, b"other")
+        assert await reader.noted_failure(service, "r1") == (1, b"second")
+        assert await reader.noted_failure(service, "r2") == (0, b"other")
+        assert await reader.load(service, "r1") == [b"start"], "a note is no journal entry"
+        await reader.forget_failure(service, "r1")
+        assert await writer.noted_failure(service, "r1") is None
+        assert await writer.noted_failure(service, "r2") == (0, b"other")
+        await reader.forget_failure(service, "never-noted")  # nothing to forget: no error
+
+
+async def check_retention(factory: BackendFactory) -> None:
+    """``Retention``: a pass removes the journals (and notes) of routines that finished
+    before the cut-off, keeps running ones however old and those finished since, and a
+    removed routine can be created again. (Skipped for a store without the capability.)"""
+    async with _opened(factory) as (backend, stack):
+        store = await backend.store()
+        stack.push_async_callback(store.close)
+        if not isinstance(store, Retention):
+            return
+        service = _name("svc")
+
+        def finished(entry: bytes) -> bool:
+            return entry.startswith(b"end")
+
+        for routine, entries in (("old-done", [b"start", b"end"]), ("old-running", [b"start"])):
+            for i, entry in enumerate(entries):
+                await store.append(service, routine, entry, i)
+        notes = isinstance(store, FailureNotes)
+        if notes:
+            await store.note_failure(service, "old-done", 2, b"told")
+            await store.note_failure(service, "set-aside", 0, b"told")  # no journal at all
+            await store.note_failure(service, "old-running", 1, b"told")
+        await backend.pass_time(DELAY * 2)
+        await store.append(service, "old-running", b"step", 1)  # running, lately active
+        await store.append(service, "recent-done", b"start", 0)
+        await store.append(service, "recent-done", b"end", 1)
+        expected = PurgeReport(purged=2 if notes else 1, running=1, recent=0)
+
+        dry = await store.purge_finished(service, DELAY, finished, dry_run=True)
+        assert dry == expected, dry
+        assert await store.load(service, "old-done") == [b"start", b"end"], "dry run removed"
+        report = await store.purge_finished(service, DELAY, finished)
+        assert report == expected, report
+        assert await store.load(service, "old-done") == []
+        assert await store.load(service, "old-running") == [b"start", b"step"]
+        assert await store.load(service, "recent-done") == [b"start", b"end"]
+        if notes:
+            assert isinstance(store, FailureNotes)
+            assert await store.noted_failure(service, "old-done") is None
+            assert await store.noted_failure(service, "set-aside") is None
+            assert await store.noted_failure(service, "old-running") == (1, b"told")
+        await store.append(service, "old-done", b"again", 0)  # the id may start anew
+        assert await store.load(service, "old-done") == [b"again"]
+        again = await store.purge_finished(service, DELAY, finished)
+        assert again == PurgeReport(running=1), again
+        nothing = await store.purge_finished(_name("never-ran"), DELAY, finished)
+        assert nothing == PurgeReport(), nothing
+
+
 async def check_redelivery_after_ack_wait(factory: BackendFactory) -> None:
     """A delivery its handler never settles (a hung or dead worker) is delivered again
     after the backend's ack wait, with attempt 2; settling a stale delivery does nothing."""
@@ -456,6 +535,8 @@ CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
     "origins": check_origins,
     "redelivery_after_ack_wait": check_redelivery_after_ack_wait,
     "store_capabilities": check_store_capabilities,
+    "failure_notes": check_failure_notes,
+    "retention": check_retention,
 }
 """Every check by name, for test suites that want one test per check."""
 

@@ -166,8 +166,12 @@ class _FailingTransport:
     """Implements ``DeadLetters``; every call fails as a connection reset or a lost server."""
 
     closed = False
+    listable = False
+    """A retry lists the letters first (to find its routine): let that succeed."""
 
     async def dead_letters(self, queue: str) -> list[DeadLetter]:
+        if self.listable:
+            return [DeadLetter("7", queue, Message("m", {}, b""), "why")]
         raise ConnectionResetError(104, "Connection reset by peer")
 
     async def retry_dead_letter(self, queue: str, letter_id: str) -> None:
@@ -189,6 +193,7 @@ def test_os_and_transport_errors_are_short_errors(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], retry: Any, expected: str
 ) -> None:
     failing = _FailingTransport()
+    failing.listable = retry is not None
 
     async def connect(options: Any, *, wait: float | None = None) -> tuple[Any, Any]:
         return failing, failing

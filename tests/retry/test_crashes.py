@@ -229,7 +229,7 @@ async def test_a_retried_dead_letter_counts_its_crashes_afresh(clusters: Any) ->
     transport = cluster.current.transport
     assert isinstance(transport, DeadLetters)
     [letter] = await transport.dead_letters("Fragile")
-    await transport.retry_dead_letter("Fragile", letter.id)
+    await client.retry_dead_letter("Fragile", letter.id)
 
     # the retry's first delivery crashes (run 3); its redelivery must run the code again
     finished = await wait_until(

@@ -102,7 +102,7 @@ async def test_a_message_failing_every_attempt_becomes_a_dead_letter_and_the_cal
         assert letter.reason == info.value.reason
         assert letter.message.headers["dasync-routine"] == "poisoned"
         FLAGS["path"] = "a"
-        await transport.retry_dead_letter("Changing", letter.id)
+        await second.client.retry_dead_letter("Changing", letter.id)  # forgets the note
         assert await second.client.handle(Changing.run, "poisoned").result(timeout=30) == 1
         assert await transport.dead_letters("Changing") == []
     await client.close()

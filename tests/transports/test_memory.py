@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -39,7 +40,15 @@ async def memory_backend(
         store=open_store,
         now=clock.now,
         ack_wait=None if virtual_time else ack_wait,
+        pass_time=_advancing(clock) if isinstance(clock, VirtualClock) else asyncio.sleep,
     )
+
+
+def _advancing(clock: VirtualClock) -> Callable[[float], Awaitable[None]]:
+    async def pass_time(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return pass_time
 
 
 class TestMemoryVirtualTime(TransportConformance):

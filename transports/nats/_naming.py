@@ -51,9 +51,12 @@ __all__ = [
     "inbox_stream",
     "inbox_subjects",
     "is_inbox",
+    "failure_note_subject",
+    "journal_of_note",
     "journal_stream",
     "journal_subject",
     "journal_subjects",
+    "note_of",
     "schedule_subject",
     "token",
     "work_stream",
@@ -229,6 +232,30 @@ def journal_subject(service: str, routine_id: str, namespace: str = "") -> str:
 
 def journal_subjects(service: str, namespace: str = "") -> list[str]:
     return [f"{_root(namespace)}.{token(service)}.journal.*"]
+
+
+NOTE_MARK = "_failed_"
+"""Starts the last token of a routine's failure note, next to its journal in the journal
+stream: ``token`` never makes one that starts with ``_``, so no journal is named so."""
+
+
+def failure_note_subject(service: str, routine_id: str, namespace: str = "") -> str:
+    """Where the failure a routine's caller was told is kept (``FailureNotes``)."""
+    return note_of(journal_subject(service, routine_id, namespace))
+
+
+def note_of(journal_subject: str) -> str:
+    """The failure note subject that belongs to a journal subject."""
+    head, _, last = journal_subject.rpartition(".")
+    return f"{head}.{NOTE_MARK}{last}"
+
+
+def journal_of_note(subject: str) -> str | None:
+    """The journal subject a failure note belongs to; None if ``subject`` is no note."""
+    head, _, last = subject.rpartition(".")
+    if not last.startswith(NOTE_MARK):
+        return None
+    return f"{head}.{last[len(NOTE_MARK) :]}"
 
 
 def claim_stream(service: str, namespace: str = "") -> str:

@@ -297,6 +297,10 @@ def _service_rules(
         rules.add(why, *(subjects or naming.state_subjects(name, ns)))
         _own_stream(rules, stream, why, provisioned)
         _direct_get(rules, stream, why)
+    rules.add(
+        "own journals: remove those of routines finished longer ago than the retention",
+        _api("STREAM", "PURGE", naming.journal_stream(name, ns)),
+    )
     if use.events:
         why = "own events: publish, declare the stream"
         rules.add(why, *(naming.event_subject(topic, ns) for topic in use.events))
@@ -445,7 +449,7 @@ def operator_permissions(
     provisioned: bool = True,
 ) -> UserPermissions:
     """An operator of ``services``: cancels (``in.operator``), dead letters (``dasync
-    dead-letters``: list, retry, delete), journals. A retried dead letter is republished on
+    dead-letters``: list, retry, delete), journals (read, ``dasync purge``). A retried dead letter is republished on
     the lane it arrived on, so this user may publish on **every** lane of those services:
     it can speak for any service or client there, and must be trusted as such."""
     ns = namespace
@@ -469,6 +473,11 @@ def operator_permissions(
         why = f"{name}: read journals"
         rules.add(why, _api("STREAM", "INFO", journal))
         _direct_get(rules, journal, why)
+        rules.add(
+            f"{name}: purge old journals (dasync purge), drop the failure note of a "
+            "retried dead letter",
+            _api("STREAM", "PURGE", journal),
+        )
     summary = (
         "operator of: " + (", ".join(names) or "-"),
         "may publish on every lane of these services (retried dead letters keep their "

@@ -22,14 +22,18 @@ from functools import partial
 from typing import TypeVar
 
 from dasync._errors import JournalConflict, TransportError, TransportRefused
+from dasync.transports._contract import PurgeReport
 
 from . import _naming as naming
 from ._connection import WRONG_LAST_SEQUENCE, ApiError, Connection, NoResponders, RawMsg
 from ._provision import Provisioner
+from ._retention import purge_finished
 
 __all__ = ["NatsStore"]
 
 INDEX = "Dasync-Index"
+ENTRIES = "Dasync-Entries"
+"""On a failure note: how many entries the routine's journal had when it was written."""
 _PAGE = 1000
 _DIRECT_RETRIES = 40
 T = TypeVar("T")
@@ -310,6 +314,66 @@ class NatsStore:
             self._forget(key)  # the append may or may not have happened
             raise
         self._remember(service, routine_id, expected + 1, ack.seq)
+
+    # --- failure notes and retention ----------------------------------------------------
+
+    async def note_failure(self, service: str, routine_id: str, entries: int, note: bytes) -> None:
+        self._check_open()
+        await self.provisioner.journal(service)
+        await self.conn.publish(
+            naming.failure_note_subject(service, routine_id, self._ns),
+            note,
+            {
+                "Nats-Expected-Stream": naming.journal_stream(service, self._ns),
+                ENTRIES: str(entries),
+            },
+        )
+
+    async def noted_failure(self, service: str, routine_id: str) -> tuple[int, bytes] | None:
+        self._check_open()
+        stream = naming.journal_stream(service, self._ns)
+        subject = naming.failure_note_subject(service, routine_id, self._ns)
+
+        async def last() -> RawMsg:
+            try:
+                return await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+            except NoResponders:
+                raise _NoAnswer from None
+
+        raw = await self._direct(service, last)
+        if raw is None or raw.status == "404":
+            return None
+        if raw.status:
+            raise TransportError(f"reading {subject}: {raw.status} {raw.description}")
+        try:
+            return int(raw.headers[ENTRIES]), raw.data
+        except (KeyError, ValueError):
+            return None  # not written by a worker: ignore it
+
+    async def forget_failure(self, service: str, routine_id: str) -> None:
+        self._check_open()
+        stream = naming.journal_stream(service, self._ns)
+        subject = naming.failure_note_subject(service, routine_id, self._ns)
+        try:
+            await self.conn.api(f"STREAM.PURGE.{stream}", {"filter": subject})
+        except ApiError as exc:
+            if exc.code != 404:  # no journal stream: nothing to forget
+                raise
+
+    async def purge_finished(
+        self,
+        service: str,
+        older_than: float,
+        finished: Callable[[bytes], bool],
+        *,
+        dry_run: bool = False,
+    ) -> PurgeReport:
+        self._check_open()
+        report = await purge_finished(self.conn, service, older_than, finished, dry_run=dry_run)
+        if report.purged and not dry_run:
+            for key in [k for k in self._tips if k[0] == service]:
+                self._forget(key)  # a purged journal may be started again from empty
+        return report
 
     # --- cache ----------------------------------------------------------------------------
 

@@ -1,0 +1,159 @@
+"""Journal retention on JetStream: remove the journals of routines that finished long ago.
+
+A journal stream holds its messages in the order they were written, so every
+journal with an entry older than the cut-off has one among the stream's first
+messages: the pass reads the stream from its first sequence (batched direct
+gets) until it meets a message newer than the cut-off. For each subject it
+meets, the subject's last message says whether the routine finished and when;
+a finished one older than the cut-off is purged (``STREAM.PURGE`` with a
+subject filter), with its failure note. A running routine's early entries are
+read again by each pass: that is the price of not keeping an index.
+
+JetStream's own ``max_age`` cannot do this: it would also drop the first
+entries of routines that are still running.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dasync._errors import TransportError
+from dasync.transports._contract import PurgeReport
+
+from . import _naming as naming
+from ._connection import ApiError, Connection, NoResponders, RawMsg
+
+__all__ = ["purge_finished"]
+
+_BATCH = 256
+
+
+@dataclass
+class _Pass:
+    conn: Connection
+    stream: str
+    cutoff: float
+    finished: Callable[[bytes], bool]
+    dry_run: bool
+    seen: set[str] = field(default_factory=set)
+    purged: int = 0
+    running: int = 0
+    recent: int = 0
+
+    def report(self) -> PurgeReport:
+        return PurgeReport(self.purged, self.running, self.recent)
+
+
+async def purge_finished(
+    conn: Connection,
+    service: str,
+    older_than: float,
+    finished: Callable[[bytes], bool],
+    *,
+    dry_run: bool = False,
+) -> PurgeReport:
+    """One retention pass over the journals of ``service`` (see the module's docstring)."""
+    stream = naming.journal_stream(service, conn.options.namespace)
+    state = await _stream_state(conn, stream)
+    if state is None:
+        return PurgeReport()
+    work = _Pass(conn, stream, time.time() - older_than, finished, dry_run)
+    seq = int(state.get("first_seq", 1) or 1)
+    last = int(state.get("last_seq", 0) or 0)
+    while seq <= last:
+        page = await _page(conn, stream, seq)
+        if not page:
+            break
+        for raw in page:
+            if _time(raw) >= work.cutoff:
+                return work.report()  # everything after it is newer still
+            await _judge(work, raw.headers.get("Nats-Subject", raw.subject))
+        seq = int(page[-1].headers.get("Nats-Sequence", str(last))) + 1
+    return work.report()
+
+
+async def _judge(work: _Pass, subject: str) -> None:
+    """Decide once per subject met: purge a finished old journal, keep anything else."""
+    journal = naming.journal_of_note(subject) or subject
+    if journal in work.seen:
+        return
+    work.seen.add(journal)
+    tip = await _last(work.conn, work.stream, journal)
+    if tip is None:  # a note of a routine whose start was set aside before it had a journal
+        note = await _last(work.conn, work.stream, naming.note_of(journal))
+        if note is not None and _time(note) < work.cutoff:
+            await _purge(work, naming.note_of(journal))
+            work.purged += 1
+        return
+    if not work.finished(tip.data):
+        work.running += 1
+    elif _time(tip) >= work.cutoff:
+        work.recent += 1
+    else:
+        await _purge(work, journal)
+        await _purge(work, naming.note_of(journal))
+        work.purged += 1
+
+
+async def _purge(work: _Pass, subject: str) -> None:
+    if not work.dry_run:
+        await work.conn.api(f"STREAM.PURGE.{work.stream}", {"filter": subject})
+
+
+async def _stream_state(conn: Connection, stream: str) -> dict[str, Any] | None:
+    try:
+        info = await conn.api(f"STREAM.INFO.{stream}")
+    except ApiError as exc:
+        if exc.code == 404:
+            return None  # no routine of this service ever ran
+        raise
+    state = info.get("state")
+    return state if isinstance(state, dict) else {}
+
+
+async def _page(conn: Connection, stream: str, seq: int) -> list[RawMsg]:
+    """Up to ``_BATCH`` messages of the stream from sequence ``seq`` on."""
+    request = json.dumps({"seq": seq, "batch": _BATCH}).encode()
+    inbox = await conn.subscribe()
+    try:
+        await conn.send(f"$JS.API.DIRECT.GET.{stream}", request, reply=inbox.subject)
+        found: list[RawMsg] = []
+        while True:
+            item = await inbox.get(conn.options.request_timeout)
+            if not isinstance(item, RawMsg):
+                raise TransportError(f"reading {stream} for retention: timed out or disconnected")
+            if not item.status:
+                found.append(item)
+            elif item.status in ("204", "404"):  # end of the batch, or nothing from seq on
+                return found
+            else:
+                raise TransportError(f"reading {stream}: {item.status} {item.description}")
+    finally:
+        await inbox.close()
+
+
+async def _last(conn: Connection, stream: str, subject: str) -> RawMsg | None:
+    try:
+        raw = await conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+    except NoResponders:
+        raise TransportError(f"stream {stream} does not answer direct gets") from None
+    if raw.status == "404":
+        return None
+    if raw.status:
+        raise TransportError(f"reading the end of {subject}: {raw.status} {raw.description}")
+    return raw
+
+
+def _time(raw: RawMsg) -> float:
+    """When the server stored a message (``Nats-Time-Stamp``, RFC 3339 with nanoseconds)."""
+    stamp = raw.headers.get("Nats-Time-Stamp", "")
+    if not stamp:
+        raise TransportError(f"message on {raw.subject} has no Nats-Time-Stamp")
+    head, dot, frac = stamp.rstrip("Z").partition(".")
+    text = f"{head}.{(frac + '000000')[:6]}" if dot else head
+    return datetime.fromisoformat(text + "+00:00").timestamp()
