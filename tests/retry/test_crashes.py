@@ -202,6 +202,12 @@ async def test_n_crashes_make_a_dead_letter_and_the_caller_is_told(
     assert (queue, message.headers["dasync-routine"], dead_reason) == ("Fragile", "always", reason)
     # the counts each run found: none on the first delivery, then one per earlier crash
     assert cluster.counts_seen == [[]] + [[n] for n in range(1, max_crashes)]
+    # a handle made by another client gets the same outcome, read from the failure note
+    broker = cluster.broker
+    other = dasync.Client(MemoryTransport(broker), MemoryStore(broker), broker.clock)
+    with pytest.raises(dasync.CallFailed) as seen:
+        await other.handle(Fragile.run, "always").result(timeout=WAIT)
+    assert seen.value.reason == reason
     # the worker that refused it serves the next call
     assert await client.proxy(Fragile).ping() == "pong"
     assert len(cluster.processes) == max_crashes + 1

@@ -29,6 +29,7 @@ from dasync import TransportError
 from dasync._runtime._module import load_module
 from dasync._topology import analyze_files
 from dasync.cli._permissions import add_parser
+from dasync._runtime._retention import purge
 from dasync.transports import Message
 from dasync.transports.nats import naming
 from dasync.transports.nats._connection import ApiError, Connection, PermissionDenied
@@ -363,6 +364,33 @@ async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
     spy = await d.raw("Billing")
     await spy.subscribe(f"{d.users['Orders']['inbox_prefix']}.>")
     await wait_for(lambda: spy.denial(None) is not None, "the server refused the subscription")
+
+
+async def test_journal_retention_is_each_services_own_and_the_operators(deploy: Any) -> None:
+    """A worker's retention pass and ``dasync purge`` as the operator run under the
+    generated users; no other service or client may purge a journal or drop a note."""
+    d = deploy(permissions(analyze_files([SHOP]), operator=True))
+    module = load_module(SHOP)
+    await d.runtime("Billing", module.BillingService, retention=None)
+    orders = await d.runtime("Orders", module.OrderService, retention=None)
+    client = await d.client(CLIENT_USER)
+    assert await client.proxy(module.Orders).place("r1", 5) == "receipt-r1"
+
+    async def removed() -> bool:
+        return (await purge(orders.store, "Orders", 0.05)).purged >= 1
+
+    await wait_for(removed, "Orders' own pass removes the finished order's journal")
+    _, operator = await d.backend(OPERATOR_USER)
+    report = await purge(operator, "Orders", 0.05)  # allowed (what is left may be recent)
+    assert report.running == 0, report
+    await operator.forget_failure("Orders", "r1")
+
+    stream = naming.journal_stream("Orders")
+    filtered = {"filter": naming.journal_subject("Orders", "r1")}
+    for user in ("Billing", CLIENT_USER):
+        conn = await d.raw(user)
+        with pytest.raises(PermissionDenied):
+            await conn.api(f"STREAM.PURGE.{stream}", filtered)
 
 
 async def test_wrong_inbox_prefix_or_identity_is_explained(deploy: Any) -> None:
