@@ -170,6 +170,24 @@ class Report:
     crashed: list[str] = field(default_factory=list)
     infrastructure_retries: int = 0
     conflicts: Counter[str] = field(default_factory=Counter)
+    recovery: dict[str, list[float]] = field(default_factory=dict)
+    """Kill name -> for each call it cut short, seconds from the kill until the run that
+    committed that call began on another worker (its delivery came back)."""
+
+    def recovery_times(self) -> tuple[list[float], list[float]]:
+        """Per kill that cut calls short: (first resumed, last resumed), seconds."""
+        cut = [times for times in self.recovery.values() if times]
+        return [min(t) for t in cut], [max(t) for t in cut]
+
+    def recovery_line(self) -> str:
+        first, last = self.recovery_times()
+        if not first:
+            return "recovery: no kill cut a logged call short"
+        return (
+            f"recovery after {len(first)} kills that cut calls short (kill -> the call's "
+            f"run elsewhere began): first call p50 {_median(first):.2f} s, max "
+            f"{max(first):.2f} s; last call p50 {_median(last):.2f} s, max {max(last):.2f} s"
+        )
 
     @property
     def n(self) -> int:
@@ -273,7 +291,7 @@ class Report:
             f"{self.effects} effects, {self.executions} executions: "
             f"{self.by_kill} re-executions after kills, {self.by_outage + self.by_infra} after "
             f"server restarts, {self.by_duplicate} after concurrent duplicate deliveries, "
-            f"{self.unexplained} unexplained; {self.elapsed:.0f} s"
+            f"{self.unexplained} unexplained; {self.elapsed:.0f} s\n{self.recovery_line()}"
         )
 
     def details(self) -> str:
@@ -288,9 +306,11 @@ class Report:
             )
         for kill in self.kills:
             count, bound = self.kill_bound.get(kill.name, (0, 0))
+            times = self.recovery.get(kill.name, [])
+            resumed = f", resumed {min(times):.2f}-{max(times):.2f}s after" if times else ""
             lines.append(
                 f"  kill -9 {kill.name} (pid {kill.pid}) at "
-                f"{kill.at - self._t0:6.1f}s: {count} re-executions (bound {bound})"
+                f"{kill.at - self._t0:6.1f}s: {count} re-executions (bound {bound}){resumed}"
             )
         for o in self.outages:
             lines.append(
@@ -848,6 +868,10 @@ class Chaos:
                     if outcome is None and pid in killed and began <= killed[pid].at:
                         rep.by_kill += 1
                         per_kill[pid] += 1
+                        kill = killed[pid]
+                        if commits and commits[0][0] != pid and commits[0][1] >= kill.at:
+                            resumed = commits[0][1] - kill.at
+                            self.report.recovery.setdefault(kill.name, []).append(resumed)
                     elif outcome == "error":
                         if in_outage(at):
                             rep.by_outage += 1
@@ -865,6 +889,12 @@ class Chaos:
         for kill in self.report.kills:
             bound = CONCURRENCY * CONSUMERS[kill.service]
             self.report.kill_bound[kill.name] = (per_kill[kill.pid], bound)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def run_chaos(config: ChaosConfig) -> Report:
