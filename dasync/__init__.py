@@ -14,6 +14,7 @@ from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._contract import MethodSpec as MethodSpec
 from ._contract import ServiceSpec as ServiceSpec
+from ._contract import raises as raises
 from ._contract import spec_of as spec_of
 from ._deterministic import call_id as call_id
 from ._deterministic import now as now
@@ -104,6 +105,7 @@ __all__ = [
     "io",
     "now",
     "propagate",
+    "raises",
     "random",
     "retry",
     "service",

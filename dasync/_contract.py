@@ -10,8 +10,9 @@ import inspect
 import re
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import ContractError
 from ._event import Event, EventSpec
@@ -26,6 +27,7 @@ __all__ = [
     "is_contract",
     "method_of_function",
     "plain_def_methods",
+    "raises",
     "spec_of",
 ]
 
@@ -33,6 +35,8 @@ _SPEC_ATTR = "__dasync_spec__"
 _BY_FUNCTION: dict[Any, MethodSpec] = {}
 """Contract function -> its MethodSpec, so that ``client.start(Contract.method)`` works."""
 _NAME_ATTR = "__dasync_service_name__"
+_RAISES_ATTR = "__dasync_raises__"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class MethodSpec:
     returns: Any
     signature: inspect.Signature = field(repr=False, compare=False)
     doc: str | None = None
+    raises: tuple[type[BaseException], ...] = field(default=(), compare=False)
+    """The error types the contract declares with ``@dasync.raises`` (for specs)."""
 
     @property
     def qualname(self) -> str:
@@ -74,6 +80,28 @@ class ServiceSpec:
 
     def method(self, name: str) -> MethodSpec | None:
         return self.methods.get(name)
+
+
+def raises(*errors: type[BaseException]) -> Callable[[F], F]:
+    """Declare the exceptions a contract method may raise, for its callers and its specs::
+
+        @dasync.raises(OutOfStock, PaymentDeclined)
+        async def place_order(self, order: Order) -> Receipt: ...
+
+    Nothing changes at run time (any exception still reaches the caller); the
+    declaration is what ``dasync codegen`` publishes: each type's schema in the
+    specs, an HTTP 422 problem of its own, a change the compatibility check sees.
+    """
+    for error in errors:
+        if not (isinstance(error, type) and issubclass(error, BaseException)):
+            raise TypeError(f"dasync.raises takes exception classes, not {error!r}")
+
+    def decorate(fn: F) -> F:
+        declared = (*getattr(fn, _RAISES_ATTR, ()), *errors)
+        setattr(fn, _RAISES_ATTR, tuple(dict.fromkeys(declared)))
+        return fn
+
+    return decorate
 
 
 def is_contract(obj: object) -> bool:
@@ -290,4 +318,5 @@ def _method_spec(service: str, attr: str, fn: Any, problems: list[str]) -> Metho
     if "return" not in hints:
         problems.append(f"{where}: the return type is not annotated (use '-> None' if nothing)")
     returns = hints.get("return", Any)
-    return MethodSpec(service, attr, tuple(params), returns, sig, inspect.getdoc(fn))
+    declared = tuple(getattr(fn, _RAISES_ATTR, ()))
+    return MethodSpec(service, attr, tuple(params), returns, sig, inspect.getdoc(fn), declared)
