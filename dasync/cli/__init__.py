@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _call, _dead_letters, _permissions, _provision, _purge, _run, _server
+from . import _call, _codegen, _dead_letters, _permissions, _provision, _purge, _run, _server
 from ._common import EXIT_USAGE, add_log_level, setup_logging
 
 __all__ = ["build_parser", "main"]
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dead_letters.add_parser(commands, [common])
     _permissions.add_parser(commands, [common])
     _provision.add_parser(commands, [common])
+    _codegen.add_parser(commands, [common])
     _purge.add_parser(commands, [common])
     return parser
 
