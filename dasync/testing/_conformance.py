@@ -460,7 +460,7 @@ async def check_retention(factory: BackendFactory) -> None:
             for i, entry in enumerate(entries):
                 await store.append(service, routine, entry, i)
         notes = isinstance(store, FailureNotes)
-        if notes:
+        if isinstance(store, FailureNotes):
             await store.note_failure(service, "old-done", 2, b"told")
             await store.note_failure(service, "set-aside", 0, b"told")  # no journal at all
             await store.note_failure(service, "old-running", 1, b"told")

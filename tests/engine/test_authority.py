@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 from typing import Protocol
 
 import pytest
@@ -227,7 +228,8 @@ async def test_timers_and_retries_come_only_from_the_service_itself(make_runtime
         assert await handle.result(timeout=10) == "vault says DENIED"
 
 
-async def test_a_client_accepts_a_result_only_from_the_service_it_called(make_runtime):
+async def test_a_client_accepts_a_result_only_from_the_service_it_called(make_runtime, caplog):
+    caplog.set_level(logging.WARNING, logger="dasync.client")
     async with make_runtime([HoldService, GuardService, VaultService]) as rt:
         handle = await rt.client.start(Guard.check, "bob", routine_id="g1")
         await _guard_running(rt, "bob")
@@ -238,7 +240,12 @@ async def test_a_client_accepts_a_result_only_from_the_service_it_called(make_ru
         await rt.transport.send(
             inbox, _reply("Guard/g1", 0, "g2", b'"OPENED"'), Origin.service("Guard")
         )
-        await asyncio.sleep(0.2)  # give the forgeries every chance to be (wrongly) taken
+        for _ in range(500):  # both forgeries refused (not taken) before the real reply
+            if sum("refused a reply" in r.getMessage() for r in caplog.records) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the client did not refuse both forged replies")
         GATE["bob"].set()
         assert await handle.result(timeout=10) == "DENIED"
 

@@ -27,9 +27,9 @@ import pytest
 import dasync
 from dasync import TransportError
 from dasync._runtime._module import load_module
+from dasync._runtime._retention import purge
 from dasync._topology import analyze_files
 from dasync.cli._permissions import add_parser
-from dasync._runtime._retention import purge
 from dasync.transports import Message
 from dasync.transports.nats import naming
 from dasync.transports.nats._connection import ApiError, Connection, PermissionDenied

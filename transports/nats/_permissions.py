@@ -449,9 +449,10 @@ def operator_permissions(
     provisioned: bool = True,
 ) -> UserPermissions:
     """An operator of ``services``: cancels (``in.operator``), dead letters (``dasync
-    dead-letters``: list, retry, delete), journals (read, ``dasync purge``). A retried dead letter is republished on
-    the lane it arrived on, so this user may publish on **every** lane of those services:
-    it can speak for any service or client there, and must be trusted as such."""
+    dead-letters``: list, retry, delete), journals (read, ``dasync purge``). A retried
+    dead letter is republished on the lane it arrived on, so this user may publish on
+    **every** lane of those services: it can speak for any service or client there, and
+    must be trusted as such."""
     ns = namespace
     rules = _Rules()
     names = list(dict.fromkeys(services))
