@@ -260,6 +260,7 @@ _EXACT = ("pattern", "format", "multipleOf", "contentEncoding", "propertyNames")
 class _Alternative:
     schema: dict[str, Any]
     ref: str = ""
+    """The definition it comes from, if any."""
 
 
 class _SchemaDiff:
@@ -317,6 +318,11 @@ class _SchemaDiff:
         return [_Alternative(schema, ref)]
 
     def schema(self, old: Any, new: Any, path: str) -> None:
+        if isinstance(old, dict) and isinstance(new, dict) and "$ref" in old and "$ref" in new:
+            edge = (_name(old["$ref"]), _name(new["$ref"]))
+            if edge in self.seen:  # compared already (or being compared: a recursive type)
+                return
+            self.seen.add(edge)
         before = self.alternatives(old, 0)
         after = self.alternatives(new, 1)
         if len(before) == 1 and len(after) == 1:
@@ -333,10 +339,6 @@ class _SchemaDiff:
     # --- one alternative against another --------------------------------------------------
 
     def pair(self, old: _Alternative, new: _Alternative, path: str) -> None:
-        if old.ref and new.ref:
-            if (old.ref, new.ref) in self.seen:
-                return
-            self.seen.add((old.ref, new.ref))
         a, b = old.schema, new.schema
         fa, fb = _family(a), _family(b)
         if fa == "any" or fb == "any":
@@ -535,15 +537,30 @@ def _match(
     one of a kind is left on each side; the rest were removed or added."""
     pairs: list[tuple[_Alternative, _Alternative]] = []
     left, right = list(before), list(after)
-    for match in (_key, lambda alt: _family(alt.schema)):
-        for a in list(left):
-            candidates = [b for b in right if match(b) == match(a)]
-            same = [x for x in left if match(x) == match(a)]
-            if candidates and (match is _key or (len(candidates) == 1 and len(same) == 1)):
-                pairs.append((a, candidates[0]))
-                left.remove(a)
-                right.remove(candidates[0])
+    for a in list(left):
+        candidates = [b for b in right if _key(b) == _key(a)]
+        if candidates:
+            pairs.append((a, candidates[0]))
+            left.remove(a)
+            right.remove(candidates[0])
+    for a in list(left):  # a renamed class: the one object left on each side, alike
+        family = _family(a.schema)
+        candidates = [b for b in right if _family(b.schema) == family]
+        same = [x for x in left if _family(x.schema) == family]
+        if len(candidates) == 1 and len(same) == 1 and _alike(a.schema, candidates[0].schema):
+            pairs.append((a, candidates[0]))
+            left.remove(a)
+            right.remove(candidates[0])
     return pairs, left, right
+
+
+def _alike(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two alternatives of one kind may be one type under two names: objects that
+    share a property (a tag object of tagged JSON shares none with another tag)."""
+    props_a, props_b = a.get("properties"), b.get("properties")
+    if isinstance(props_a, dict) and isinstance(props_b, dict):
+        return bool(set(props_a) & set(props_b)) or not (props_a or props_b)
+    return True
 
 
 def _label(schema: Any) -> str:

@@ -82,6 +82,7 @@ def type_path(cls: type) -> str:
 def _tag(tag: str, ref: Ref) -> dict[str, Any]:
     body = _resolve(TAG_BODIES[tag], ref)
     return {
+        "title": tag,
         "type": "object",
         "description": _TAG_DOCS[tag],
         "properties": {tag: body},
@@ -105,7 +106,7 @@ def failure_schemas(ref: Ref) -> dict[str, dict[str, Any]]:
     object, the payload."""
     plain_object = {
         "type": "object",
-        "propertyNames": {"pattern": "^[^$]"},
+        "propertyNames": {"pattern": "^([^$]|$)"},
         "additionalProperties": ref(VALUE),
     }
     value = {
@@ -303,7 +304,7 @@ def _plain(annotation: Any, ref: Ref) -> list[dict[str, Any]]:
         value = tagged_schema(args[1], ref) if len(args) == 2 else ref(VALUE)
         plain_object = {
             "type": "object",
-            "propertyNames": {"pattern": "^[^$]"},
+            "propertyNames": {"pattern": "^([^$]|$)"},
             "additionalProperties": value,
         }
         return [plain_object, _tag_of("$dict", None, ref)]

@@ -59,6 +59,7 @@ def datetime_pattern(*, zone: bool, offset: str = "any") -> str:
 DATETIME_PATTERN = datetime_pattern(zone=True)
 _TIME_PATTERN = rf"^{_TIME}{_OFFSET}?$"
 _BASE64URL = r"^[A-Za-z0-9_-]*={0,2}$"
+_DECIMAL = r"^-?[0-9]+(\.[0-9]+)?(E[+-][0-9]+)?$|^-?(Infinity|s?NaN)$"
 
 
 class WireJsonSchema(GenerateJsonSchema):
@@ -113,6 +114,12 @@ class WireJsonSchema(GenerateJsonSchema):
         if not self._wire and self._config.ser_json_bytes != "base64":
             return super().bytes_schema(schema)
         return {"type": "string", "format": "base64url", "pattern": _BASE64URL}
+
+    def decimal_schema(self, schema: core_schema.DecimalSchema) -> JsonSchemaValue:
+        json_schema = super().decimal_schema(schema)
+        if self.mode == "serialization" and "pattern" not in json_schema:
+            json_schema["pattern"] = _DECIMAL  # str() of a Decimal
+        return json_schema
 
     def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
         if not self._wire and "ser_json_temporal" in self._config.config_dict:

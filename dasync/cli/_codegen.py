@@ -11,10 +11,13 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._errors import DasyncError
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, err, out
+
+if TYPE_CHECKING:
+    from ..codegen._output import Kind
 
 __all__ = ["add_parser", "codegen_command"]
 
@@ -50,7 +53,8 @@ exit status:
   2    the command line is wrong, or --against DIR holds no spec of FILE
 """
 
-_DOCUMENTS = ("jsonschema", "asyncapi", "openapi")
+_DOCUMENTS: tuple[Kind, ...] = ("jsonschema", "asyncapi", "openapi")
+"""``codegen.KINDS`` (not imported: it would make every ``dasync`` command load pydantic)."""
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -122,7 +126,7 @@ def _command(args: argparse.Namespace) -> int:
     contracts = _contracts(args)
     if args.kind == "check":
         return _check(args, contracts)
-    kinds = _DOCUMENTS if args.kind == "all" else (args.kind,)
+    kinds = _DOCUMENTS if args.kind == "all" else (cast("Kind", args.kind),)
     for kind in kinds:
         text = codegen.dumps(_document(kind, contracts, args))
         if args.kind == "all":
