@@ -227,7 +227,7 @@ class _Builder:
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{client}"},
                 "title": f"call {method.qualname}",
-                **_describe(method),
+                **_describe(self.contracts.method_doc(method)),
                 "messages": [{"$ref": f"#/channels/{client}/messages/{method.qualname}.call"}],
                 "reply": {
                     "channel": {"$ref": f"#/channels/{inbox_channel}"},
@@ -275,7 +275,7 @@ class _Builder:
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{calls_id}"},
                 "title": f"{self._label(caller)} calls {method.qualname}",
-                **_describe(method),
+                **_describe(self.contracts.method_doc(method)),
                 "messages": [{"$ref": f"#/channels/{calls_id}/messages/{method.qualname}.call"}],
                 "reply": {
                     "channel": {"$ref": f"#/channels/{replies_id}"},
@@ -324,7 +324,7 @@ class _Builder:
         call: dict[str, Any] = {
             "name": f"{q}.call",
             "title": f"call {q}",
-            **_describe(method),
+            **_describe(self.contracts.method_doc(method)),
             "headers": _call_headers(method),
             "payload": _schema_ref(arguments_name(method)),
             "correlationId": {
@@ -390,13 +390,14 @@ class _Builder:
         }
 
 
-def _describe(method: MethodSpec) -> dict[str, str]:
-    if not method.doc:
+def _describe(doc: str | None) -> dict[str, str]:
+    """``summary`` (the first paragraph) and ``description`` of a method's docstring."""
+    if not doc:
         return {}
-    summary = method.doc.split("\n\n", 1)[0].replace("\n", " ")
+    summary = doc.split("\n\n", 1)[0].replace("\n", " ")
     described = {"summary": summary}
-    if summary != method.doc:
-        described["description"] = method.doc
+    if summary != doc:
+        described["description"] = doc
     return described
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .._contract import ServiceSpec, contract_of, is_contract, spec_of
+from .._contract import MethodSpec, ServiceSpec, contract_of, is_contract, spec_of
 from .._errors import ContractError
 
-__all__ = ["Contracts", "contracts_of", "contracts_of_module"]
+__all__ = ["Contracts", "contracts_of", "contracts_of_module", "own_doc"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,28 @@ class Contracts:
 
     def service(self, name: str) -> ServiceSpec | None:
         return next((s for s in self.services if s.name == name), None)
+
+    def service_doc(self, spec: ServiceSpec) -> str | None:
+        """The contract's own docstring (``spec.doc`` falls back on ``Protocol``'s)."""
+        return own_doc(spec.contract)
+
+    def method_doc(self, method: MethodSpec) -> str | None:
+        """The contract method's own docstring (``method.doc`` falls back on those of the
+        bases, such as ``ABCMeta.register`` for a method named ``register``)."""
+        spec = self.service(method.service)
+        if spec is None:
+            return None
+        for klass in spec.contract.__mro__:
+            if method.name in vars(klass):
+                return own_doc(vars(klass)[method.name])
+        return None
+
+
+def own_doc(obj: Any) -> str | None:
+    """``obj``'s own docstring, cleaned; ``None`` when it has none (``inspect.getdoc``
+    would give an inherited one)."""
+    doc = vars(obj).get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc) if isinstance(doc, str) and doc.strip() else None
 
 
 def contracts_of(

@@ -61,7 +61,8 @@ def openapi_document(
     secured = bool(security)
     paths: dict[str, Any] = {}
     for method in methods:
-        paths[http.call_path(method.service, method.name)] = {"post": _call(method, secured)}
+        operation = _call(method, secured, contracts.method_doc(method))
+        paths[http.call_path(method.service, method.name)] = {"post": operation}
     paths.update(_routine_paths(secured))
     description = (contracts.description + "\n\n" if contracts.description else "") + (
         "Each `POST /{Service}/{method}` starts a durable routine with the JSON object of its "
@@ -77,7 +78,9 @@ def openapi_document(
             "version": version,
             "description": description,
         },
-        "tags": [_tag(spec) for spec in contracts.services if spec.methods]
+        "tags": [
+            _tag(spec, contracts.service_doc(spec)) for spec in contracts.services if spec.methods
+        ]
         + [{"name": "routines", "description": "Routines started over HTTP."}],
         "paths": paths,
         "components": {
@@ -92,26 +95,26 @@ def openapi_document(
     return document
 
 
-def _tag(spec: ServiceSpec) -> dict[str, str]:
+def _tag(spec: ServiceSpec, doc: str | None) -> dict[str, str]:
     tag = {"name": spec.name}
-    if spec.doc:
-        tag["description"] = spec.doc
+    if doc:
+        tag["description"] = doc
     return tag
 
 
 # --- operations ----------------------------------------------------------------------------
 
 
-def _call(method: MethodSpec, secured: bool) -> dict[str, Any]:
+def _call(method: MethodSpec, secured: bool, doc: str | None) -> dict[str, Any]:
     route = next(r for r in http.ROUTES if r.name == "call")
     required = any(not p.has_default for p in method.params)
     operation: dict[str, Any] = {
         "operationId": method.qualname,
         "tags": [method.service],
-        "summary": (method.doc or f"call {method.qualname}").split("\n\n", 1)[0].replace("\n", " "),
+        "summary": (doc or f"call {method.qualname}").split("\n\n", 1)[0].replace("\n", " "),
     }
-    if method.doc:
-        operation["description"] = method.doc
+    if doc:
+        operation["description"] = doc
     operation["parameters"] = [
         {"$ref": "#/components/parameters/Prefer"},
         {"$ref": "#/components/parameters/IdempotencyKey"},

@@ -133,7 +133,7 @@ def schema_pool(contracts: Contracts) -> SchemaPool:
     for (name, _mode), schema in generated.items():
         pool[name] = schema
     for name, method in methods.items():
-        pool[name] = _arguments(method, pool)
+        pool[name] = _arguments(method, pool, contracts.method_doc(method))
         pool[result_name(method)] = _titled(
             pool[result_name(method)], f"{method.qualname} result"
         )
@@ -167,7 +167,9 @@ def _titled(schema: dict[str, Any], title: str) -> dict[str, Any]:
     return {"title": title, **{k: v for k, v in schema.items() if k != "title"}}
 
 
-def _arguments(method: MethodSpec, pool: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _arguments(
+    method: MethodSpec, pool: dict[str, dict[str, Any]], doc: str | None
+) -> dict[str, Any]:
     """The arguments root: the codec's arguments TypedDict inlined (its name is the
     codec's own), titled, described by the method's docstring, with each default."""
     schema = pool[arguments_name(method)]
@@ -175,8 +177,8 @@ def _arguments(method: MethodSpec, pool: dict[str, dict[str, Any]]) -> dict[str,
     if isinstance(ref, str) and ref.startswith(DEFS):
         schema = pool.pop(ref[len(DEFS) :])
     schema = _titled(schema, f"{method.qualname} arguments")
-    if method.doc:
-        schema["description"] = method.doc
+    if doc:
+        schema["description"] = doc
     properties = schema.get("properties", {})
     for param in method.params:
         prop = properties.get(param.name)

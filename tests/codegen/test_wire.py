@@ -290,3 +290,20 @@ def test_docstrings_become_descriptions() -> None:
     assert defs["Node-Output"]["description"] == "A tree of values: a recursive type."
     assert defs["Color"]["description"] == "A colour, by name."
     assert "description" not in defs["Plain-Output"]  # no docstring: none made up
+
+
+class Registry(Protocol):
+    async def register(self, name: str) -> None: ...
+
+
+def test_only_the_contracts_own_docstrings_are_used() -> None:
+    # inspect.getdoc would lend Protocol's docstring to the contract and ABCMeta.register's
+    # to the method
+    from dasync.codegen import contracts_of, openapi_document
+
+    document = openapi_document(contracts_of([Registry]))
+    assert document["tags"][0] == {"name": "Registry"}
+    operation = document["paths"]["/Registry/register"]["post"]
+    assert operation["summary"] == "call Registry.register" and "description" not in operation
+    schema = document["components"]["schemas"]["Registry.register.arguments"]
+    assert "description" not in schema
