@@ -27,6 +27,7 @@ import pydantic
 
 from .._codec import _args_wire, _type_wire
 from .._contract import MethodSpec, ServiceSpec
+from .._errors import ContractError
 from .._event import EventSpec
 from ._contracts import Contracts
 from ._failure import error_schema, failure_schema, failure_schemas
@@ -126,9 +127,7 @@ def schema_pool(contracts: Contracts) -> SchemaPool:
             inputs.append((result_name(method), "serialization", result))
         for event in _events(spec):
             inputs.append((event_name(event), "serialization", _type_wire(event.payload).adapter))
-    generated, defs = pydantic.TypeAdapter.json_schemas(
-        inputs, ref_template=DEFS + "{model}", schema_generator=WireJsonSchema
-    )
+    generated, defs = _json_schemas(inputs)
     pool: dict[str, dict[str, Any]] = dict(defs.get("$defs", {}))
     for (name, _mode), schema in generated.items():
         pool[name] = schema
@@ -153,6 +152,25 @@ def schema_pool(contracts: Contracts) -> SchemaPool:
         pool[name] = error_schema(cls, _ref)
     pool.update(failure_schemas(_ref))
     return SchemaPool({name: pool[name] for name in sorted(pool)})
+
+
+def _json_schemas(
+    inputs: list[tuple[str, Any, pydantic.TypeAdapter[Any]]],
+) -> tuple[dict[tuple[str, Any], dict[str, Any]], dict[str, Any]]:
+    """pydantic's schemas of ``inputs``, sharing their definitions; a type pydantic cannot
+    describe is named with the schema it is in."""
+    try:
+        return pydantic.TypeAdapter.json_schemas(
+            inputs, ref_template=DEFS + "{model}", schema_generator=WireJsonSchema
+        )
+    except pydantic.PydanticUserError as exc:
+        for name, mode, adapter in inputs:
+            try:
+                adapter.json_schema(mode=mode, schema_generator=WireJsonSchema)
+            except pydantic.PydanticUserError as found:
+                why = found.message.splitlines()[0]
+                raise ContractError(f"{name} cannot be described in JSON Schema: {why}") from None
+        raise ContractError(f"the contracts cannot be described in JSON Schema: {exc}") from None
 
 
 def _methods(spec: ServiceSpec) -> list[MethodSpec]:

@@ -128,7 +128,10 @@ def _command(args: argparse.Namespace) -> int:
         return _check(args, contracts)
     kinds = _DOCUMENTS if args.kind == "all" else (cast("Kind", args.kind),)
     for kind in kinds:
-        text = codegen.dumps(_document(kind, contracts, args))
+        try:
+            text = codegen.dumps(_document(kind, contracts, args))
+        except DasyncError as exc:
+            raise CliError(f"{args.file}: {exc}") from None
         if args.kind == "all":
             path = codegen.spec_path(args.output, args.file, kind)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +192,10 @@ def _check(args: argparse.Namespace, contracts: Any) -> int:
         old = codegen.pool_of(json.loads(found.read_text(encoding="utf-8")))
     except (ValueError, AttributeError) as exc:
         raise CliError(f"{found}: not a spec dasync can read ({exc})", EXIT_USAGE) from None
-    new = codegen.pool_of(codegen.jsonschema_document(contracts))
+    try:
+        new = codegen.pool_of(codegen.jsonschema_document(contracts))
+    except DasyncError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
     changes = codegen.compare(old, new)
     for change in changes:
         out(change.line())

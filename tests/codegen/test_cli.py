@@ -76,3 +76,28 @@ def test_check_without_committed_specs_says_how_to_write_them(tmp_path: Path) ->
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) in (1, 2)
     assert message in capsys.readouterr().err
+
+
+OPAQUE = """
+from typing import Any, Protocol
+from pydantic_core import core_schema
+
+
+class Opaque:
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_plain_validator_function(lambda value: value)
+
+
+class Vault(Protocol):
+    async def keep(self, thing: Opaque) -> None: ...
+"""
+
+
+def test_a_type_json_schema_cannot_describe_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "codegen_opaque_vault.py"  # a module name no other test uses
+    source.write_text(OPAQUE, encoding="utf-8")
+    assert main(["codegen", "jsonschema", str(source)]) == 1
+    assert "Vault.keep.arguments cannot be described in JSON Schema" in capsys.readouterr().err
