@@ -13,6 +13,7 @@ tests run; the tests that wait for the parser are moved after the others.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,11 @@ def _codegen(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "dasync", "codegen", *map(str, args)]
 
 
+def hermetic_env() -> dict[str, str]:
+    """The environment without what would change the documents (the namespace default)."""
+    return {k: v for k, v in os.environ.items() if k != "DASYNC_NATS_NAMESPACE"}
+
+
 def _generate(root: Path) -> str:
     """Writes every document of the session into ``root``; what failed, if anything."""
     commands = [
@@ -77,7 +83,10 @@ def _generate(root: Path) -> str:
                  "-o", root / "sample-staging.asyncapi.json"),
     ]  # fmt: skip
     processes = [
-        subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            c, cwd=ROOT, env=hermetic_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )
         for c in commands
     ]
     failed = []

@@ -13,13 +13,14 @@ from dasync.cli import main
 from dasync.cli._codegen import _DOCUMENTS
 from dasync.codegen import KINDS, compare, pool_of
 
-from .conftest import ROOT, SAMPLE, Generated
+from .conftest import ROOT, SAMPLE, Generated, hermetic_env
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dasync", "codegen", *map(str, args)],
         cwd=ROOT,
+        env=hermetic_env(),
         capture_output=True,
         text=True,
         timeout=120,
