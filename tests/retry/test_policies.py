@@ -33,9 +33,9 @@ class Flaky2(Protocol):
 class FlakyImpl(Flaky):
     @dasync.retry(
         attempts=4,
-        backoff=2.0,
+        backoff=0.2,  # short: on NATS the backoffs are real seconds
         multiplier=3.0,
-        max_delay=10.0,
+        max_delay=1.0,
         jitter=0.0,
         on=(TimeoutError, RateLimited),
     )
@@ -118,8 +118,8 @@ async def test_backoff_follows_the_policy_on_a_virtual_clock():
         assert await rt.client.proxy(Caller).call("t6", 3) == "charged after 4"
     runs = ATTEMPTS["t6"]
     gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
-    # backoff 2 s, multiplier 3, capped at 10 s, no jitter: 2, 6, 10
-    assert gaps == pytest.approx([2.0, 6.0, 10.0], abs=0.05)
+    # backoff 0.2 s, multiplier 3, capped at 1 s, no jitter: 0.2, 0.6, 1.0
+    assert gaps == pytest.approx([0.2, 0.6, 1.0], abs=0.01)
 
 
 def test_delay_is_capped_and_jittered_within_bounds():

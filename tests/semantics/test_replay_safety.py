@@ -139,6 +139,10 @@ class Dice(Protocol):
     async def in_thread(self) -> list[float]: ...
 
 
+DICE_SLEEP = {"s": 5.0}
+"""The durable sleep of ``roll``: the test scales it to the transport (real on NATS)."""
+
+
 class DiceImpl(Dice):
     def __init__(self, leaf: Leaf) -> None:
         self.leaf = leaf
@@ -148,7 +152,7 @@ class DiceImpl(Dice):
         if first < 2:  # a branch on plain random: replays must take it too
             await self.leaf.a()
         second, when, u1, u4 = random.randint(0, 10**6), time.time(), uuid.uuid1(), uuid.uuid4()
-        await asyncio.sleep(5)
+        await asyncio.sleep(DICE_SLEEP["s"])
         return [first, float(second), when, float(u1.int % 997), float(u4.int % 991), time.time()]
 
     async def secret(self) -> str:
@@ -161,12 +165,13 @@ class DiceImpl(Dice):
 
 
 async def test_random_time_and_uuid_are_the_same_on_every_replay(make_runtime, timing):
+    DICE_SLEEP["s"] = timing.scale(100)
     async with make_runtime([LeafImpl, DiceImpl]) as rt:
         one = await rt.client.proxy(Dice).roll()
         two = await rt.client.proxy(Dice).roll()
         assert rt.worker.stats.diverged == []
     assert one != two  # each routine has its own generator
-    assert one[5] >= one[2] + timing.scale(5) - 1e-6  # time moves with the step's input
+    assert one[5] >= one[2] + timing.scale(100) - 1e-6  # time moves with the step's input
 
 
 async def test_urandom_in_a_routine_is_refused_with_what_to_use(make_runtime):
