@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Literal, Protocol
 from uuid import UUID
 
+import dasync
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -39,6 +41,17 @@ class OutOfStock(Exception):
         return f"{self.requested} x {self.item} requested, {self.available} in stock"
 
 
+class UnknownItem(Exception):
+    """The shop does not sell this item."""
+
+    def __init__(self, item: str) -> None:
+        super().__init__(item)
+        self.item = item
+
+    def __str__(self) -> str:
+        return f"no such item: {self.item!r}"
+
+
 class Payments(Protocol):
     # credit: the shop is credited the amount (the customer is charged).
     async def credit(self, tx: UUID, customer: str, amount: Decimal) -> None: ...
@@ -50,10 +63,13 @@ class Payments(Protocol):
 
 
 class Warehouse(Protocol):
-    # Raises OutOfStock when there is not enough of ``item``.
+    # Raises OutOfStock when there is not enough of ``item``; declared, so that
+    # callers (and the generated specs) know to expect it.
+    @dasync.raises(OutOfStock)
     async def reserve(self, tx: UUID, item: str, qty: int) -> None: ...
 
 
 class Shop(Protocol):
     # Returns "ok", or "refunded" when the item was out of stock.
+    @dasync.raises(UnknownItem)
     async def place_order(self, customer: str, item: str, qty: int) -> str: ...

@@ -15,7 +15,7 @@ from decimal import Decimal
 from uuid import UUID
 
 # contracts.py sits next to this file; `dasync run` puts this folder on sys.path.
-from contracts import LedgerEntry, OutOfStock, Payments, Shop, Warehouse
+from contracts import LedgerEntry, OutOfStock, Payments, Shop, UnknownItem, Warehouse
 from dependency_injector import containers, providers
 
 import dasync
@@ -71,6 +71,8 @@ class OnlineShop(Shop):
         # A random id must come from dasync.uuid4(): it is recorded in the
         # journal, so a replay of this routine sees the same transaction id.
         tx = dasync.uuid4()
+        if item not in self._prices:
+            raise UnknownItem(item)
         amount = self._prices[item] * qty
         print(f"shop: {customer} orders {qty} x {item} for {amount} (tx {str(tx)[:8]})")
         await self._payments.credit(tx, customer, amount)
