@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .._contract import MethodSpec, ServiceSpec, contract_of, is_contract, spec_of
+from .._contract import MethodSpec, ServiceSpec, contract_of, is_contract, own_doc, spec_of
 from .._errors import ContractError
 
 __all__ = ["Contracts", "contracts_of", "contracts_of_module", "own_doc"]
@@ -42,26 +42,12 @@ class Contracts:
         return next((s for s in self.services if s.name == name), None)
 
     def service_doc(self, spec: ServiceSpec) -> str | None:
-        """The contract's own docstring (``spec.doc`` falls back on ``Protocol``'s)."""
-        return own_doc(spec.contract)
+        """The contract's own docstring (never an inherited one: ``own_doc``)."""
+        return spec.doc
 
     def method_doc(self, method: MethodSpec) -> str | None:
-        """The contract method's own docstring (``method.doc`` falls back on those of the
-        bases, such as ``ABCMeta.register`` for a method named ``register``)."""
-        spec = self.service(method.service)
-        if spec is None:
-            return None
-        for klass in spec.contract.__mro__:
-            if method.name in vars(klass):
-                return own_doc(vars(klass)[method.name])
-        return None
-
-
-def own_doc(obj: Any) -> str | None:
-    """``obj``'s own docstring, cleaned; ``None`` when it has none (``inspect.getdoc``
-    would give an inherited one)."""
-    doc = vars(obj).get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
-    return inspect.cleandoc(doc) if isinstance(doc, str) and doc.strip() else None
+        """The contract method's own docstring."""
+        return method.doc
 
 
 def contracts_of(

@@ -26,6 +26,7 @@ __all__ = [
     "implementation_spec",
     "is_contract",
     "method_of_function",
+    "own_doc",
     "plain_def_methods",
     "raises",
     "spec_of",
@@ -241,7 +242,7 @@ def _build_spec(contract: type, name: str, include_implementation: bool = False)
         raise ContractError(
             f"contract {contract.__qualname__} is invalid:\n  " + "\n  ".join(problems)
         )
-    return ServiceSpec(name, contract, methods, inspect.getdoc(contract), events)
+    return ServiceSpec(name, contract, methods, own_doc(contract), events)
 
 
 _EVENT_ANNOTATION = re.compile(r"\s*((dasync\.)?Event\s*(\[.*)?|.*\bEvent\[.*)")
@@ -319,4 +320,12 @@ def _method_spec(service: str, attr: str, fn: Any, problems: list[str]) -> Metho
         problems.append(f"{where}: the return type is not annotated (use '-> None' if nothing)")
     returns = hints.get("return", Any)
     declared = tuple(getattr(fn, _RAISES_ATTR, ()))
-    return MethodSpec(service, attr, tuple(params), returns, sig, inspect.getdoc(fn), declared)
+    return MethodSpec(service, attr, tuple(params), returns, sig, own_doc(fn), declared)
+
+
+def own_doc(obj: Any) -> str | None:
+    """``obj``'s own docstring, cleaned, or None: ``inspect.getdoc`` would fall back on a
+    base's (``Protocol``'s for an undocumented contract, ``ABCMeta.register``'s for a
+    method named ``register``), which is no description of a contract."""
+    doc = vars(obj).get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc) if isinstance(doc, str) and doc.strip() else None
