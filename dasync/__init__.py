@@ -44,6 +44,9 @@ from ._retry import retry as retry
 from ._service import service as service
 
 if _typing.TYPE_CHECKING:
+    from ._gateway import api_key_auth as api_key_auth
+    from ._gateway import bearer_auth as bearer_auth
+    from ._gateway import gateway_app as gateway_app
     from ._runtime import Client as Client
     from ._runtime import RoutineHandle as RoutineHandle
     from ._runtime import Runtime as Runtime
@@ -58,6 +61,10 @@ _LAZY = {
     "RoutineHandle": "._runtime",
     "Runtime": "._runtime",
     "connect": "._runtime._connect",
+    # the HTTP gateway: Starlette and uvicorn, the 'http' extra
+    "api_key_auth": "._gateway",
+    "bearer_auth": "._gateway",
+    "gateway_app": "._gateway",
 }
 
 
@@ -100,8 +107,11 @@ __all__ = [
     "UnknownMethod",
     "UnknownService",
     "UnsafeInRoutine",
+    "api_key_auth",
+    "bearer_auth",
     "call_id",
     "connect",
+    "gateway_app",
     "io",
     "now",
     "propagate",

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from .._clock import Clock
 from .._codec import bind_args, decode_result, encode_args
 from .._contract import MethodSpec, contract_of, is_contract, method_of_function, spec_of
-from .._engine import Complete, check_user_id, completion_of, decode_step
+from .._engine import Complete, Start, check_user_id, completion_of, decode_step
 from .._errors import (
     ContractError,
     InvalidArguments,
@@ -37,7 +38,7 @@ from ..transports import (
 from . import _wire
 from ._events import publish_direct
 
-__all__ = ["Client", "RoutineHandle"]
+__all__ = ["Client", "RoutineHandle", "RoutineRecord"]
 
 _log = logging.getLogger("dasync.client")
 
@@ -59,7 +60,27 @@ class RoutineHandle(Generic[R]):
 
     async def result(self, timeout: float | None = None) -> R:  # noqa: ASYNC109
         """The routine's return value, or its exception raised here."""
-        return cast(R, await asyncio.wait_for(self._client._outcome(self), timeout))
+        ok, payload = await self.outcome(timeout)
+        if ok:
+            return cast(R, decode_result(self.method, payload))
+        raise decode_failure(payload)
+
+    async def outcome(self, timeout: float | None = None) -> tuple[bool, bytes]:  # noqa: ASYNC109
+        """``(ok, payload)`` of the routine's reply, undecoded: the JSON of its result, or its
+        failure payload. For relaying an outcome as it is (the HTTP gateway) without
+        rebuilding Python objects only to encode them again."""
+        return await asyncio.wait_for(self._client._outcome(self), timeout)
+
+    def detach(self) -> None:
+        """Stop listening for this routine's reply on the client's inbox.
+
+        A client that started a routine keeps a place for its reply until a
+        ``result()`` or ``outcome()`` takes it; one that will not wait (it
+        answered "still running") detaches, so the place does not outlive the
+        need. A reply that comes later is dropped; ``result()`` then reads the
+        journal.
+        """
+        self._client._waiters.pop(_waiter_key(self.service, self.routine_id), None)
 
     async def cancel(self) -> None:
         """Ask the routine to cancel (its main task gets ``CancelledError``)."""
@@ -68,6 +89,23 @@ class RoutineHandle(Generic[R]):
 
     def __repr__(self) -> str:
         return f"<RoutineHandle {self.method.qualname} {self.routine_id}>"
+
+
+@dataclass(frozen=True)
+class RoutineRecord:
+    """A routine as its journal tells it (``Client.routine``)."""
+
+    service: str
+    routine_id: str
+    method: str | None
+    """The method it runs; ``None`` when only a failure note is left (set aside before its
+    first step was committed)."""
+    args: bytes | None
+    """Its arguments as journaled: the payload its start carried."""
+    caller: str | None
+    """Who started it, ``kind:name`` (``client:<identity>``, ``service:<name>``...)."""
+    outcome: tuple[bool, bytes] | None
+    """``(ok, payload)`` once it finished (as ``RoutineHandle.outcome``), else ``None``."""
 
 
 class Client:
@@ -141,6 +179,42 @@ class Client:
     def handle(self, method: Callable[..., Any], routine_id: str) -> RoutineHandle[Any]:
         """A handle on a routine started earlier (possibly by another client)."""
         return RoutineHandle(self, _method_spec_of(method), routine_id)
+
+    async def start_encoded(
+        self,
+        method: MethodSpec | Callable[..., Any],
+        payload: bytes,
+        *,
+        routine_id: str | None = None,
+    ) -> RoutineHandle[Any]:
+        """Start ``method`` with arguments already encoded (``_codec.encode_args``'s JSON
+        object), e.g. checked and encoded by the HTTP gateway; otherwise as ``start``.
+
+        The service decodes and checks the payload again, so a wrong one fails the
+        routine rather than the worker.
+        """
+        spec = method if isinstance(method, MethodSpec) else _method_spec_of(method)
+        return await self._start(spec, payload, routine_id)
+
+    async def routine(self, service: str, routine_id: str) -> RoutineRecord | None:
+        """What this client can read of a routine of ``service``: its method, journaled
+        arguments, caller and outcome; ``None`` if it has no journal (never started, not
+        taken by a worker yet, or removed after the retention) and no failure note."""
+        entries = await self._store.load(service, routine_id)
+        done = await self._completion_in(service, routine_id, entries)
+        start = decode_step(entries[0]).input if entries else None
+        if not isinstance(start, Start):
+            if done is None:
+                return None
+            return RoutineRecord(service, routine_id, None, None, None, (done.ok, done.payload))
+        return RoutineRecord(
+            service,
+            routine_id,
+            start.meta.get("method", ""),
+            start.args,
+            start.meta.get("caller"),
+            None if done is None else (done.ok, done.payload),
+        )
 
     async def call_raw(
         self,
@@ -259,7 +333,7 @@ class Client:
             fut.set_result((env.ok, delivery.message.body))
         await delivery.ack()
 
-    async def _outcome(self, handle: RoutineHandle[Any]) -> Any:
+    async def _outcome(self, handle: RoutineHandle[Any]) -> tuple[bool, bytes]:
         key = _waiter_key(handle.service, handle.routine_id)
         fut = self._waiters.get(key)
         poll = self._poll
@@ -289,9 +363,7 @@ class Client:
         finally:
             if fut is not None and fut.done():
                 self._waiters.pop(key, None)
-        if ok:
-            return decode_result(handle.method, payload)
-        raise decode_failure(payload)
+        return ok, payload
 
     async def raw_outcome(self, service: str, routine_id: str) -> tuple[bool, bytes]:
         """``(ok, payload)`` of a routine started anywhere, read from its journal when it
@@ -315,6 +387,11 @@ class Client:
 
     async def _completion_of(self, service: str, routine_id: str) -> Complete | None:
         entries = await self._store.load(service, routine_id)
+        return await self._completion_in(service, routine_id, entries)
+
+    async def _completion_in(
+        self, service: str, routine_id: str, entries: list[bytes]
+    ) -> Complete | None:
         if entries:
             done = completion_of([decode_step(entries[-1])])
             if done is not None:

@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import _call, _codegen, _dead_letters, _permissions, _provision, _purge, _run, _server
+from . import (
+    _call,
+    _codegen,
+    _dead_letters,
+    _gateway,
+    _permissions,
+    _provision,
+    _purge,
+    _run,
+    _server,
+)
 from ._common import EXIT_USAGE, add_log_level, setup_logging
 
 __all__ = ["build_parser", "main"]
@@ -48,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _provision.add_parser(commands, [common])
     _codegen.add_parser(commands, [common])
     _purge.add_parser(commands, [common])
+    _gateway.add_parser(commands, [common])
     return parser
 
 

@@ -39,6 +39,7 @@ from ._common import (
     parse_duration,
     trim_traceback,
 )
+from ._gateway import add_http_arguments, contracts_of_file, http_settings, serve_http
 from ._nats import (
     ENVIRONMENT_HELP,
     Target,
@@ -150,6 +151,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             f"(default: ${RETENTION_VAR}, else {DEFAULT_RETENTION_TEXT})"
         ),
     )
+    add_http_arguments(parser, run=True)
     parser.add_argument(
         "--serve",
         action="store_true",
@@ -323,6 +325,8 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
     except DasyncError as exc:
         raise CliError(str(exc)) from None
     main_name = main_service_name(module)
+    http = http_settings(args)  # --http: the gateway too (dasync/cli/_gateway.py)
+    contracts = contracts_of_file(module, container) if http else None
 
     async with _open_backend(target, stop) as backend:
         try:
@@ -346,13 +350,15 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
         _print_plan(args.file, backend, rt, services, main)
         try:
             await _start(rt, stop, backend)
-            if main is None or args.serve:
-                out("dasync: ready, serving until Ctrl-C")
-                signame = await stop.wait()
-                out(f"dasync: {signame} received, stopping")
-                return EXIT_OK
-            out("dasync: ready, running main()")
-            return await _run_main(rt, main_name, stop, backend, verbose=args.log_level == "debug")
+            async with serve_http(http, contracts, rt.client):
+                if main is None or args.serve:
+                    out("dasync: ready, serving until Ctrl-C")
+                    signame = await stop.wait()
+                    out(f"dasync: {signame} received, stopping")
+                    return EXIT_OK
+                out("dasync: ready, running main()")
+                verbose = args.log_level == "debug"
+                return await _run_main(rt, main_name, stop, backend, verbose=verbose)
         finally:
             await _closing("the runtime", rt.close())
 
