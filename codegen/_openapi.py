@@ -95,10 +95,12 @@ def openapi_document(
     return document
 
 
-def _tag(spec: ServiceSpec, doc: str | None) -> dict[str, str]:
-    tag = {"name": spec.name}
+def _tag(spec: ServiceSpec, doc: str | None) -> dict[str, Any]:
+    tag: dict[str, Any] = {"name": spec.name}
     if doc:
         tag["description"] = doc
+    if spec.version > 1:  # the contract's name and version, as @dasync.contract declares
+        tag["x-dasync-contract"] = {"name": spec.family, "version": spec.version}
     return tag
 
 

@@ -14,6 +14,7 @@ from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
 from ._contract import MethodSpec as MethodSpec
 from ._contract import ServiceSpec as ServiceSpec
+from ._contract import contract as contract
 from ._contract import raises as raises
 from ._contract import spec_of as spec_of
 from ._deterministic import call_id as call_id
@@ -111,6 +112,7 @@ __all__ = [
     "bearer_auth",
     "call_id",
     "connect",
+    "contract",
     "gateway_app",
     "io",
     "now",

@@ -6,6 +6,7 @@ and then shared by the runtime, the proxies and codegen.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import sys
@@ -20,6 +21,8 @@ from .transports._contract import check_name
 
 __all__ = [
     "MethodSpec",
+    "contract",
+    "versioned_name",
     "ParamSpec",
     "ServiceSpec",
     "contract_of",
@@ -36,6 +39,9 @@ _SPEC_ATTR = "__dasync_spec__"
 _BY_FUNCTION: dict[Any, MethodSpec] = {}
 """Contract function -> its MethodSpec, so that ``client.start(Contract.method)`` works."""
 _NAME_ATTR = "__dasync_service_name__"
+_DECLARED_ATTR = "__dasync_contract__"
+"""``(name or None, version)`` a contract declares for itself (``@dasync.contract``,
+``@dasync.service``), read from the class's own ``__dict__``: never inherited."""
 _RAISES_ATTR = "__dasync_raises__"
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,13 +80,64 @@ class ServiceSpec:
     """What a service offers: its name, contract class and methods."""
 
     name: str
+    """The service's name on the wire: queues, subjects, streams, routine ids
+    (``Orders``; ``Orders-v2`` for version 2 of the contract named ``Orders``)."""
     contract: type
     methods: dict[str, MethodSpec]
     doc: str | None = None
     events: dict[str, EventSpec] = field(default_factory=dict)
+    version: int = 1
+    """The contract's version (``@dasync.contract(version=...)``)."""
+    family: str = ""
+    """The contract's name without its version (``Orders`` for ``Orders-v2``)."""
 
     def method(self, name: str) -> MethodSpec | None:
         return self.methods.get(name)
+
+
+def versioned_name(name: str, version: int) -> str:
+    """The wire name of version ``version`` of contract ``name``: version 1 is the plain
+    name, so that versioning a contract later changes nothing for its first version."""
+    return name if version == 1 else f"{name}-v{version}"
+
+
+def contract(
+    cls: type | None = None, /, *, name: str | None = None, version: int = 1
+) -> Any:
+    """Name or version a Protocol contract::
+
+        @dasync.contract(name="Orders", version=2)
+        class OrdersV2(Protocol): ...
+
+    Each version is a service of its own on the wire (``Orders-v2``: its own queue,
+    journals and subjects), so a new version can run beside the old one while the
+    old one's routines finish and its callers move over. Version 1 is the plain name.
+    """
+    _check_version(version)
+
+    def decorate(klass: type) -> type:
+        if not (isinstance(klass, type) and getattr(klass, "_is_protocol", False)):
+            raise ContractError(
+                f"@dasync.contract names and versions a Protocol, not {klass!r}; a class "
+                "that is its own contract takes @dasync.service(name=..., version=...)"
+            )
+        setattr(klass, _DECLARED_ATTR, (name, version))
+        if _SPEC_ATTR in klass.__dict__:
+            delattr(klass, _SPEC_ATTR)  # built before the declaration: build it again
+        return klass
+
+    return decorate(cls) if cls is not None else decorate
+
+
+def _check_version(version: object) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ContractError(f"a contract version is a whole number of at least 1, not {version!r}")
+
+
+def _declared(cls: type) -> tuple[str, int]:
+    """The base name and version ``cls`` declares (class name and 1 by default)."""
+    name, version = cls.__dict__.get(_DECLARED_ATTR, (None, 1))
+    return name or getattr(cls, _NAME_ATTR, None) or cls.__name__, version
 
 
 def raises(*errors: type[BaseException]) -> Callable[[F], F]:
@@ -180,7 +237,7 @@ def spec_of(contract: type) -> ServiceSpec:
     cached = contract.__dict__.get(_SPEC_ATTR)
     if isinstance(cached, ServiceSpec):
         return cached
-    spec = _build_spec(contract, getattr(contract, _NAME_ATTR, None) or contract.__name__)
+    spec = _build_spec(contract, *_declared(contract))
     setattr(contract, _SPEC_ATTR, spec)
     return spec
 
@@ -193,11 +250,13 @@ def method_of_function(fn: Any) -> MethodSpec | None:
         return None
 
 
-def mark_service(cls: type, name: str | None) -> None:
+def mark_service(cls: type, name: str | None, version: int = 1) -> None:
     """Record that ``cls`` is its own contract (``@dasync.service``)."""
+    _check_version(version)
     setattr(cls, _NAME_ATTR, name or cls.__name__)
+    setattr(cls, _DECLARED_ATTR, (name, version))
     setattr(cls, _SPEC_ATTR, None)
-    setattr(cls, _SPEC_ATTR, _build_spec(cls, name or cls.__name__))
+    setattr(cls, _SPEC_ATTR, _build_spec(cls, name or cls.__name__, version))
 
 
 def implementation_spec(cls: type) -> ServiceSpec:
@@ -210,14 +269,17 @@ def implementation_spec(cls: type) -> ServiceSpec:
     spec = spec_of(contract)
     if cls is contract:
         return spec
-    full = _build_spec(cls, spec.name, include_implementation=True)
+    full = _build_spec(cls, spec.family, spec.version, include_implementation=True)
     methods = dict(full.methods)
     methods.update(spec.methods)  # the contract's signatures win
-    return ServiceSpec(spec.name, contract, methods, spec.doc, spec.events)
+    return dataclasses.replace(spec, methods=methods)
 
 
-def _build_spec(contract: type, name: str, include_implementation: bool = False) -> ServiceSpec:
+def _build_spec(
+    contract: type, family: str, version: int = 1, include_implementation: bool = False
+) -> ServiceSpec:
     problems: list[str] = []
+    name = versioned_name(family, version)
     try:
         check_name("service name", name)
     except ValueError as exc:
@@ -242,7 +304,9 @@ def _build_spec(contract: type, name: str, include_implementation: bool = False)
         raise ContractError(
             f"contract {contract.__qualname__} is invalid:\n  " + "\n  ".join(problems)
         )
-    return ServiceSpec(name, contract, methods, own_doc(contract), events)
+    return ServiceSpec(
+        name, contract, methods, own_doc(contract), events, version=version, family=family
+    )
 
 
 _EVENT_ANNOTATION = re.compile(r"\s*((dasync\.)?Event\s*(\[.*)?|.*\bEvent\[.*)")

@@ -19,15 +19,16 @@ C = TypeVar("C", bound=type)
 @overload
 def service(cls: C, /) -> C: ...
 @overload
-def service(*, name: str | None = None) -> Callable[[C], C]: ...
+def service(*, name: str | None = None, version: int = 1) -> Callable[[C], C]: ...
 
 
-def service(cls: Any = None, /, *, name: str | None = None) -> Any:
+def service(cls: Any = None, /, *, name: str | None = None, version: int = 1) -> Any:
     """Declare a class as a service that is its own contract.
 
     Use it when no separate Protocol exists; its public ``async def`` methods
     are the routines it offers. ``name`` overrides the service name (default:
-    the class name).
+    the class name); ``version`` is its contract's version (as
+    ``@dasync.contract(version=...)``: ``Name-v2`` on the wire from version 2).
     """
 
     def decorate(klass: C) -> C:
@@ -38,7 +39,7 @@ def service(cls: Any = None, /, *, name: str | None = None) -> Any:
                 f"{klass.__qualname__} is a Protocol: implement it in a class instead "
                 f"(class My{klass.__name__}({klass.__name__}): ...)"
             )
-        mark_service(klass, name)
+        mark_service(klass, name, version)
         return klass
 
     return decorate(cls) if cls is not None else decorate
