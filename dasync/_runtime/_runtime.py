@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .._clock import Clock, SystemClock
@@ -16,6 +16,7 @@ from .._service import service, validate_service
 from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
 from ._client import Client
 from ._events import RuntimeEvents
+from ._observe import RoutineObserver
 from ._retention import DEFAULT_RETENTION, Sweeper
 from ._worker import HostedService, Worker
 
@@ -46,6 +47,7 @@ class Runtime:
         poison_after: int = 10,
         max_crashes: int = 3,
         retention: float | None = DEFAULT_RETENTION,
+        observers: Sequence[RoutineObserver] = (),
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -73,6 +75,7 @@ class Runtime:
             on_divergence=on_divergence or ("fail" if force_replay else "park"),
             poison_after=poison_after,
             max_crashes=max_crashes,
+            observers=observers,
             # leases last as long as a dead worker's deliveries: renew them well within it
             heartbeat=min(10.0, float(getattr(transport, "ack_wait", 30.0)) / 3),
         )

@@ -89,6 +89,7 @@ from ._disposition import (
     describe,
     dispose,
 )
+from ._observe import Observers, RoutineObserver
 
 __all__ = ["HostedService", "Worker", "WorkerStats"]
 
@@ -147,6 +148,7 @@ class Worker:
         on_divergence: str = "park",
         max_crashes: int = 3,
         append_patience: float = 30.0,
+        observers: Sequence[RoutineObserver] = (),
     ) -> None:
         if on_divergence not in ("park", "fail"):
             raise ValueError(f"on_divergence must be 'park' or 'fail', not {on_divergence!r}")
@@ -160,6 +162,8 @@ class Worker:
         self._limits = Limits(poison_after, on_divergence=on_divergence)
         self.max_crashes = max_crashes
         self.append_patience = append_patience
+        self.observers = Observers(observers)
+        """Told of every committed step and every routine set aside (``_observe``)."""
         """How long a computed step's journal write is retried through infrastructure
         failures before the delivery is handed back (and the step computed again)."""
         """A message whose processing was cut short this many times (the worker died in it:
@@ -426,6 +430,10 @@ class Worker:
                 error = f"{type(inst.failure).__name__}: {inst.failure}"[:500]
                 record = StepRecord(inp, (Postpone(attempt, now + delay, error),))
                 await self._append(name, inst.routine_id, encode_step(record), step.index)
+                if self.observers:
+                    await self.observers.committed(
+                        name, inst.routine_id, step.index, record, resent=False
+                    )
                 await self._send(hosted, inst.routine_id, inst.context, record.commands)
                 self.stats.retries += 1
                 _log.info(
@@ -447,6 +455,11 @@ class Worker:
         name = hosted.spec.name
         try:
             await self._append(name, inst.routine_id, encode_step(step), step.index)
+            if self.observers:
+                record = StepRecord(step.input, step.commands)
+                await self.observers.committed(
+                    name, inst.routine_id, step.index, record, resent=False
+                )
         except BaseException:
             self._evict((name, inst.routine_id))
             raise
@@ -547,11 +560,20 @@ class Worker:
             return
         self._first_errors.pop(msg_id, None)
         self._reject(hosted, delivery.message, disposition.reason)
-        if disposition.tell_caller and (outcome is not Outcome.TOO_LARGE or env.kind == "start"):
+        told = disposition.tell_caller and (outcome is not Outcome.TOO_LARGE or env.kind == "start")
+        if self.observers and (told or outcome is Outcome.DIVERGED):
+            try:  # the routine is stuck until the letter is retried: say so
+                entries = len(await self.store.load(hosted.spec.name, env.routine_id))
+                await self.observers.set_aside(
+                    hosted.spec.name, env.routine_id, entries, disposition.reason, told=told
+                )
+            except Exception as obs_exc:  # the dead letter keeps the facts
+                _log.warning("observers missed that %s was set aside: %r", env.routine_id, obs_exc)
+        if told:
             # the caller gets the error itself where it is one it can act on
-            told = exc if outcome in (Outcome.DIVERGED, Outcome.TOO_LARGE) else None
+            failure = exc if outcome in (Outcome.DIVERGED, Outcome.TOO_LARGE) else None
             try:
-                await self._fail_caller(hosted, env, disposition.reason, told, cause=msg_id)
+                await self._fail_caller(hosted, env, disposition.reason, failure, cause=msg_id)
             except Exception as fail_exc:  # best effort: the dead letter keeps the facts
                 _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
         await delivery.term(disposition.reason)
@@ -770,8 +792,13 @@ class Worker:
             return
         first = records[0].input
         meta = first.meta if isinstance(first, Start) else {}
-        for record in reversed(records):  # the latest: an input retried has a marker before
+        for index in range(len(records) - 1, -1, -1):  # the latest: a retried input has a
+            record = records[index]  # marker before it
             if record.input.key == key:
+                if self.observers:  # the worker that committed it may have died first
+                    await self.observers.committed(
+                        hosted.spec.name, routine_id, index, record, resent=True
+                    )
                 await self._send(hosted, routine_id, meta, record.commands)
                 break
         done = completion_of(records)

@@ -1,0 +1,60 @@
+"""What a worker tells observers of the routines it runs: a routine index, a live log.
+
+Observers hear of a step once it is in the journal, before its outbox is sent and
+its message acknowledged. A worker that dies in between hears of it again: the
+redelivery finds the step committed and reports it once more (``resent``), so an
+observer sees every committed step at least once and must treat a repeat as one.
+An observer that raises makes the delivery fail like any infrastructure error
+(the message comes back), so that nothing it keeps can silently fall behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from .._engine import StepRecord
+
+__all__ = ["Observers", "RoutineObserver"]
+
+
+@runtime_checkable
+class RoutineObserver(Protocol):
+    async def committed(
+        self, service: str, routine_id: str, index: int, record: StepRecord, *, resent: bool
+    ) -> None:
+        """Entry ``index`` (0: the routine's start) of the routine's journal is ``record``.
+
+        ``resent``: a redelivery found it already committed (reported before, unless the
+        worker died first); ``record.completion`` says whether the routine ended."""
+        ...
+
+    async def set_aside(
+        self, service: str, routine_id: str, entries: int, reason: str, *, told: bool
+    ) -> None:
+        """A message of the routine became a dead letter while its journal had ``entries``:
+        ``told`` when its caller got the failure (``CallFailed``), else it is parked until
+        the letter is retried."""
+        ...
+
+
+class Observers:
+    """The worker's observers, called in order (none: nothing is done)."""
+
+    def __init__(self, observers: Sequence[RoutineObserver] = ()) -> None:
+        self.observers = tuple(observers)
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+    async def committed(
+        self, service: str, routine_id: str, index: int, record: StepRecord, *, resent: bool
+    ) -> None:
+        for observer in self.observers:
+            await observer.committed(service, routine_id, index, record, resent=resent)
+
+    async def set_aside(
+        self, service: str, routine_id: str, entries: int, reason: str, *, told: bool
+    ) -> None:
+        for observer in self.observers:
+            await observer.set_aside(service, routine_id, entries, reason, told=told)
