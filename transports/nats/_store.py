@@ -127,8 +127,11 @@ class NatsStore:
 
     async def _last(self, service: str, routine_id: str) -> RawMsg | None:
         """The last entry of a routine's journal (one request), or None if it has none."""
+        return await self._last_on(service, naming.journal_subject(service, routine_id, self._ns))
+
+    async def _last_on(self, service: str, subject: str) -> RawMsg | None:
+        """The last message on ``subject`` of the journal stream, or None if it has none."""
         stream = naming.journal_stream(service, self._ns)
-        subject = naming.journal_subject(service, routine_id, self._ns)
 
         async def last() -> RawMsg:
             try:
@@ -331,20 +334,11 @@ class NatsStore:
 
     async def noted_failure(self, service: str, routine_id: str) -> tuple[int, bytes] | None:
         self._check_open()
-        stream = naming.journal_stream(service, self._ns)
-        subject = naming.failure_note_subject(service, routine_id, self._ns)
-
-        async def last() -> RawMsg:
-            try:
-                return await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
-            except NoResponders:
-                raise _NoAnswer from None
-
-        raw = await self._direct(service, last)
-        if raw is None or raw.status == "404":
+        raw = await self._last_on(
+            service, naming.failure_note_subject(service, routine_id, self._ns)
+        )
+        if raw is None:
             return None
-        if raw.status:
-            raise TransportError(f"reading {subject}: {raw.status} {raw.description}")
         try:
             return int(raw.headers[ENTRIES]), raw.data
         except (KeyError, ValueError):
