@@ -97,9 +97,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 @asynccontextmanager
 async def serving(
-    app: Any, host: str, port: int, *, log_level: str = "warning"
+    app: Any, host: str, port: int, *, log_level: str = "warning", **uvicorn_config: Any
 ) -> AsyncIterator[Listening]:
     """Serve ``app`` on ``host:port`` until the block exits; yields where it listens.
+
+    ``uvicorn_config``: more ``uvicorn.Config`` settings (``http="h11"``,
+    ``root_path``...).
 
     ``OSError`` if the address cannot be bound; ``RuntimeError`` if the server did not
     start (its reason is in uvicorn's log). On exit, a ``Gateway`` app's waiting
@@ -113,8 +116,7 @@ async def serving(
         log_level=log_level,
         access_log=log_level == "debug",
         lifespan="on",
-        timeout_graceful_shutdown=GRACE,
-        server_header=False,
+        **{"timeout_graceful_shutdown": GRACE, "server_header": False, **uvicorn_config},
     )
     server = _HostedServer(config)
     task = asyncio.ensure_future(_serve(server, sock))

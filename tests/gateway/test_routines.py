@@ -156,3 +156,21 @@ async def test_a_post_waiting_for_a_routine_that_is_cancelled_gets_a_409_problem
     assert answer.status_code == 409
     assert answer.headers[http.ROUTINE_ID] == found.headers[http.ROUTINE_ID]
     assert answer.json()["type"] == "urn:dasync:problem:routine-cancelled"
+
+
+async def test_an_app_without_a_client_connects_for_its_lifetime(runtime, store_backend):
+    """``gateway_app`` as ``uvicorn module:app`` would run it: no client given, so it
+    connects in its lifespan (here with the test namespace's ``NatsOptions``)."""
+    from dasync import gateway_app
+    from dasync._gateway import serving
+    from tests.conftest import nats_options
+
+    from ._services import Store
+
+    app = gateway_app([Store], nats=nats_options(store_backend.url, store_backend.namespace))
+    async with serving(app, "127.0.0.1", 0) as where:
+        async with httpx.AsyncClient(base_url=where.url, timeout=30) as client:
+            answer = await client.post("/Store/buy", json={"item": "tea", "qty": 3})
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"item": "tea", "qty": 3, "total": 9}
+    assert app.state.gateway.client is None  # closed with the app
