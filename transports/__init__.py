@@ -18,6 +18,8 @@ from ._contract import Message as Message
 from ._contract import Origin as Origin
 from ._contract import PurgeReport as PurgeReport
 from ._contract import Retention as Retention
+from ._contract import RoutineEntry as RoutineEntry
+from ._contract import RoutineIndex as RoutineIndex
 from ._contract import Secrets as Secrets
 from ._contract import Subscription as Subscription
 from ._contract import Transport as Transport
@@ -45,6 +47,8 @@ __all__ = [
     "Origin",
     "PurgeReport",
     "Retention",
+    "RoutineEntry",
+    "RoutineIndex",
     "Secrets",
     "UNKNOWN_ORIGIN",
     "Subscription",

@@ -9,7 +9,7 @@ does not interpret headers or bodies.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -27,6 +27,8 @@ __all__ = [
     "Origin",
     "PurgeReport",
     "Retention",
+    "RoutineEntry",
+    "RoutineIndex",
     "Secrets",
     "Subscription",
     "Transport",
@@ -232,6 +234,64 @@ class Retention(Protocol):
         """Remove every journal of ``service`` whose last entry is older than ``older_than``
         seconds (by the store's clock) and ``finished`` (given that entry's bytes)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoutineEntry:
+    """A routine as the index knows it: what ``dasync ls`` lists without reading journals.
+
+    The store keeps one entry per routine and treats it as opaque but for ``rank``
+    (which entry is newer) and ``finished``/``ended`` (retention).
+    """
+
+    service: str
+    routine_id: str
+    status: str
+    """``running``, ``completed``, ``failed``, ``cancelled``, ``retrying``, ``parked`` or
+    ``dead-lettered`` (``dasync._runtime._index.STATUSES``)."""
+    method: str = ""
+    started: float = 0.0
+    """Epoch seconds of its start, as journaled."""
+    ended: float | None = None
+    """Epoch seconds of its completion (finished statuses only)."""
+    parent: str = ""
+    """``Service/routine_id`` of the routine that called it; empty for a client's start."""
+    caller: str = ""
+    """Who started it, ``kind:name`` (``client:<identity>``, ``service:<name>``)."""
+    error: str = ""
+    """A one-line summary of its failure, retry or dead letter."""
+    rank: int = 0
+    """Orders the entries written for one routine: a write with a rank not above the kept
+    one's changes nothing, so a repeated or late report never moves a routine back."""
+    updated: float = 0.0
+    finished: bool = False
+    """Completed in its journal (completed, failed, cancelled): retention may remove it."""
+
+
+@runtime_checkable
+class RoutineIndex(Protocol):
+    """Optional store capability: one small entry per routine, kept as routines commit, so
+    that listing routines reads the index instead of every journal."""
+
+    async def index_put(self, entry: RoutineEntry) -> bool:
+        """Keep ``entry`` unless the routine's kept entry has a rank as high or higher;
+        True if written. Concurrent writers of one routine: the highest rank wins."""
+        ...
+
+    async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None: ...
+
+    def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
+        """Every entry of ``service``, in pages, the most recently written first, so that
+        a listing of the latest routines stops after its first page however large the
+        index (nothing if it has none or no index yet)."""
+        ...
+
+    async def index_services(self) -> list[str]:
+        """The services that have an index, sorted."""
+        ...
+
+    async def index_remove(self, service: str, routine_ids: list[str]) -> None:
+        """Drop the entries of these routines (their journals were removed)."""
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ import heapq
 import itertools
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from dasync._clock import Clock, SystemClock
@@ -25,6 +25,7 @@ from dasync.transports._contract import (
     Message,
     Origin,
     PurgeReport,
+    RoutineEntry,
 )
 
 __all__ = ["MemoryBroker", "MemoryStore", "MemoryTransport"]
@@ -66,6 +67,8 @@ class MemoryBroker:
         self.written: dict[tuple[str, str], tuple[float, float]] = {}
         """When each journal's first and last entries were appended (``clock``), for retention."""
         self.notes: dict[tuple[str, str], tuple[int, bytes, float]] = {}
+        self.index: dict[tuple[str, str], RoutineEntry] = {}
+        """The routine index (``RoutineIndex``): an entry per routine, the highest rank kept."""
         """(service, routine) -> (journal entries, failure note, written at)."""
         self.dead: list[tuple[str, Message, str]] = []
         self.dead_origins: list[Origin] = []
@@ -237,11 +240,13 @@ class MemoryBroker:
                     del self.journals[key]
                     self.written.pop(key, None)
                     self.notes.pop(key, None)
+                    self.index.pop(key, None)
         for key, (_, _, at) in list(self.notes.items()):
             if key[0] == service and key not in self.journals and at < cutoff:
                 purged += 1  # a start set aside before it had a journal
                 if not dry_run:
                     del self.notes[key]
+                    self.index.pop(key, None)
         return PurgeReport(purged, running, recent)
 
 
@@ -482,6 +487,30 @@ class MemoryStore:
         dry_run: bool = False,
     ) -> PurgeReport:
         return self.broker.purge_finished(service, older_than, finished, dry_run)
+
+    async def index_put(self, entry: RoutineEntry) -> bool:
+        key = (entry.service, entry.routine_id)
+        kept = self.broker.index.get(key)
+        if kept is not None and kept.rank >= entry.rank:
+            return False
+        self.broker.index[key] = entry
+        return True
+
+    async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None:
+        return self.broker.index.get((service, routine_id))
+
+    async def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
+        found = [e for (s, _), e in self.broker.index.items() if s == service]
+        found.sort(key=lambda e: e.updated, reverse=True)
+        for i in range(0, len(found), 1000):
+            yield found[i : i + 1000]
+
+    async def index_services(self) -> list[str]:
+        return sorted({s for s, _ in self.broker.index})
+
+    async def index_remove(self, service: str, routine_ids: list[str]) -> None:
+        for routine_id in routine_ids:
+            self.broker.index.pop((service, routine_id), None)
 
     async def close(self) -> None:
         pass

@@ -31,12 +31,16 @@ from ..transports import (
     JournalStore,
     Message,
     Origin,
+    RoutineEntry,
+    RoutineIndex,
     Subscription,
     Transport,
     inbox_queue,
 )
 from . import _wire
 from ._events import publish_direct
+from ._index import RoutineFilter, find_entry, list_entries
+from ._timeline import Timeline, load_timeline
 
 __all__ = ["Client", "RoutineHandle", "RoutineRecord"]
 
@@ -419,6 +423,80 @@ class Client:
         if routine_id and isinstance(self._store, FailureNotes):
             await self._store.forget_failure(service, routine_id)
         await self._transport.retry_dead_letter(service, letter_id)
+
+
+    # --- management: the routine index, timelines, cancel and retry by id ------------------
+
+    def _index(self) -> RoutineIndex:
+        if not isinstance(self._store, RoutineIndex):
+            raise LookupError(f"the journal store {type(self._store).__name__} keeps no index")
+        return self._store
+
+    async def list_routines(
+        self,
+        service: str | None = None,
+        *,
+        method: str | None = None,
+        status: str | None = None,
+        parent: str | None = None,
+        older_than: float | None = None,
+        newer_than: float | None = None,
+        limit: int | None = 50,
+    ) -> list[RoutineEntry]:
+        """Routines from the index (``dasync ls``), the latest started first: of ``service``
+        (None: every service with an index), running ``method``, in ``status`` (one of
+        ``STATUSES``), called by ``parent`` (``Service/routine_id``), started at least
+        ``older_than`` / at most ``newer_than`` seconds ago; at most ``limit`` (None: all).
+        ``LookupError`` if the store keeps no index."""
+        selected = RoutineFilter(method, status, parent, older_than, newer_than)
+        services = None if service is None else [service]
+        return await list_entries(self._index(), services, selected, limit, self._clock.now())
+
+    async def find_routine(self, ref: str, service: str | None = None) -> RoutineEntry:
+        """The index entry of the routine ``ref`` names: its id (with ``service``, or
+        ``SERVICE/ID``, or an id only one service has). ``LookupError`` if none or several."""
+        found = await find_entry(self._index(), ref, service)
+        if found is None:
+            where = f" of {service}" if service else ""
+            raise LookupError(f"no routine {ref!r}{where} in the index")
+        return found
+
+    async def timeline(self, service: str, routine_id: str, *, depth: int = 3) -> Timeline:
+        """The routine's journal as a timeline (``dasync show``), with the timelines of the
+        routines it called, ``depth`` levels down. ``LookupError`` if it has no journal."""
+        found = await load_timeline(self._store, service, routine_id, depth=depth)
+        if found is None:
+            raise LookupError(f"routine {routine_id!r} of {service} has no journal")
+        return found
+
+    async def cancel_routine(self, service: str, routine_id: str) -> None:
+        """Cancel any routine, as an operator (``dasync cancel``): its main task gets
+        ``CancelledError`` at its current await and the calls it waits on are cancelled.
+        Needs the operator's permissions on a secured server (``docs/security.md``)."""
+        cancel = _wire.cancel_message(routine_id, f"o{uuid.uuid4().hex}")
+        operator = Origin(Origin.OPERATOR)
+
+        async def attempt() -> None:
+            await self._transport.send(service, cancel, operator)
+
+        await self._retrying(attempt, f"cancelling {routine_id} of {service}")
+
+    async def retry_routine(self, service: str, routine_id: str) -> list[str]:
+        """Put every dead letter of a parked or dead-lettered routine back in its queue
+        (``dasync retry``), oldest first; the ids of the letters. ``LookupError`` if the
+        routine has none."""
+        if not isinstance(self._transport, DeadLetters):
+            raise LookupError("the transport keeps no dead letters")
+        letters = [
+            letter
+            for letter in await self._transport.dead_letters(service)
+            if letter.message.headers.get(_wire.ROUTINE) == routine_id
+        ]
+        if not letters:
+            raise LookupError(f"routine {routine_id!r} of {service} has no dead letter")
+        for letter in letters:
+            await self.retry_dead_letter(service, letter.id)
+        return [letter.id for letter in letters]
 
 
 def _waiter_key(service: str, routine_id: str) -> str:

@@ -13,9 +13,17 @@ from .._errors import ContractError
 from .._injection import Container, Injector
 from .._proxy import hosted_event, make_proxy, self_call
 from .._service import service, validate_service
-from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
+from ..transports import (
+    JournalStore,
+    MemoryBroker,
+    MemoryStore,
+    MemoryTransport,
+    RoutineIndex,
+    Transport,
+)
 from ._client import Client
 from ._events import RuntimeEvents
+from ._index import IndexObserver
 from ._observe import RoutineObserver
 from ._retention import DEFAULT_RETENTION, Sweeper
 from ._worker import HostedService, Worker
@@ -48,6 +56,7 @@ class Runtime:
         max_crashes: int = 3,
         retention: float | None = DEFAULT_RETENTION,
         observers: Sequence[RoutineObserver] = (),
+        index: bool = True,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -59,6 +68,11 @@ class Runtime:
         self.transport: Transport = transport
         self.store: JournalStore = store
         self.service_classes = list(services)
+        self.index: IndexObserver | None = None
+        """Keeps the store's routine index (``dasync ls``), when the store has one."""
+        if index and isinstance(store, RoutineIndex):
+            self.index = IndexObserver(store, self.clock)
+            observers = (self.index, *observers)
         self.events = RuntimeEvents(transport)
         self.injector = Injector(lambda c: make_proxy(c, events=self.events), container)
         self.hosted = [self._host(cls) for cls in self.service_classes]

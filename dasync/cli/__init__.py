@@ -17,6 +17,7 @@ from . import (
     _codegen,
     _dead_letters,
     _gateway,
+    _manage,
     _permissions,
     _provision,
     _purge,
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _codegen.add_parser(commands, [common])
     _purge.add_parser(commands, [common])
     _gateway.add_parser(commands, [common])
+    _manage.add_parsers(commands, [common])
     return parser
 
 

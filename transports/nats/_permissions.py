@@ -38,6 +38,7 @@ from dasync._topology import ROLE_MAIN, ROLE_SERVICE, ServiceUse, callers_of
 from dasync.transports._contract import check_name
 
 from . import _naming as naming
+from ._index import index_stream, index_subjects
 
 if TYPE_CHECKING:
     from ._options import NatsOptions
@@ -290,6 +291,7 @@ def _service_rules(
     )
     for kind, stream, subjects in (
         ("journals", naming.journal_stream(name, ns), naming.journal_subjects(name, ns)),
+        ("routine index", index_stream(name, ns), index_subjects(name, ns)),
         ("claims", naming.claim_stream(name, ns), naming.claim_subjects(name, ns)),
         ("state (its message-id key, crash counts)", naming.state_stream(name, ns), None),
     ):
@@ -300,6 +302,10 @@ def _service_rules(
     rules.add(
         "own journals: remove those of routines finished longer ago than the retention",
         _api("STREAM", "PURGE", naming.journal_stream(name, ns)),
+    )
+    rules.add(
+        "own routine index: remove the entries of journals the retention removed",
+        _api("STREAM", "PURGE", index_stream(name, ns)),
     )
     if use.events:
         why = "own events: publish, declare the stream"
@@ -433,6 +439,9 @@ def client_permissions(
             _api("STREAM", "INFO", journal),
         )
         _direct_get(rules, journal, why)
+        why = f"list and look up routines of {name} in its index (dasync ls, show)"
+        rules.add(why, _api("STREAM", "INFO", index_stream(name, ns)))
+        _direct_get(rules, index_stream(name, ns), why)
         _await_queue(rules, name, ns, provisioned)
     return _with_identity(
         rules, full, ROLE_CLIENT, identity, ns, provisioned, shared_inbox,
@@ -474,6 +483,9 @@ def operator_permissions(
         why = f"{name}: read journals"
         rules.add(why, _api("STREAM", "INFO", journal))
         _direct_get(rules, journal, why)
+        why = f"{name}: list and look up routines in its index (dasync ls, show)"
+        rules.add(why, _api("STREAM", "INFO", index_stream(name, ns)))
+        _direct_get(rules, index_stream(name, ns), why)
         rules.add(
             f"{name}: purge old journals (dasync purge), drop the failure note of a "
             "retried dead letter",
@@ -526,6 +538,7 @@ def deployment_streams(
         for kind, stream_of in (
             ("work", naming.work_stream),
             ("journal", naming.journal_stream),
+            ("index", index_stream),
             ("claims", naming.claim_stream),
             ("state", naming.state_stream),
         ):
@@ -723,6 +736,7 @@ async def provision(
         create: dict[str, Callable[[str], Awaitable[None]]] = {
             "work": prov._work_stream,
             "journal": prov._journal_stream,
+            "index": prov._index_stream,
             "claims": prov._claim_stream,
             "state": prov._state_stream,
             "events": prov._event_stream,

@@ -21,6 +21,7 @@ from dasync.transports._contract import is_inbox, split_inbox
 
 from . import _naming as naming
 from ._connection import STREAM_NOT_FOUND, ApiError, Connection
+from ._index import index_stream, index_subjects
 
 __all__ = ["Provisioner"]
 
@@ -139,6 +140,11 @@ class Provisioner:
             return
         stream = self.stream_of(queue)
         self._done.pop("stream:" + stream, None)
+
+    async def index(self, service: str) -> None:
+        """The routine index stream of ``service`` exists (``_index.py``)."""
+        name = index_stream(service, self.ns)
+        await self._once("stream:" + name, lambda: self._index_stream(service))
 
     async def claims(self, service: str) -> None:
         """The claims stream of ``service`` exists (leases expire with ``max_age``)."""
@@ -259,6 +265,20 @@ class Provisioner:
                 "allow_direct": True,
                 "max_msgs_per_subject": -1,
                 "metadata": self.metadata("journal", service),
+            }
+        )
+
+    async def _index_stream(self, service: str) -> None:
+        await self._stream(
+            {
+                "name": index_stream(service, self.ns),
+                "description": f"dasync: the index of {service} routines (status, method, "
+                "times, parent), one subject each holding its current entry",
+                "subjects": index_subjects(service, self.ns),
+                "retention": "limits",
+                "allow_direct": True,
+                "max_msgs_per_subject": 1,
+                "metadata": self.metadata("index", service),
             }
         )
 

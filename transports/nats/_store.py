@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
 from dasync._errors import JournalConflict, TransportError, TransportRefused
-from dasync.transports._contract import PurgeReport
+from dasync.transports._contract import PurgeReport, RoutineEntry
 
 from . import _naming as naming
 from ._connection import WRONG_LAST_SEQUENCE, ApiError, Connection, NoResponders, RawMsg
+from ._index import NatsIndex
 from ._provision import Provisioner
 from ._retention import purge_finished
 
@@ -53,6 +55,7 @@ class NatsStore:
         self._tips: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
         self._secrets: dict[str, bytes] = {}
         self._closed = False
+        self._index = NatsIndex(self.conn, self.provisioner)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -367,7 +370,43 @@ class NatsStore:
         if report.purged and not dry_run:
             for key in [k for k in self._tips if k[0] == service]:
                 self._forget(key)  # a purged journal may be started again from empty
+            await self._purge_index(service, older_than)
         return report
+
+    async def _purge_index(self, service: str, older_than: float) -> None:
+        """Drop the index entries of routines whose journals the pass removed: finished
+        before the cut-off, and no journal left (a start repeated since keeps its entry)."""
+        cutoff = time.time() - older_than
+        old = [
+            e.routine_id
+            async for page in self._index.pages(service)
+            for e in page
+            if e.finished and (e.ended or e.updated) < cutoff
+        ]
+        gone = [r for r in old if await self._last(service, r) is None]
+        await self._index.remove(service, gone)
+
+    # --- the routine index (``_index.py``) ------------------------------------------------
+
+    async def index_put(self, entry: RoutineEntry) -> bool:
+        self._check_open()
+        return await self._index.put(entry)
+
+    async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None:
+        self._check_open()
+        return await self._index.get(service, routine_id)
+
+    def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
+        self._check_open()
+        return self._index.pages(service)
+
+    async def index_services(self) -> list[str]:
+        self._check_open()
+        return await self._index.services()
+
+    async def index_remove(self, service: str, routine_ids: list[str]) -> None:
+        self._check_open()
+        await self._index.remove(service, routine_ids)
 
     # --- cache ----------------------------------------------------------------------------
 

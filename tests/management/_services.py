@@ -1,0 +1,70 @@
+"""Services the management tests drive from the command line: a routine waiting on a long
+call (to cancel), and one whose first call depends on a flag (to park it by a divergence
+and, once the flag is put back, retry it). They run in the test's process, so a test
+can see what the routines saw."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+SEEN: dict[str, list[str]] = {"finally": [], "callee": []}
+"""What the routines did: ``finally`` blocks that ran, how the callee ended."""
+GATE: dict[str, asyncio.Future[None]] = {}
+"""A future of the test's own loop that a routine awaits as host I/O (an ``asyncio.Event``
+would make a future of the routine's loop, which nothing outside could complete)."""
+ARG = {"n": 1}
+
+
+class Sleeper(Protocol):
+    async def nap(self, seconds: float) -> str: ...
+
+
+class Waiter(Protocol):
+    async def wait(self) -> str: ...
+
+
+class Leaf(Protocol):
+    async def add(self, n: int) -> int: ...
+
+
+class Fickle(Protocol):
+    async def run(self) -> int: ...
+
+
+class SleeperImpl(Sleeper):
+    async def nap(self, seconds: float) -> str:
+        try:
+            await asyncio.sleep(seconds)
+            return "rested"
+        except asyncio.CancelledError:
+            SEEN["callee"].append("cancelled")
+            raise
+
+
+class WaiterImpl(Waiter):
+    def __init__(self, sleeper: Sleeper) -> None:
+        self.sleeper = sleeper
+
+    async def wait(self) -> str:
+        try:
+            return await self.sleeper.nap(3600)
+        finally:
+            SEEN["finally"].append("wait")
+
+
+class LeafImpl(Leaf):
+    async def add(self, n: int) -> int:
+        gate = GATE.get("leaf")
+        if gate is not None:
+            await gate  # host I/O: the reply comes when the test opens the gate
+        return n + 1
+
+
+class FickleImpl(Fickle):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def run(self) -> int:
+        # replayed with another argument than journaled: a divergence, so it is parked
+        return await self.leaf.add(ARG["n"])
