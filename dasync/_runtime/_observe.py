@@ -6,6 +6,10 @@ redelivery finds the step committed and reports it once more (``resent``), so an
 observer sees every committed step at least once and must treat a repeat as one.
 An observer that raises makes the delivery fail like any infrastructure error
 (the message comes back), so that nothing it keeps can silently fall behind.
+
+An observer may also define ``resumed`` (``ResumeObserver``): told when a worker
+rebuilds a routine from its journal to run new input (after a crash, a restart, or
+because another worker ran its previous step), not when a redelivery only re-sends.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from .._engine import StepRecord
 
-__all__ = ["Observers", "RoutineObserver"]
+__all__ = ["Observers", "ResumeObserver", "RoutineObserver"]
 
 
 @runtime_checkable
@@ -38,11 +42,23 @@ class RoutineObserver(Protocol):
         ...
 
 
+@runtime_checkable
+class ResumeObserver(Protocol):
+    async def resumed(
+        self, service: str, routine_id: str, method: str, entries: int, *, attempt: int
+    ) -> None:
+        """The routine's ``entries`` journal entries were replayed on this worker to run
+        a new input, delivered for the ``attempt``-th time (above 1: a redelivery, its
+        previous worker died or failed before acknowledging it)."""
+        ...
+
+
 class Observers:
     """The worker's observers, called in order (none: nothing is done)."""
 
     def __init__(self, observers: Sequence[RoutineObserver] = ()) -> None:
         self.observers = tuple(observers)
+        self._resume = tuple(o for o in self.observers if isinstance(o, ResumeObserver))
 
     def __bool__(self) -> bool:
         return bool(self.observers)
@@ -58,3 +74,9 @@ class Observers:
     ) -> None:
         for observer in self.observers:
             await observer.set_aside(service, routine_id, entries, reason, told=told)
+
+    async def resumed(
+        self, service: str, routine_id: str, method: str, entries: int, *, attempt: int
+    ) -> None:
+        for observer in self._resume:
+            await observer.resumed(service, routine_id, method, entries, attempt=attempt)

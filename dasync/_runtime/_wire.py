@@ -30,6 +30,7 @@ from .._engine import (
 )
 from .._errors import MalformedMessage
 from ..transports import INBOX_PREFIX, UNKNOWN_ORIGIN, Message, Origin
+from . import _tracing
 
 __all__ = [
     "Envelope",
@@ -146,10 +147,17 @@ def call_message(
     reply_to: str = "",
     depth: int = 0,
     context: bytes = b"",
+    propagate: bool = True,
 ) -> Message:
     """A call (``start``). A service's reply goes to its caller's own queue, which the
-    callee learns from the message's origin; only a client names its inbox (``reply_to``)."""
+    callee learns from the message's origin; only a client names its inbox (``reply_to``).
+
+    ``propagate``: a client's start carries the caller's current trace context (W3C
+    ``traceparent``), so the routine joins the caller's trace; a worker's calls get
+    theirs from the span that sends them instead."""
     headers = {VERSION: WIRE_VERSION, KIND: "start", ROUTINE: routine_id, METHOD: method}
+    if propagate:
+        _tracing.inject_current(headers)
     if depth:
         headers[DEPTH] = str(depth)
     if context:
@@ -212,6 +220,7 @@ def outgoing(
             msg_id=message_id(f"call:{callee}", key),
             depth=depth + 1,
             context=command.context,
+            propagate=False,
         )
     if isinstance(command, Postpone):
         headers = {VERSION: WIRE_VERSION, KIND: "retry", ROUTINE: routine_id}

@@ -24,6 +24,7 @@ import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,7 @@ from ..transports import (
     Subscription,
     Transport,
 )
-from . import _authority, _wire
+from . import _authority, _tracing, _wire
 from ._disposition import (
     Action,
     ClaimedElsewhere,
@@ -89,6 +90,7 @@ from ._disposition import (
     describe,
     dispose,
 )
+from ._metrics import WorkerMetrics
 from ._observe import Observers, RoutineObserver
 
 __all__ = ["HostedService", "Worker", "WorkerStats"]
@@ -164,6 +166,8 @@ class Worker:
         self.append_patience = append_patience
         self.observers = Observers(observers)
         """Told of every committed step and every routine set aside (``_observe``)."""
+        self.metrics = WorkerMetrics()
+        """OpenTelemetry instruments (no-ops until a meter provider is set)."""
         """How long a computed step's journal write is retried through infrastructure
         failures before the delivery is handed back (and the step computed again)."""
         """A message whose processing was cut short this many times (the worker died in it:
@@ -305,7 +309,7 @@ class Worker:
             self._inflight.add(current)
         lease = key if env.kind == "start" else None
         self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time(), lease)
-        run = _Run(delivery.attempt)
+        run = _Run(delivery.attempt, asyncio.get_running_loop().time())
         try:
             try:
                 if env.kind == "start":  # by the message alone: no need to queue for the lock
@@ -321,13 +325,15 @@ class Worker:
         except asyncio.CancelledError:
             raise  # the worker itself is stopping: the message is redelivered
         except BaseException as exc:  # nothing may leave a message unsettled
-            await self._settle_failure(hosted, env, delivery, exc)
+            await self._settle_failure(hosted, env, delivery, exc, run)
             if isinstance(exc, Crashed) and run.crash_key is not None:
                 # set aside: a retry of the dead letter starts counting afresh
                 await self._forget_crash(hosted, run.crash_key)
         else:
             await delivery.ack()
         finally:
+            if run.trace is not None:
+                run.trace.end()
             self._active.pop(id(delivery), None)
             if current is not None:
                 self._inflight.discard(current)
@@ -372,6 +378,12 @@ class Worker:
             if records:
                 await self._before_user_code(hosted, env, key, run)
                 inst = await self._replay(hosted, env.routine_id, records)
+                # a retry is run from the journal by design, not resumed
+                run.replayed = len(records) if env.kind != "retry" else 0
+                if self.observers and run.replayed and not self.force_replay:
+                    await self.observers.resumed(
+                        name, env.routine_id, inst.method, len(records), attempt=run.attempt
+                    )
         now = self.clock.now()
         inp: Input
         if env.kind == "retry":
@@ -394,6 +406,9 @@ class Worker:
                 await self._resend(hosted, env.routine_id, None, "start")
                 return
             meta = _start_meta(env)
+            traced = _tracing.enabled()
+            if traced:  # journaled: every later activation continues the caller's trace
+                meta.update(_tracing.journal_fields(message.headers))
             if self._claims is not None and not await self._claims.claim(
                 name, env.routine_id, self.worker_id
             ):
@@ -417,8 +432,12 @@ class Worker:
             await self._resend(hosted, inst.routine_id, None, inp.key)
             return
         await self._before_user_code(hosted, env, key, run)
+        if _tracing.enabled():
+            run.trace = self._trace_activation(hosted, inst, env, message, inp, run)
         step = await inst.activate(inp)
         self.stats.activations += 1
+        if run.trace is not None:
+            run.trace.step(step.index)
         done = step.completion
         if done is not None and not done.ok and inst.failure is not None:
             policy = self._policy(hosted, inst.method)
@@ -434,6 +453,13 @@ class Worker:
                     await self.observers.committed(
                         name, inst.routine_id, step.index, record, resent=False
                     )
+                self._measure(hosted, inst, step.index, record, run)
+                if run.trace is not None:
+                    run.trace.event(
+                        "dasync.retry",
+                        {"dasync.retry.attempt": attempt, "dasync.retry.delay": delay,
+                         "dasync.retry.error": error},
+                    )  # fmt: skip
                 await self._send(hosted, inst.routine_id, inst.context, record.commands)
                 self.stats.retries += 1
                 _log.info(
@@ -448,23 +474,72 @@ class Worker:
                 raise JournalConflict(f"cached state of {inst.routine_id!r} is behind its journal")
             self._release(hosted, inst)
             return
-        await self._commit(hosted, inst, step)
+        await self._commit(hosted, inst, step, run)
 
-    async def _commit(self, hosted: HostedService, inst: RoutineInstance, step: Step) -> None:
+    async def _commit(
+        self, hosted: HostedService, inst: RoutineInstance, step: Step, run: _Run | None = None
+    ) -> None:
         """Append the step to the journal, send its outbox, keep or drop the live instance."""
         name = hosted.spec.name
+        record = StepRecord(step.input, step.commands)
         try:
             await self._append(name, inst.routine_id, encode_step(step), step.index)
             if self.observers:
-                record = StepRecord(step.input, step.commands)
                 await self.observers.committed(
                     name, inst.routine_id, step.index, record, resent=False
                 )
         except BaseException:
             self._evict((name, inst.routine_id))
             raise
-        await self._send(hosted, inst.routine_id, inst.context, step.commands)
+        trace = None
+        if run is not None:
+            self._measure(hosted, inst, step.index, record, run)
+            trace = run.trace
+            if trace is not None:
+                _describe_step(trace, step, inst)
+        await self._send(hosted, inst.routine_id, inst.context, step.commands, trace)
         self._release(hosted, inst)
+
+    def _measure(
+        self,
+        hosted: HostedService,
+        inst: RoutineInstance,
+        index: int,
+        record: StepRecord,
+        run: _Run,
+    ) -> None:
+        seconds = asyncio.get_running_loop().time() - run.began
+        self.metrics.step(hosted.spec.name, inst.method, index, record, seconds)
+
+    def _trace_activation(
+        self,
+        hosted: HostedService,
+        inst: RoutineInstance,
+        env: _wire.Envelope,
+        message: Message,
+        inp: Input,
+        run: _Run,
+    ) -> _tracing.Activation:
+        """The CONSUMER span of the activation about to run; a routine started with no trace
+        context journals this span's, so that its later activations join its trace."""
+        kind = "event" if _wire.EVENT_ID in message.headers else env.kind
+        trace = _tracing.start_activation(
+            hosted.spec.name,
+            inst.method,
+            inst.routine_id,
+            kind=kind,
+            msg_id=message.msg_id,
+            attempt=run.attempt,
+            journaled=inst.context,
+            headers=message.headers,
+        )
+        if run.replayed:
+            trace.event("dasync.resumed", {"dasync.replayed_steps": run.replayed})
+        if isinstance(inp, Start) and not _tracing.trace_carrier(inst.context):
+            if isinstance(inp.meta, dict):  # the Start about to be journaled
+                trace.journal(inp.meta)
+                inst.context.update(_tracing.trace_carrier(inp.meta))
+        return trace
 
     async def _append(self, service: str, routine_id: str, entry: bytes, expected: int) -> None:
         """Commit a computed step, riding out infrastructure failures (a leader election, a
@@ -529,6 +604,7 @@ class Worker:
         env: _wire.Envelope,
         delivery: Delivery,
         exc: BaseException,
+        run: _Run | None = None,
     ) -> None:
         """Settle a delivery whose processing raised, as ``_disposition`` decides.
 
@@ -548,7 +624,12 @@ class Worker:
         if disposition.evict:
             self._evict((hosted.spec.name, env.routine_id))
         _account(self.stats, outcome, f"{hosted.spec.name}/{env.routine_id}: {exc}")
+        trace = run.trace if run is not None else None
         if disposition.action is Action.NAK:
+            if trace is not None:
+                trace.event("dasync.nak", {"dasync.retry.delay": disposition.delay,
+                                           "dasync.reason": error[:500]})  # fmt: skip
+                trace.fail(exc)
             if outcome is Outcome.FAILED:
                 _log.error("internal error on %s; will retry", msg_id, exc_info=exc)
             elif outcome is Outcome.INFRASTRUCTURE:
@@ -561,6 +642,13 @@ class Worker:
         self._first_errors.pop(msg_id, None)
         self._reject(hosted, delivery.message, disposition.reason)
         told = disposition.tell_caller and (outcome is not Outcome.TOO_LARGE or env.kind == "start")
+        self.metrics.set_aside(hosted.spec.name, told=told, outcome=outcome.value)
+        if trace is None and _tracing.enabled() and run is not None:
+            # set aside before any activation began (a crash count, a divergence on replay):
+            # a span of its own, so the trace shows where the routine stopped
+            trace = run.trace = await self._trace_settling(hosted, env, delivery)
+        if trace is not None:
+            trace.fail(exc, dead_letter=disposition.reason)
         if self.observers and (told or outcome is Outcome.DIVERGED):
             try:  # the routine is stuck until the letter is retried: say so
                 entries = len(await self.store.load(hosted.spec.name, env.routine_id))
@@ -573,7 +661,9 @@ class Worker:
             # the caller gets the error itself where it is one it can act on
             failure = exc if outcome in (Outcome.DIVERGED, Outcome.TOO_LARGE) else None
             try:
-                await self._fail_caller(hosted, env, disposition.reason, failure, cause=msg_id)
+                await self._fail_caller(
+                    hosted, env, disposition.reason, failure, cause=msg_id, trace=trace
+                )
             except Exception as fail_exc:  # best effort: the dead letter keeps the facts
                 _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
         await delivery.term(disposition.reason)
@@ -586,6 +676,7 @@ class Worker:
         failure: BaseException | None = None,
         *,
         cause: str = "",
+        trace: _tracing.Activation | None = None,
     ) -> None:
         """Tell a routine's caller that a message of it was set aside (``cause``: its id).
 
@@ -607,7 +698,34 @@ class Worker:
             # so that every handle on the routine learns what its caller is told
             await self.store.note_failure(name, env.routine_id, len(records), done.payload)
         if meta.get("reply_to"):
-            await self._reply(name, env.routine_id, meta, done, variant=f"failed:{cause}")
+            await self._reply(
+                name, env.routine_id, meta, done, variant=f"failed:{cause}", trace=trace
+            )
+
+    async def _trace_settling(
+        self, hosted: HostedService, env: _wire.Envelope, delivery: Delivery
+    ) -> _tracing.Activation:
+        """A span for a delivery set aside without running the routine, under its trace."""
+        message = delivery.message
+        journaled: Mapping[str, str] = {}
+        method = env.method
+        try:  # a start too may be journaled (its redelivery found it so)
+            records = await self.store.load(hosted.spec.name, env.routine_id)
+            first = decode_step(records[0]).input if records else None
+        except Exception:  # the span is a courtesy: settle regardless
+            first = None
+        if isinstance(first, Start):
+            journaled, method = first.meta, first.meta.get("method", "")
+        return _tracing.start_activation(
+            hosted.spec.name,
+            method,
+            env.routine_id,
+            kind=env.kind,
+            msg_id=message.msg_id,
+            attempt=delivery.attempt,
+            journaled=journaled,
+            headers=message.headers,
+        )
 
     async def _keep_alive(self) -> None:
         """Tell the transport that long activations are still working, so they are not
@@ -708,7 +826,11 @@ class Worker:
         routine_id: str,
         meta: Mapping[str, str],
         commands: Sequence[Command],
+        trace: _tracing.Activation | None = None,
+        carrier: Mapping[str, str] | None = None,
     ) -> None:
+        """Send a committed step's outbox; ``trace``: the activation that computed it (a
+        PRODUCER span per message), ``carrier``: the trace fields for a re-send."""
         own = hosted.spec.name
         me = Origin.service(own)
         key = self._keys.get(own, b"")
@@ -716,36 +838,46 @@ class Worker:
         for command in commands:
             if isinstance(command, Call | StartTimer | Postpone):
                 queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
-                try:
-                    await self.transport.send(queue, msg, me)
-                except UnknownService:
-                    if not isinstance(command, Call):
-                        raise
-                    # a callee whose workers never started: its calls wait for it (services
-                    # start in any order), in its queue, declared as its workers would
-                    await self.transport.declare(queue)
-                    await self.transport.send(queue, msg, me)
+                span: AbstractContextManager[None] = _UNTRACED
+                if isinstance(command, Call):
+                    msg, span = _traced(trace, carrier, queue, msg, "call", command.method)
+                with span:
+                    try:
+                        await self.transport.send(queue, msg, me)
+                    except UnknownService:
+                        if not isinstance(command, Call):
+                            raise
+                        # a callee whose workers never started: its calls wait for it
+                        # (services start in any order), in its queue, declared as its
+                        # workers would
+                        await self.transport.declare(queue)
+                        await self.transport.send(queue, msg, me)
             elif isinstance(command, CancelCall):
                 callee = _wire.callee_of(routine_id, command)
                 message = _wire.cancel_message(callee, f"s{command.seq}", key)
-                try:
-                    await self.transport.send(command.service, message, me)
-                except UnknownService:
-                    pass
+                message, span = _traced(trace, carrier, command.service, message, "cancel")
+                with span:
+                    try:
+                        await self.transport.send(command.service, message, me)
+                    except UnknownService:
+                        pass
             elif isinstance(command, Emit):
                 event_id = _wire.event_id_of(routine_id, command)
                 message = _wire.event_message(command.event, event_id, command.payload)
-                try:
-                    await self.transport.publish(command.event, message)
-                except UnknownService:
-                    # the step is committed, so its event must leave: a topic nobody declared
-                    # (fired through another service's proxy) or deleted under us is declared
-                    await self.transport.declare_topic(command.event)
-                    await self.transport.publish(command.event, message)
+                message, span = _traced(trace, carrier, command.event, message, "event")
+                with span:
+                    try:
+                        await self.transport.publish(command.event, message)
+                    except UnknownService:
+                        # the step is committed, so its event must leave: a topic nobody
+                        # declared (fired through another service's proxy) or deleted
+                        # under us is declared
+                        await self.transport.declare_topic(command.event)
+                        await self.transport.publish(command.event, message)
             elif isinstance(command, Complete):
                 if not command.ok and not meta.get("reply_to"):
                     self._record_failure(hosted, routine_id, command)
-                await self._reply(own, routine_id, meta, command)
+                await self._reply(own, routine_id, meta, command, trace=trace, carrier=carrier)
 
     async def _reply(
         self,
@@ -755,6 +887,8 @@ class Worker:
         done: Complete,
         *,
         variant: str = "",
+        trace: _tracing.Activation | None = None,
+        carrier: Mapping[str, str] | None = None,
     ) -> None:
         reply_to = meta.get("reply_to")
         if not reply_to:
@@ -767,12 +901,14 @@ class Worker:
             self._keys.get(own, b""),
             variant=variant,
         )
-        try:
-            await self.transport.send(reply_to, message, Origin.service(own))
-        except UnknownService:
-            if not reply_to.startswith(_wire.INBOX_PREFIX):
-                raise
-            # the client went away; its result stays readable in the journal
+        message, span = _traced(trace, carrier, reply_to, message, "reply")
+        with span:
+            try:
+                await self.transport.send(reply_to, message, Origin.service(own))
+            except UnknownService:
+                if not reply_to.startswith(_wire.INBOX_PREFIX):
+                    raise
+                # the client went away; its result stays readable in the journal
 
     async def _resend(
         self,
@@ -792,6 +928,8 @@ class Worker:
             return
         first = records[0].input
         meta = first.meta if isinstance(first, Start) else {}
+        # no spans: the step was traced when it ran; the messages keep the routine's trace
+        carrier = _tracing.trace_carrier(meta) if _tracing.enabled() else None
         for index in range(len(records) - 1, -1, -1):  # the latest: a retried input has a
             record = records[index]  # marker before it
             if record.input.key == key:
@@ -799,11 +937,11 @@ class Worker:
                     await self.observers.committed(
                         hosted.spec.name, routine_id, index, record, resent=True
                     )
-                await self._send(hosted, routine_id, meta, record.commands)
+                await self._send(hosted, routine_id, meta, record.commands, carrier=carrier)
                 break
         done = completion_of(records)
         if key == "start" and done is not None:
-            await self._reply(hosted.spec.name, routine_id, meta, done)
+            await self._reply(hosted.spec.name, routine_id, meta, done, carrier=carrier)
 
 
 @dataclass
@@ -811,8 +949,56 @@ class _Run:
     """One delivery's processing: its attempt number, and whether a crash was counted."""
 
     attempt: int
+    began: float = 0.0
+    """Event-loop time the delivery's processing began (step latency)."""
     crash_key: str | None = None
     crashed: bool = False
+    replayed: int = 0
+    """Journal entries replayed to run it (0: the routine was live in the cache)."""
+    trace: _tracing.Activation | None = None
+    """The activation's span, ended once the delivery is settled (tracing on)."""
+
+
+_UNTRACED: AbstractContextManager[None] = nullcontext()
+
+
+def _traced(
+    trace: _tracing.Activation | None,
+    carrier: Mapping[str, str] | None,
+    destination: str,
+    message: Message,
+    kind: str,
+    method: str = "",
+) -> tuple[Message, AbstractContextManager[None]]:
+    """``message`` as it is sent and the PRODUCER span to send it in (none untraced);
+    the span's context is put in the message's headers as the span starts."""
+    if trace is None:
+        if not carrier:
+            return message, _UNTRACED
+        headers = {**message.headers, **carrier}
+        return Message(message.msg_id, headers, message.body, message.deliver_at), _UNTRACED
+    headers = dict(message.headers)
+    traced = Message(message.msg_id, headers, message.body, message.deliver_at)
+    attributes = {"dasync.message.kind": kind}
+    if method:
+        attributes["dasync.target.method"] = method
+    operation = "publish" if kind == "event" else "send"
+    inbox = destination.startswith(_wire.INBOX_PREFIX)
+    span = trace.sending(destination, headers, message.msg_id, operation=operation,
+                         attributes=attributes, temporary="_inbox" if inbox else "")  # fmt: skip
+    return traced, span
+
+
+def _describe_step(trace: _tracing.Activation, step: Step, inst: RoutineInstance) -> None:
+    """What a committed step did, on its activation's span: timers, the routine's end."""
+    for command in step.commands:
+        if isinstance(command, StartTimer):
+            at = {"dasync.timer.seq": command.seq, "dasync.timer.fire_at": command.fire_at}
+            trace.event("dasync.timer.scheduled", at)
+        elif isinstance(command, Complete):
+            trace.event("dasync.completed", {"dasync.ok": command.ok})
+            if not command.ok and inst.failure is not None:
+                trace.routine_failed(f"{type(inst.failure).__name__}: {inst.failure}")
 
 
 def _start_meta(env: _wire.Envelope) -> dict[str, str]:

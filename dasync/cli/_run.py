@@ -12,8 +12,8 @@ import re
 import signal
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +23,9 @@ from .._codec import decode_failure
 from .._engine import completion_of, decode_step
 from .._errors import DasyncError, TransportError
 from .._runtime import Runtime
+from .._runtime._livelog import LiveLog
 from .._runtime._module import discover, load_module
+from .._runtime._observe import RoutineObserver
 from ..transports import JournalStore, MemoryBroker, MemoryStore, MemoryTransport, Transport
 from ..transports.memory import default_broker
 from ._common import (
@@ -84,6 +86,8 @@ examples:
   dasync run service.py --memory
   dasync run service.py --container app.containers:Container
   dasync run service.py --max-crashes 2
+  dasync run service.py --trace console --quiet
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 dasync run service.py --trace otlp
 
 exit status:
   0    main() returned, or stopped by Ctrl-C/SIGTERM when there is no main()
@@ -150,6 +154,29 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             "routine id after that runs again, and its result can no longer be read "
             f"(default: ${RETENTION_VAR}, else {DEFAULT_RETENTION_TEXT})"
         ),
+    )
+    parser.add_argument(
+        "--trace",
+        choices=("console", "otlp"),
+        default=None,
+        help=(
+            "export OpenTelemetry traces: 'console' prints each span (the SDK's console "
+            "exporter); 'otlp' sends spans and metrics over OTLP/HTTP to the endpoint of "
+            "the OTEL_EXPORTER_OTLP_* variables (needs pip install 'dasync[otlp]'). "
+            "Without it nothing is exported, unless the file sets a provider itself"
+        ),
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no live log: no line per routine started, resumed, retried, parked, "
+        "completed or failed",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="the live log as one JSON object per line (fields: time, event, service, "
+        "method, routine, and the event's own)",
     )
     add_http_arguments(parser, run=True)
     parser.add_argument(
@@ -327,7 +354,49 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
     main_name = main_service_name(module)
     http = http_settings(args)  # --http: the gateway too (dasync/cli/_gateway.py)
     contracts = contracts_of_file(module, container) if http else None
+    observers: list[RoutineObserver] = []
+    if not getattr(args, "quiet", False):
+        observers.append(LiveLog(json=bool(getattr(args, "json", False))))
+    with _tracing_to(getattr(args, "trace", None), Path(args.file).stem):
+        return await _run_backend(
+            args, stop, target, crash_limit, keep, module, services, main, container,
+            main_name, http, contracts, observers,
+        )  # fmt: skip
 
+
+@contextmanager
+def _tracing_to(kind: str | None, name: str) -> Iterator[None]:
+    """``--trace``: an SDK provider for the run, flushed at its end (nothing without it)."""
+    if kind is None:
+        yield
+        return
+    from .._runtime import _tracing
+
+    try:
+        _tracing.configure(kind, name)
+    except RuntimeError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
+        yield
+    finally:
+        _tracing.shutdown()
+
+
+async def _run_backend(
+    args: argparse.Namespace,
+    stop: _StopSignal,
+    target: Target,
+    crash_limit: int,
+    keep: float | None,
+    module: ModuleType,
+    services: list[type],
+    main: Callable[..., Any] | None,
+    container: Any,
+    main_name: str,
+    http: Any,
+    contracts: Any,
+    observers: list[RoutineObserver],
+) -> int:
     async with _open_backend(target, stop) as backend:
         try:
             rt = Runtime(
@@ -338,6 +407,7 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
                 broker=backend.broker,
                 max_crashes=crash_limit,
                 retention=keep,
+                observers=observers,
             )
             if main is not None:
                 rt.host_main(main, main_name)
