@@ -493,6 +493,7 @@ class MemoryStore:
         kept = self.broker.index.get(key)
         if kept is not None and kept.rank >= entry.rank:
             return False
+        self.broker.index.pop(key, None)  # the dict's order is the order of writes
         self.broker.index[key] = entry
         return True
 
@@ -500,8 +501,7 @@ class MemoryStore:
         return self.broker.index.get((service, routine_id))
 
     async def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
-        found = [e for (s, _), e in self.broker.index.items() if s == service]
-        found.sort(key=lambda e: e.updated, reverse=True)
+        found = [e for (s, _), e in reversed(self.broker.index.items()) if s == service]
         for i in range(0, len(found), 1000):
             yield found[i : i + 1000]
 

@@ -37,6 +37,8 @@ from ..transports import (
     Origin,
     PurgeReport,
     Retention,
+    RoutineEntry,
+    RoutineIndex,
     Secrets,
     Transport,
     inbox_queue,
@@ -491,6 +493,59 @@ async def check_retention(factory: BackendFactory) -> None:
         assert nothing == PurgeReport(), nothing
 
 
+async def check_routine_index(factory: BackendFactory) -> None:
+    """``RoutineIndex``: an entry written by one client is read and listed by another, a
+    write whose rank is not above the kept one's changes nothing (a repeated or late
+    report), concurrent writers settle on the highest rank, listing is newest written
+    first, services are listed, and a retention pass removes the entries of the journals
+    it removed. (Skipped for a store without the capability.)"""
+    async with _opened(factory) as (backend, stack):
+        stores = [await backend.store() for _ in range(2)]
+        for store in stores:
+            stack.push_async_callback(store.close)
+        writer, reader = stores
+        if not (isinstance(writer, RoutineIndex) and isinstance(reader, RoutineIndex)):
+            return
+        service = _name("svc")
+        assert await reader.index_get(service, "r1") is None
+        assert [p async for p in reader.index_pages(service)] == []
+        first = RoutineEntry(service, "r1", "running", method="run", started=1.0, rank=2)
+        assert await writer.index_put(first)
+        assert not await reader.index_put(first), "the same rank again changes nothing"
+        done = RoutineEntry(service, "r1", "completed", method="run", rank=4, finished=True)
+        assert await reader.index_put(done)
+        assert not await writer.index_put(first), "a late report never moves it back"
+        assert await writer.index_get(service, "r1") == done
+        racing = [RoutineEntry(service, "r2", "running", rank=r) for r in (2, 3, 5, 4)]
+        writers: list[RoutineIndex] = [writer, reader] * 2
+        await asyncio.gather(*(w.index_put(e) for w, e in zip(writers, racing, strict=True)))
+        kept = await reader.index_get(service, "r2")
+        assert kept is not None and kept.rank == 5, kept
+        for n in range(3, 8):
+            await writer.index_put(RoutineEntry(service, f"r{n}", "running", rank=2))
+        listed = [e.routine_id async for page in reader.index_pages(service) for e in page]
+        assert listed == ["r7", "r6", "r5", "r4", "r3", "r2", "r1"], listed
+        assert service in await reader.index_services()
+        await reader.index_remove(service, ["r3", "r4", "never"])
+        assert await writer.index_get(service, "r3") is None
+        assert await writer.index_get(service, "r5") is not None
+
+        if not isinstance(writer, Retention):
+            return
+        for routine in ("old-done", "old-running"):
+            await writer.append(service, routine, b"start", 0)
+        await writer.append(service, "old-done", b"end", 1)
+        for routine, finished in (("old-done", True), ("old-running", False)):
+            status = "completed" if finished else "running"
+            entry = RoutineEntry(service, routine, status, rank=4, finished=finished, ended=0.5)
+            await writer.index_put(entry)
+        await backend.pass_time(DELAY * 2)
+        report = await writer.purge_finished(service, DELAY, lambda e: e.startswith(b"end"))
+        assert report.purged == 1, report
+        assert await reader.index_get(service, "old-done") is None, "removed with its journal"
+        assert await reader.index_get(service, "old-running") is not None
+
+
 async def check_redelivery_after_ack_wait(factory: BackendFactory) -> None:
     """A delivery its handler never settles (a hung or dead worker) is delivered again
     after the backend's ack wait, with attempt 2; settling a stale delivery does nothing."""
@@ -537,6 +592,7 @@ CHECKS: dict[str, Callable[[BackendFactory], Awaitable[None]]] = {
     "store_capabilities": check_store_capabilities,
     "failure_notes": check_failure_notes,
     "retention": check_retention,
+    "routine_index": check_routine_index,
 }
 """Every check by name, for test suites that want one test per check."""
 

@@ -1,9 +1,20 @@
-"""A grammar check of the Mermaid sequence diagrams ``dasync show --mermaid`` prints: the
-subset of the sequenceDiagram syntax it uses, line by line, with blocks balanced."""
+"""Checks of the Mermaid sequence diagrams ``dasync show --mermaid`` prints: a grammar check
+of the subset of the sequenceDiagram syntax it uses (always), and the Mermaid CLI drawing
+it with the system Chromium where both are installed (``npm install`` in
+``tests/management/node``, ``apt-get install chromium``)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+NODE = Path(__file__).parent / "node"
+CHROMIUM = os.environ.get("DASYNC_CHROMIUM", "/usr/bin/chromium")
 
 _ID = r"P\d+"
 _TEXT = r"[^;#\n:]*"
@@ -33,3 +44,26 @@ def check_grammar(diagram: str) -> None:
         depth += line.startswith("rect ") - (line == "end")
         assert depth >= 0, "end without a block"
     assert depth == 0, "a block is not closed"
+
+
+def render_with_mermaid_cli(diagram: str) -> str | None:
+    """The SVG the Mermaid CLI draws of ``diagram`` (it fails on a diagram it cannot parse);
+    None when the CLI or Chromium is not installed here."""
+    mmdc = NODE / "node_modules" / ".bin" / "mmdc"
+    if not mmdc.exists() or shutil.which(CHROMIUM) is None:
+        return None
+    with tempfile.TemporaryDirectory() as work:
+        source, target = Path(work) / "saga.mmd", Path(work) / "saga.svg"
+        source.write_text(diagram)
+        config = Path(work) / "puppeteer.json"
+        config.write_text(
+            json.dumps({"executablePath": CHROMIUM, "args": ["--no-sandbox", "--disable-gpu"]})
+        )
+        done = subprocess.run(
+            [str(mmdc), "-p", str(config), "-i", str(source), "-o", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"the Mermaid CLI refused the diagram: {done.stderr}"
+        return target.read_text()

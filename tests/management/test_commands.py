@@ -10,7 +10,7 @@ import pytest
 
 from dasync._runtime._timeline import mermaid
 
-from ._mermaid import check_grammar
+from ._mermaid import check_grammar, render_with_mermaid_cli
 from ._services import ARG, GATE, SEEN, Fickle, Waiter
 from .conftest import Deployment, shop_module, until
 
@@ -73,6 +73,9 @@ async def test_show_prints_the_timeline_and_a_mermaid_saga(deployment: Deploymen
     assert any(line.startswith("P2->>P3: refund(") for line in lines[rect:]), diagram
     timeline = await deployment.runtime.client.timeline("Shop", "bob")
     assert mermaid(timeline).strip() == diagram.strip()
+    svg = await asyncio.to_thread(render_with_mermaid_cli, diagram)
+    if svg is not None:  # the Mermaid CLI parsed and drew it
+        assert "compensation after Warehouse.reserve" in svg and "refund(" in svg
 
 
 async def test_result_prints_outcomes(deployment: Deployment) -> None:
