@@ -3,7 +3,7 @@
 Run: ``python benchmarks/tracing.py`` (``--quick`` for a short run).
 
 One workload (W1 of ``_workloads.py``: a routine making three sequential durable calls,
-so four routines and eight activations; with tracing, 8 CONSUMER and 7 PRODUCER
+so four routines and seven activations; with tracing, 7 CONSUMER and 7 PRODUCER
 spans) on the memory transport, in one process, so that the figures are the
 worker's own cost and not the network's. Three modes, each in a fresh child process,
 interleaved over rounds (off, no-op, memory, off, ...), medians reported:
@@ -18,6 +18,10 @@ interleaved over rounds (off, no-op, memory, off, ...), medians reported:
 
 Each child runs the routines one after another and reports wall time and CPU time
 (``time.process_time``) per routine; the parent prints them and the ratios to *off*.
+
+``--baseline DIR`` adds a fourth mode: *off* with the dasync of another checkout
+(``git worktree add DIR <commit before tracing>``), which shows what the tracing
+code costs when it is off.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -84,13 +89,27 @@ async def _child(mode: str, routines: int, warmup: int) -> dict[str, float]:
             "spans": spans / routines}  # fmt: skip
 
 
-def _run_child(mode: str, routines: int, warmup: int) -> dict[str, float]:
+def _run_child(
+    mode: str, routines: int, warmup: int, pythonpath: str | None = None
+) -> dict[str, float]:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--routines", str(routines),
-         "--warmup", str(warmup)],  # fmt: skip
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            "--routines",
+            str(routines),
+            "--warmup",
+            str(warmup),
+        ],  # fmt: skip
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -102,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--routines", type=int, default=None, help="routines per child")
     parser.add_argument("--rounds", type=int, default=None, help="children per mode")
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--baseline", metavar="DIR", help="a checkout to run 'off' with too")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     routines = args.routines or (500 if args.quick else 3000)
@@ -109,10 +129,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(asyncio.run(_child(args.child, routines, args.warmup))))
         return
     rounds = args.rounds or (2 if args.quick else 5)
-    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
+    modes = (*MODES, "baseline") if args.baseline else MODES
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for round_ in range(rounds):
-        for mode in MODES:
-            results[mode].append(_run_child(mode, routines, args.warmup))
+        for mode in modes:
+            if mode == "baseline":
+                results[mode].append(_run_child("off", routines, args.warmup, args.baseline))
+            else:
+                results[mode].append(_run_child(mode, routines, args.warmup))
         print(f"round {round_ + 1}/{rounds} done", file=sys.stderr, flush=True)
     median = {
         mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -123,9 +147,10 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"(medians; Python {sys.version.split()[0]})")  # fmt: skip
     print(f"{'tracing':<20} {'wall us/routine':>16} {'CPU us/routine':>15} "
           f"{'x off (CPU)':>12} {'spans/routine':>14}")  # fmt: skip
-    for mode in MODES:
+    labels = {**LABELS, "baseline": "off, --baseline"}
+    for mode in modes:
         m = median[mode]
-        print(f"{LABELS[mode]:<20} {m['wall_us']:>16.0f} {m['cpu_us']:>15.0f} "
+        print(f"{labels[mode]:<20} {m['wall_us']:>16.0f} {m['cpu_us']:>15.0f} "
               f"{m['cpu_us'] / base['cpu_us']:>12.2f} {m['spans']:>14.0f}")  # fmt: skip
 
 

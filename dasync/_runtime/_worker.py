@@ -166,12 +166,12 @@ class Worker:
         self.append_patience = append_patience
         self.observers = Observers(observers)
         """Told of every committed step and every routine set aside (``_observe``)."""
-        self.metrics = WorkerMetrics()
-        """OpenTelemetry instruments (no-ops until a meter provider is set)."""
         """How long a computed step's journal write is retried through infrastructure
         failures before the delivery is handed back (and the step computed again)."""
         """A message whose processing was cut short this many times (the worker died in it:
         ``sys.exit`` in C code, a segfault, the OOM killer) is set aside before it runs again."""
+        self.metrics = WorkerMetrics()
+        """OpenTelemetry instruments (no-ops until a meter provider is set)."""
         self._keys: dict[str, bytes] = {}
         self._crash_counter: CrashCounter | None = (
             store if isinstance(store, CrashCounter) else None
@@ -395,7 +395,7 @@ class Worker:
         elif marker is not None and env.kind == "cancel" and inst is not None:
             # cancelled while waiting out a retry backoff: the attempt never runs
             step = inst.cancel_postponed(Cancel(now, env.cancel_id))
-            await self._commit(hosted, inst, step)
+            await self._commit(hosted, inst, step, run)
             return
         elif marker is not None:
             postponed = marker.postponed
@@ -406,8 +406,7 @@ class Worker:
                 await self._resend(hosted, env.routine_id, None, "start")
                 return
             meta = _start_meta(env)
-            traced = _tracing.enabled()
-            if traced:  # journaled: every later activation continues the caller's trace
+            if _tracing.enabled():  # journaled: every later activation continues the caller's trace
                 meta.update(_tracing.journal_fields(message.headers))
             if self._claims is not None and not await self._claims.claim(
                 name, env.routine_id, self.worker_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pytest
@@ -276,3 +277,52 @@ async def test_a_client_start_carries_the_current_context(spans: InMemorySpanExp
     assert trace_id == format(span.get_span_context().trace_id, "032x")
     outside = _wire.call_message("r", "m", b"{}", "", 0, msg_id="x")
     assert "traceparent" not in outside.headers
+
+
+@dataclass(frozen=True)
+class Registered:
+    number: int
+
+
+class Customers(Protocol):
+    registered: dasync.Event[Registered]
+
+    async def register(self, number: int) -> int: ...
+
+
+class CustomersImpl(Customers):
+    async def register(self, number: int) -> int:
+        self.registered(Registered(number))
+        return number
+
+
+HANDLED: list[int] = []
+
+
+@dasync.service(name="Welcome")
+class Welcome:
+    def __init__(self, customers: Customers) -> None:
+        customers.registered += self.on_registered
+
+    async def on_registered(self, event: Registered) -> None:
+        HANDLED.append(event.number)
+
+
+async def test_an_event_handler_is_a_child_of_the_publish(
+    spans: InMemorySpanExporter, broker: MemoryBroker
+) -> None:
+    async with runtime(broker, [CustomersImpl, Welcome]) as rt:
+        assert await rt.client.proxy(Customers).register(5) == 5
+        for _ in range(500):
+            if any(s.name == "process Welcome" for s in spans.get_finished_spans()):
+                break
+            await asyncio.sleep(0.01)
+    finished = spans.get_finished_spans()
+    [register] = consumers(finished, "Customers")
+    [publish] = [s for s in producers(finished, register) if s.name.startswith("publish ")]
+    assert attrs(publish)["messaging.operation.name"] == "publish"
+    assert attrs(publish)["dasync.message.kind"] == "event"
+    [handler] = consumers(finished, "Welcome")
+    assert parent_of(handler) == publish.context.span_id
+    assert attrs(handler)["dasync.input"] == "event"
+    assert attrs(handler)["dasync.method"] == "on_registered"
