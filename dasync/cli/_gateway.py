@@ -283,14 +283,19 @@ async def serve_http(
     except (OSError, RuntimeError) as exc:
         raise CliError(f"cannot serve HTTP on {settings.host}:{settings.port}: {exc}") from None
     try:
-        routes = sum(len(s.methods) for s in contracts.services)
+        methods = sum(len(s.methods) for s in contracts.services)
+        services = len(contracts.services)
         out(
-            f"dasync: HTTP gateway at {where.url} ({routes} methods of "
-            f"{len(contracts.services)} services; OpenAPI at {where.url}/openapi.json)"
+            f"dasync: HTTP gateway at {where.url} ({_count(methods, 'method')} of "
+            f"{_count(services, 'service')}; OpenAPI at {where.url}/openapi.json)"
         )
         yield
     finally:
         await listening.__aexit__(None, None, None)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # --- the command ----------------------------------------------------------------------------

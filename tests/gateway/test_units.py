@@ -112,3 +112,35 @@ def test_without_starlette_the_error_says_what_to_install():
 def test_security_without_an_authenticate_hook_is_refused():
     with pytest.raises(ValueError, match="nothing checks"):
         dasync.gateway_app([Store], security=["bearer"])
+
+
+def test_command_line_settings(tmp_path, monkeypatch):
+    from dasync.cli import build_parser
+    from dasync.cli._common import EXIT_USAGE, CliError
+    from dasync.cli._gateway import http_settings
+
+    parse = build_parser().parse_args
+    assert http_settings(parse(["run", "f.py"])) is None
+    for argv, message in (
+        (["run", "f.py", "--auth", "auth:hook"], "--auth needs --http"),
+        (["gateway", "f.py", "--http", "1:99999"], "--http: expected"),
+        (["gateway", "f.py", "--security", "bearer"], "needs --auth"),
+        (["gateway", "f.py", "--auth", "nomodule_here:x"], "cannot import"),
+        (["gateway", "f.py", "--auth", "auth"], "expected MODULE:ATTR"),
+    ):
+        with pytest.raises(CliError, match=message) as raised:
+            http_settings(parse(argv))
+        assert raised.value.code == EXIT_USAGE
+
+    (tmp_path / "gw_auth_hooks.py").write_text(
+        "import dasync\n"
+        "authenticate = dasync.bearer_auth({'t': 'alice'})\n"
+        "def authorize(principal, service, method, action):\n"
+        "    return True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["run", "f.py", "--http", ":0", "--auth", "gw_auth_hooks:authenticate"]
+    settings = http_settings(parse([*argv, "--authorize", "gw_auth_hooks:authorize"]))
+    assert settings is not None
+    assert (settings.host, settings.port, settings.security) == ("127.0.0.1", 0, ("bearer",))
+    assert settings.authorize is not None and settings.authorize("a", "S", "m", "call")
