@@ -280,10 +280,19 @@ class RoutineIndex(Protocol):
 
     async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None: ...
 
-    def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
-        """Every entry of ``service``, in pages, the most recently written first, so that
-        a listing of the latest routines stops after its first page however large the
-        index (nothing if it has none or no index yet)."""
+    def index_pages(
+        self,
+        service: str,
+        *,
+        status: str | None = None,
+        method: str | None = None,
+        newest_first: bool = True,
+    ) -> AsyncIterator[list[RoutineEntry]]:
+        """The entries of ``service`` (in ``status``, running ``method``: None for any), in
+        pages, the most recently written first, so that a listing of the latest routines
+        stops after its first page however large the index (nothing if it has no index).
+        ``newest_first=False``: in any order, for a reader that wants them all (a store
+        may then read them in one pass)."""
         ...
 
     async def index_services(self) -> list[str]:

@@ -500,8 +500,19 @@ class MemoryStore:
     async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None:
         return self.broker.index.get((service, routine_id))
 
-    async def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
-        found = [e for (s, _), e in reversed(self.broker.index.items()) if s == service]
+    async def index_pages(
+        self,
+        service: str,
+        *,
+        status: str | None = None,
+        method: str | None = None,
+        newest_first: bool = True,
+    ) -> AsyncIterator[list[RoutineEntry]]:
+        found = [
+            e
+            for (s, _), e in reversed(self.broker.index.items())
+            if s == service and status in (None, e.status) and method in (None, e.method)
+        ]
         for i in range(0, len(found), 1000):
             yield found[i : i + 1000]
 

@@ -424,7 +424,6 @@ class Client:
             await self._store.forget_failure(service, routine_id)
         await self._transport.retry_dead_letter(service, letter_id)
 
-
     # --- management: the routine index, timelines, cancel and retry by id ------------------
 
     def _index(self) -> RoutineIndex:

@@ -165,7 +165,9 @@ class IndexObserver:
         entry = _replace(entry, updated=self.clock.now())
         if await self.index.index_put(entry):
             self.writes += 1
-        self._remember(entry)
+            self._remember(entry)
+        else:  # a newer entry is kept (another worker's): read it when next needed
+            self._known.pop((entry.service, entry.routine_id), None)
 
     async def _previous(self, service: str, routine_id: str) -> RoutineEntry | None:
         known = self._known.get((service, routine_id))
@@ -250,12 +252,18 @@ async def list_entries(
     first, so the common listing does not read a large index whole."""
     found: list[RoutineEntry] = []
     for service in services if services is not None else await index.index_services():
-        mine: list[RoutineEntry] = []
-        async for page in index.index_pages(service):
-            mine.extend(e for e in page if selected.matches(e, now))
+        mine: dict[str, RoutineEntry] = {}
+        pages = index.index_pages(
+            service, status=selected.status, method=selected.method, newest_first=bool(limit)
+        )
+        async for page in pages:
+            for entry in page:
+                known = mine.get(entry.routine_id)  # a stale entry a crash left: the newer
+                if selected.matches(entry, now) and (known is None or known.rank < entry.rank):
+                    mine[entry.routine_id] = entry
             if limit is not None and len(mine) >= limit:
                 break
-        found.extend(mine)
+        found.extend(mine.values())
     found.sort(key=lambda e: (e.started, e.routine_id), reverse=True)
     return found if limit is None else found[:limit]
 

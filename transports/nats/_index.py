@@ -1,12 +1,16 @@
-"""The routine index on JetStream: a stream per service, one subject per routine.
+"""The routine index on JetStream: a stream per service, one entry per routine.
 
-``DASYNC_<S>_INDEX`` keeps the last message of each subject only
-(``max_msgs_per_subject: 1``), so the stream *is* the set of current entries:
-listing a service reads the whole stream with batched direct gets (one
-request per ``_BATCH`` entries), never a journal. A write is conditional on
-the subject's last sequence (``Nats-Expected-Last-Subject-Sequence``), so
-concurrent writers of one routine settle by rank and a late or repeated
-report never replaces a newer entry.
+``DASYNC_<S>_INDEX`` keeps a routine's entry on ``<root>.<S>.index.<R>.<status>.
+<method>``: the status and method are in the subject so that the server filters
+a listing by them (``next_by_subj`` of a batched direct get) and the client reads
+only the entries it lists. A write is conditional on the last sequence over all of
+the routine's subjects (``Nats-Expected-Last-Subject-Sequence-Subject:
+<root>.<S>.index.<R>.>``), so concurrent writers of one routine settle by rank and
+a late or repeated report never replaces a newer entry; the entry it replaced, on
+another status's subject, is then purged (``keep: 1``), and a stale one that a crash
+left in between goes with the routine's next write. Listing reads the stream from
+its end backwards, in windows that double: the latest routines (what ``dasync ls``
+shows by default) cost one request however large the index.
 
 A stream rather than a KV bucket: a bucket is a stream with the same settings
 (``KV_<bucket>``, ``max_msgs_per_subject``), but its name would not carry the
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,6 +41,8 @@ __all__ = [
     "NatsIndex",
     "decode_entry",
     "encode_entry",
+    "index_filter",
+    "index_root",
     "index_stream",
     "index_subject",
     "index_subjects",
@@ -53,15 +59,30 @@ def index_stream(service: str, namespace: str = "") -> str:
     return naming._stream(namespace, f"{naming.token(service)}_INDEX")
 
 
-def index_subject(service: str, routine_id: str, namespace: str = "") -> str:
-    """One subject per routine: its current index entry (the same token as its journal)."""
-    return (
-        f"{naming._root(namespace)}.{naming.token(service)}.index.{naming.token(routine_id, 200)}"
-    )
+def index_root(service: str, routine_id: str, namespace: str = "") -> str:
+    """The subjects of one routine's entries: ``<root>.<S>.index.<R>``, then the status
+    and the method (the same routine token as its journal's)."""
+    root = f"{naming._root(namespace)}.{naming.token(service)}"
+    return f"{root}.index.{naming.token(routine_id, 200)}"
+
+
+def index_subject(entry: RoutineEntry, namespace: str = "") -> str:
+    """Where ``entry`` is kept: its status and method are subject tokens, so that a listing
+    filtered by them is filtered by the server (``next_by_subj``)."""
+    root = index_root(entry.service, entry.routine_id, namespace)
+    return f"{root}.{entry.status}.{naming.token(entry.method or '-')}"
+
+
+def index_filter(
+    service: str, status: str | None = None, method: str | None = None, namespace: str = ""
+) -> str:
+    """The subjects of the entries in ``status`` running ``method`` (None: any)."""
+    root = f"{naming._root(namespace)}.{naming.token(service)}"
+    return f"{root}.index.*.{status or '*'}.{naming.token(method) if method else '*'}"
 
 
 def index_subjects(service: str, namespace: str = "") -> list[str]:
-    return [f"{naming._root(namespace)}.{naming.token(service)}.index.*"]
+    return [f"{naming._root(namespace)}.{naming.token(service)}.index.>"]
 
 
 def encode_entry(entry: RoutineEntry) -> bytes:
@@ -77,6 +98,13 @@ def decode_entry(data: bytes) -> RoutineEntry | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    seq: int
+    subject: str
+    entry: RoutineEntry | None
+
+
 class NatsIndex:
     """``RoutineIndex`` over a connection (``NatsStore`` delegates to it)."""
 
@@ -86,45 +114,51 @@ class NatsIndex:
         self.ns = conn.options.namespace
 
     async def put(self, entry: RoutineEntry) -> bool:
+        """Publish ``entry`` conditional on the last sequence over all of the routine's
+        subjects (``Nats-Expected-Last-Subject-Sequence-Subject``), then purge the entry it
+        replaced if that one had another status (a subject of its own)."""
         await self.provisioner.index(entry.service)
         stream = index_stream(entry.service, self.ns)
-        subject = index_subject(entry.service, entry.routine_id, self.ns)
+        subject = index_subject(entry, self.ns)
+        mine = index_root(entry.service, entry.routine_id, self.ns) + ".>"
         data = encode_entry(entry)
-        expected = 0  # most writes are a routine's first: try create-if-absent first
+        kept: _Kept | None = None  # most writes are a routine's first: create-if-absent first
         if entry.rank > 2:
-            kept = await self._last(stream, subject)
-            expected = 0 if kept is None else kept[0]
-            if kept is not None and kept[1] is not None and kept[1].rank >= entry.rank:
+            kept = await self._last(stream, mine)
+            if kept is not None and kept.entry is not None and kept.entry.rank >= entry.rank:
                 return False
         for _ in range(_PUT_TRIES):
-            headers = {"Nats-Expected-Last-Subject-Sequence": str(expected)}
-            headers["Nats-Expected-Stream"] = stream
+            headers = {
+                "Nats-Expected-Last-Subject-Sequence": str(0 if kept is None else kept.seq),
+                "Nats-Expected-Last-Subject-Sequence-Subject": mine,
+                "Nats-Expected-Stream": stream,
+            }
             try:
                 await self.conn.publish(subject, data, headers)
-                return True
             except ApiError as exc:
                 if exc.err_code != WRONG_LAST_SEQUENCE:
                     raise
-            kept = await self._last(stream, subject)
-            if kept is None:
-                expected = 0
+                kept = await self._last(stream, mine)
+                if kept is not None and kept.entry is not None and kept.entry.rank >= entry.rank:
+                    return False
                 continue
-            if kept[1] is not None and kept[1].rank >= entry.rank:
-                return False
-            expected = kept[0]
+            if kept is not None and kept.subject != subject:
+                # the replaced entry (and any a crash left behind) goes: one entry a routine
+                await self.conn.api(f"STREAM.PURGE.{stream}", {"filter": mine, "keep": 1})
+            return True
         raise TransportError(f"index entry of {entry.routine_id!r}: too many concurrent writers")
 
     async def get(self, service: str, routine_id: str) -> RoutineEntry | None:
-        kept = await self._last(
-            index_stream(service, self.ns), index_subject(service, routine_id, self.ns)
-        )
-        return None if kept is None else kept[1]
+        stream, mine = index_stream(service, self.ns), index_root(service, routine_id, self.ns)
+        kept = await self._last(stream, mine + ".>")
+        return None if kept is None else kept.entry
 
-    async def _last(self, stream: str, subject: str) -> tuple[int, RoutineEntry | None] | None:
-        """``(sequence, entry)`` of the subject's message, or None if it has none."""
+    async def _last(self, stream: str, subjects: str) -> _Kept | None:
+        """The last message on ``subjects`` (a routine's), or None if it has none."""
+        request = json.dumps({"last_by_subj": subjects}).encode()
         for _ in range(40):
             try:
-                raw = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
+                raw = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}", request)
             except NoResponders:
                 # no stream yet, or its direct-get responders are starting (just created)
                 if await self.provisioner.stream_config(stream) is None:
@@ -134,11 +168,19 @@ class NatsIndex:
             if raw.status == "404":
                 return None
             if raw.status:
-                raise TransportError(f"reading {subject}: {raw.status} {raw.description}")
-            return int(raw.headers.get("Nats-Sequence", "0")), decode_entry(raw.data)
+                raise TransportError(f"reading {subjects}: {raw.status} {raw.description}")
+            seq = int(raw.headers.get("Nats-Sequence", "0"))
+            return _Kept(seq, raw.headers.get("Nats-Subject", ""), decode_entry(raw.data))
         raise TransportError(f"stream {stream} does not answer direct gets")
 
-    async def pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
+    async def pages(
+        self,
+        service: str,
+        status: str | None = None,
+        method: str | None = None,
+        *,
+        newest_first: bool = True,
+    ) -> AsyncIterator[list[RoutineEntry]]:
         """The entries, newest first: windows of stream sequences read from the end, each
         twice as wide as the one before (the first: ``_FIRST`` sequences), so the latest
         routines cost one request and the whole index a few."""
@@ -152,10 +194,17 @@ class NatsIndex:
         state = info.get("state") or {}
         first, hi = int(state.get("first_seq", 1) or 1), int(state.get("last_seq", 0) or 0)
         width = _FIRST
+        subjects = index_filter(service, status, method, self.ns)
+        if not newest_first:  # one pass forwards: the server skips what the filter does not
+            seq: int | None = first
+            while seq is not None and seq <= hi:
+                found, seq = await self._page(stream, subjects, seq, _BATCH)
+                yield [e for _, data in found if (e := decode_entry(data)) is not None]
+            return
         while hi >= first and int(state.get("messages", 0) or 0):
             lo = max(first, hi - width + 1)
             page: list[RoutineEntry] = []
-            for _, data in await self._window(stream, lo, hi):
+            for _, data in await self._window(stream, subjects, lo, hi):
                 entry = decode_entry(data)
                 if entry is not None:
                     page.append(entry)
@@ -163,19 +212,22 @@ class NatsIndex:
             yield page
             hi, width = lo - 1, min(width * 2, _BATCH)
 
-    async def _window(self, stream: str, lo: int, hi: int) -> list[tuple[int, bytes]]:
-        """``(sequence, payload)`` of the messages whose sequences are in ``[lo, hi]``."""
+    async def _window(
+        self, stream: str, subjects: str, lo: int, hi: int
+    ) -> list[tuple[int, bytes]]:
+        """``(sequence, payload)`` of the messages on ``subjects`` with sequences in
+        ``[lo, hi]`` (the server skips the others)."""
         found: list[tuple[int, bytes]] = []
         seq: int | None = lo
         while seq is not None and seq <= hi:
-            page, seq = await self._page(stream, seq, hi - seq + 1)
+            page, seq = await self._page(stream, subjects, seq, hi - seq + 1)
             found.extend((s, d) for s, d in page if s <= hi)
             if page and page[-1][0] >= hi:
                 break
         return found
 
     async def _page(
-        self, stream: str, seq: int, batch: int
+        self, stream: str, subjects: str, seq: int, batch: int
     ) -> tuple[list[tuple[int, bytes]], int | None]:
         """``(sequence, payload)`` of up to ``batch`` messages from ``seq`` on, and where the
         next page starts (None: the end). A callback collects them: the queue and message
@@ -206,7 +258,8 @@ class NatsIndex:
         with self.conn.mapped(f"read the index {stream}"):
             sub = await nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=batch * 2 + 16)
         try:
-            request = json.dumps({"seq": seq, "batch": min(batch, _BATCH)}).encode()
+            ask = {"seq": seq, "batch": min(batch, _BATCH), "next_by_subj": subjects}
+            request = json.dumps(ask).encode()
             await nc.publish(f"$JS.API.DIRECT.GET.{stream}", request, reply=inbox)
             try:
                 async with asyncio.timeout(self.conn.options.request_timeout * 4):
@@ -244,7 +297,7 @@ class NatsIndex:
                 *(
                     self.conn.api(
                         f"STREAM.PURGE.{stream}",
-                        {"filter": index_subject(service, routine_id, self.ns)},
+                        {"filter": index_root(service, routine_id, self.ns) + ".>"},
                     )
                     for routine_id in batch
                 )

@@ -379,9 +379,10 @@ class NatsStore:
         cutoff = time.time() - older_than
         old = [
             e.routine_id
-            async for page in self._index.pages(service)
+            for status in ("completed", "failed", "cancelled")  # finished ones only
+            async for page in self._index.pages(service, status, newest_first=False)
             for e in page
-            if e.finished and (e.ended or e.updated) < cutoff
+            if (e.ended or e.updated) < cutoff
         ]
         gone = [r for r in old if await self._last(service, r) is None]
         await self._index.remove(service, gone)
@@ -396,9 +397,16 @@ class NatsStore:
         self._check_open()
         return await self._index.get(service, routine_id)
 
-    def index_pages(self, service: str) -> AsyncIterator[list[RoutineEntry]]:
+    def index_pages(
+        self,
+        service: str,
+        *,
+        status: str | None = None,
+        method: str | None = None,
+        newest_first: bool = True,
+    ) -> AsyncIterator[list[RoutineEntry]]:
         self._check_open()
-        return self._index.pages(service)
+        return self._index.pages(service, status, method, newest_first=newest_first)
 
     async def index_services(self) -> list[str]:
         self._check_open()
