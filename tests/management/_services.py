@@ -68,3 +68,34 @@ class FickleImpl(Fickle):
     async def run(self) -> int:
         # replayed with another argument than journaled: a divergence, so it is parked
         return await self.leaf.add(ARG["n"])
+
+
+class Flaky(Protocol):
+    async def run(self) -> int: ...
+
+
+class FlakyImpl(Flaky):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def run(self) -> int:
+        return await self.leaf.add(41)
+
+
+BROKEN = {"Flaky": False}
+"""While set, the observer below fails every report of Flaky's first step: the worker's
+own processing fails (not the routine), so the message becomes a dead letter and the
+caller is told, as a bug in a worker would make it."""
+
+
+class Breaking:
+    async def committed(
+        self, service: str, routine_id: str, index: int, record: object, *, resent: bool
+    ) -> None:
+        if BROKEN.get(service) and index == 0:
+            raise RuntimeError(f"a bug in the worker of {service}")
+
+    async def set_aside(
+        self, service: str, routine_id: str, entries: int, reason: str, *, told: bool
+    ) -> None:
+        pass

@@ -72,7 +72,7 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 @pytest_asyncio.fixture
 async def deployment(nats_session_server: Any) -> AsyncIterator[Deployment]:
-    from ._services import FickleImpl, LeafImpl, SleeperImpl, WaiterImpl
+    from ._services import Breaking, FickleImpl, FlakyImpl, LeafImpl, SleeperImpl, WaiterImpl
 
     shop = shop_module()
     url = nats_session_server.url
@@ -95,8 +95,17 @@ async def deployment(nats_session_server: Any) -> AsyncIterator[Deployment]:
         force_replay=True,  # every step replays: a changed argument is a divergence
         on_divergence="park",
     )
+    transport, store = await connect_nats(nats_options(url, namespace))
+    breaking = dasync.Runtime(
+        [FlakyImpl],
+        transport=transport,
+        store=store,
+        retention=None,
+        poison_after=2,  # a worker's own failure: dead-lettered at its second attempt
+        observers=[Breaking()],
+    )
     try:
-        async with runtime, replaying:
+        async with runtime, replaying, breaking:
             yield Deployment(url, namespace, runtime)
     finally:
         await delete_namespace(url, namespace)

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
+import dasync
 from dasync._runtime._timeline import mermaid
 
 from ._mermaid import check_grammar, render_with_mermaid_cli
-from ._services import ARG, GATE, SEEN, Fickle, Waiter
+from ._services import ARG, BROKEN, GATE, SEEN, Fickle, Flaky, Waiter
 from .conftest import Deployment, shop_module, until
 
 
@@ -146,3 +147,26 @@ async def test_retry_resumes_a_parked_routine(deployment: Deployment) -> None:
         assert code == 1 and "has no dead letter" in text, text
     finally:
         GATE.pop("leaf", None)
+
+
+async def test_retry_completes_a_dead_lettered_routine(deployment: Deployment) -> None:
+    client = deployment.runtime.client
+    BROKEN["Flaky"] = True
+    try:
+        handle = await client.start(Flaky.run, routine_id="d1")
+        with pytest.raises(dasync.CallFailed):
+            await handle.result(timeout=20)  # its caller was told
+
+        async def dead() -> bool:
+            return bool(await client.list_routines("Flaky", status="dead-lettered"))
+
+        await until(dead, "the routine is indexed as dead-lettered")
+        BROKEN["Flaky"] = False  # the fix is deployed
+        code, text = await deployment.cli("retry", "Flaky/d1")
+        assert (code, text.strip()) == (0, "Flaky/d1: 1 dead letter(s) back in the queue"), text
+        again = client.handle(Flaky.run, "d1")
+        assert await again.result(timeout=20) == 42
+        code, text = await deployment.cli("ls", "Flaky", "--json")
+        assert json.loads(text)["status"] == "completed", text
+    finally:
+        BROKEN["Flaky"] = False
