@@ -52,11 +52,23 @@ class UnknownItem(Exception):
         return f"no such item: {self.item!r}"
 
 
+class UnknownTransaction(Exception):
+    """No credit was made under this transaction id."""
+
+    def __init__(self, tx: UUID) -> None:
+        super().__init__(tx)
+        self.tx = tx
+
+    def __str__(self) -> str:
+        return f"no credit under transaction {self.tx}"
+
+
 class Payments(Protocol):
     # credit: the shop is credited the amount (the customer is charged).
     async def credit(self, tx: UUID, customer: str, amount: Decimal) -> None: ...
 
-    # refund: undo the credit of transaction ``tx``.
+    # refund: undo the credit of transaction ``tx`` (once, however often asked).
+    @dasync.raises(UnknownTransaction)
     async def refund(self, tx: UUID) -> None: ...
 
     async def ledger(self) -> list[LedgerEntry]: ...

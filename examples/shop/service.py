@@ -15,7 +15,15 @@ from decimal import Decimal
 from uuid import UUID
 
 # contracts.py sits next to this file; `dasync run` puts this folder on sys.path.
-from contracts import LedgerEntry, OutOfStock, Payments, Shop, UnknownItem, Warehouse
+from contracts import (
+    LedgerEntry,
+    OutOfStock,
+    Payments,
+    Shop,
+    UnknownItem,
+    UnknownTransaction,
+    Warehouse,
+)
 from dependency_injector import containers, providers
 
 import dasync
@@ -36,7 +44,11 @@ class PaymentService(Payments):
         print(f"payments: credited {amount} from {customer} (tx {str(tx)[:8]})")
 
     async def refund(self, tx: UUID) -> None:
-        credit = next(e for e in self._ledger if e.tx == tx and e.kind == "credit")
+        credit = next((e for e in self._ledger if e.tx == tx and e.kind == "credit"), None)
+        if credit is None:
+            raise UnknownTransaction(tx)
+        if any(e.tx == tx and e.kind == "refund" for e in self._ledger):
+            return  # refunded already: a refund, like a credit, happens once
         self._ledger.append(LedgerEntry(tx, "refund", credit.customer, -credit.amount))
         print(f"payments: refunded {credit.amount} to {credit.customer} (tx {str(tx)[:8]})")
 
