@@ -1,6 +1,10 @@
-"""What listing routines costs on NATS: ``dasync ls`` over 100,000 routines.
+"""What listing routines costs on NATS: ``dasync ls`` over 100,000 routines; and what
+keeping the index costs the workers.
 
-Run: ``python benchmarks/index.py [ROUTINES]`` (default 100,000). A fresh ``nats-server``
+Run: ``python benchmarks/index.py [ROUTINES]`` (default 100,000), or ``python
+benchmarks/index.py --cost``: a routine making 3 sequential calls, 640 of them with
+64 in flight, on a fresh server per run, with the index and without
+(``Runtime(index=False)``), twice each, under both server sync settings. A fresh ``nats-server``
 in a temporary directory (fsync every 2 minutes, the server's default: the writes are
 the set-up, not what is measured); the index entries are written straight through the
 store (as a worker's observer writes them: a routine's final entry, 32 writes in flight),
@@ -18,8 +22,9 @@ import io
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Protocol
 
+import dasync
 from dasync._clock import SystemClock
 from dasync._runtime import Client
 from dasync.cli import main as cli_main
@@ -102,5 +107,59 @@ async def main(routines: int) -> None:
             await store.close()
 
 
+class Leaf(Protocol):
+    async def add(self, n: int) -> int: ...
+
+
+class Flow(Protocol):
+    async def run(self, n: int) -> int: ...
+
+
+class LeafImpl(Leaf):
+    async def add(self, n: int) -> int:
+        return n + 1
+
+
+class FlowImpl(Flow):
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    async def run(self, n: int) -> int:
+        for _ in range(3):
+            n = await self.leaf.add(n)
+        return n
+
+
+async def throughput(index: bool, sync: str | None, total: int = 640) -> float:
+    """Routines (of Flow) per second, 64 in flight, after a warm-up."""
+    with NatsServer(store_dir=tempfile.mkdtemp(), sync=sync) as server:
+        transport, store = await connect_nats(NatsOptions(servers=(server.url,)))
+        async with dasync.Runtime(
+            [LeafImpl, FlowImpl], transport=transport, store=store, retention=None, index=index
+        ) as rt:
+            flow = rt.client.proxy(Flow)
+            await asyncio.gather(*(flow.run(i) for i in range(32)))
+            gate = asyncio.Semaphore(64)
+
+            async def one(i: int) -> None:
+                async with gate:
+                    await flow.run(i)
+
+            began = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(total)))
+            return total / (time.perf_counter() - began)
+
+
+async def cost() -> None:
+    for sync in (None, "always"):
+        for index in (False, True, False, True):
+            rate = await throughput(index, sync)
+            kept = "with the index" if index else "without"
+            print(f"sync {sync or 'default':<7} {kept:<15} {rate:6.0f} routines/s", flush=True)
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000))
+    if sys.argv[1:] == ["--cost"]:
+        asyncio.run(cost())
+    else:
+        asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,8 @@ from ._connection import STREAM_NOT_FOUND, WRONG_LAST_SEQUENCE, ApiError, Connec
 
 if TYPE_CHECKING:
     from ._provision import Provisioner
+
+_log = logging.getLogger("dasync.nats")
 
 __all__ = [
     "NatsIndex",
@@ -53,6 +57,7 @@ _BATCH = 10_000
 _FIRST = 256
 """Sequences the first window reads: ``dasync ls`` shows the latest 50 by default."""
 _PUT_TRIES = 20
+_REMEMBERED = 10_000
 
 
 def index_stream(service: str, namespace: str = "") -> str:
@@ -112,6 +117,10 @@ class NatsIndex:
         self.conn = conn
         self.provisioner = provisioner
         self.ns = conn.options.namespace
+        self._written: OrderedDict[str, _Kept] = OrderedDict()
+        """What this connection last wrote per routine: the next write of the routine
+        (usually its completion) is conditional on it without reading it first."""
+        self._purges: set[asyncio.Task[None]] = set()
 
     async def put(self, entry: RoutineEntry) -> bool:
         """Publish ``entry`` conditional on the last sequence over all of the routine's
@@ -122,31 +131,53 @@ class NatsIndex:
         subject = index_subject(entry, self.ns)
         mine = index_root(entry.service, entry.routine_id, self.ns) + ".>"
         data = encode_entry(entry)
-        kept: _Kept | None = None  # most writes are a routine's first: create-if-absent first
-        if entry.rank > 2:
+        # most writes are a routine's first (create-if-absent) or follow one of ours
+        kept = self._written.pop(mine, None)
+        if kept is None and entry.rank > 2:
             kept = await self._last(stream, mine)
+        for _ in range(_PUT_TRIES):
             if kept is not None and kept.entry is not None and kept.entry.rank >= entry.rank:
                 return False
-        for _ in range(_PUT_TRIES):
             headers = {
                 "Nats-Expected-Last-Subject-Sequence": str(0 if kept is None else kept.seq),
                 "Nats-Expected-Last-Subject-Sequence-Subject": mine,
-                "Nats-Expected-Stream": stream,
             }
             try:
-                await self.conn.publish(subject, data, headers)
+                ack = await self.conn.publish(subject, data, headers)
             except ApiError as exc:
                 if exc.err_code != WRONG_LAST_SEQUENCE:
                     raise
                 kept = await self._last(stream, mine)
-                if kept is not None and kept.entry is not None and kept.entry.rank >= entry.rank:
-                    return False
                 continue
+            self._remember(mine, _Kept(ack.seq, subject, entry))
             if kept is not None and kept.subject != subject:
-                # the replaced entry (and any a crash left behind) goes: one entry a routine
-                await self.conn.api(f"STREAM.PURGE.{stream}", {"filter": mine, "keep": 1})
+                self._purge(stream, mine)
             return True
         raise TransportError(f"index entry of {entry.routine_id!r}: too many concurrent writers")
+
+    def _purge(self, stream: str, mine: str) -> None:
+        """Drop the routine's replaced entry (and any a crash left behind), in the background:
+        the write that matters is done, and a listing prefers the higher rank meanwhile."""
+
+        async def purge() -> None:
+            try:
+                await self.conn.api(f"STREAM.PURGE.{stream}", {"filter": mine, "keep": 1})
+            except Exception as exc:  # the routine's next write purges again
+                _log.warning("could not drop the replaced index entry %s: %r", mine, exc)
+
+        task = asyncio.get_running_loop().create_task(purge())
+        self._purges.add(task)
+        task.add_done_callback(self._purges.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background purges (before the connection closes)."""
+        while self._purges:
+            await asyncio.gather(*self._purges, return_exceptions=True)
+
+    def _remember(self, mine: str, kept: _Kept) -> None:
+        self._written[mine] = kept
+        while len(self._written) > _REMEMBERED:
+            self._written.popitem(last=False)
 
     async def get(self, service: str, routine_id: str) -> RoutineEntry | None:
         stream, mine = index_stream(service, self.ns), index_root(service, routine_id, self.ns)

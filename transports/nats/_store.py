@@ -434,6 +434,7 @@ class NatsStore:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            await self._index.drain()
             await self.conn.release()
 
     def _check_open(self) -> None:
