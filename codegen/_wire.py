@@ -60,6 +60,8 @@ DATETIME_PATTERN = datetime_pattern(zone=True)
 _TIME_PATTERN = rf"^{_TIME}{_OFFSET}?$"
 _BASE64URL = r"^[A-Za-z0-9_-]*={0,2}$"
 _DECIMAL = r"^-?[0-9]+(\.[0-9]+)?(E[+-][0-9]+)?$|^-?(Infinity|s?NaN)$"
+_DECIMAL_IN = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+"""Decimal strings an argument takes (each of them the codec reads; it reads a few more)."""
 
 
 class WireJsonSchema(GenerateJsonSchema):
@@ -119,6 +121,13 @@ class WireJsonSchema(GenerateJsonSchema):
         json_schema = super().decimal_schema(schema)
         if self.mode == "serialization" and "pattern" not in json_schema:
             json_schema["pattern"] = _DECIMAL  # str() of a Decimal
+        branches = json_schema.get("anyOf")
+        if isinstance(branches, list):  # validation: a number or a string
+            for i, branch in enumerate(branches):
+                if branch.get("type") == "string" and "pattern" not in branch:
+                    branch["pattern"] = _DECIMAL_IN  # not any string: "" or "abc" is refused
+                elif "anyOf" in branch and not schema.get("allow_inf_nan"):
+                    branches[i] = {"type": "number"}  # a Decimal argument takes no inf or nan
         return json_schema
 
     def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
