@@ -5,8 +5,8 @@ Run: ``python benchmarks/tracing.py`` (``--quick`` for a short run).
 One workload (W1 of ``_workloads.py``: a routine making three sequential durable calls,
 so four routines and seven activations; with tracing, 7 CONSUMER and 7 PRODUCER
 spans) on the memory transport, in one process, so that the figures are the
-worker's own cost and not the network's. Three modes, each in a fresh child process,
-interleaved over rounds (off, no-op, memory, off, ...), medians reported:
+worker's own cost and not the network's. Four modes, each in a fresh child process,
+interleaved over rounds (off, no-op, memory, unsampled, off, ...), medians reported:
 
 * **off** — no tracer provider (OpenTelemetry's default): what every user without
   ``--trace`` pays;
@@ -14,7 +14,9 @@ interleaved over rounds (off, no-op, memory, off, ...), medians reported:
   and an exporter that drops each span: the cost of making spans and propagating
   their context;
 * **in-memory exporter** — the same with the SDK's ``InMemorySpanExporter``, which
-  keeps every span.
+  keeps every span;
+* **sampler always off** — the SDK's provider with the ``ALWAYS_OFF`` sampler: what a
+  routine whose trace is not sampled costs (context still propagated).
 
 Each child runs the routines one after another and reports wall time and CPU time
 (``time.process_time``) per routine; the parent prints them and the ratios to *off*.
@@ -41,8 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _workloads
 
-MODES = ("off", "noop", "memory")
-LABELS = {"off": "off", "noop": "no-op exporter", "memory": "in-memory exporter"}
+MODES = ("off", "noop", "memory", "unsampled")
+LABELS = {
+    "off": "off",
+    "noop": "no-op exporter",
+    "memory": "in-memory exporter",
+    "unsampled": "sampler always off",
+}
 
 
 def _install(mode: str) -> object | None:
@@ -62,8 +69,10 @@ def _install(mode: str) -> object | None:
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
     exporter: SpanExporter = InMemorySpanExporter() if mode == "memory" else Dropping()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ALWAYS_OFF if mode == "unsampled" else ALWAYS_ON)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return exporter

@@ -14,6 +14,7 @@ is false and the worker skips all of this: one check per delivery.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 __all__ = [
     "Activation",
@@ -107,11 +108,42 @@ def _extract(carrier: Mapping[str, str]) -> otel_context.Context | None:
     return ctx
 
 
+_MISSING = object()
+_journaled: OrderedDict[tuple[object, ...], otel_context.Context | None] = OrderedDict()
+"""Contexts of journaled trace fields, by their values: a routine's every activation has
+the same parent, so it is parsed once, not once per step."""
+
+
+def _journaled_context(meta: Mapping[str, str]) -> otel_context.Context | None:
+    textmap = propagate.get_global_textmap()
+    values = tuple(meta.get(name) for name in _fields(textmap))
+    if not any(values):
+        return None
+    key = (id(textmap), *values)
+    found = _journaled.get(key, _MISSING)
+    if found is _MISSING:
+        found = _journaled[key] = _extract(meta)
+        if len(_journaled) > 4096:
+            _journaled.popitem(last=False)
+    return found  # type: ignore[return-value]
+
+
+_textmap_fields: tuple[object, tuple[str, ...]] | None = None
+
+
+def _fields(textmap: object) -> tuple[str, ...]:
+    """The header names the global propagator reads (a composite builds them anew)."""
+    global _textmap_fields
+    if _textmap_fields is None or _textmap_fields[0] is not textmap:
+        _textmap_fields = (textmap, tuple(sorted(propagate.get_global_textmap().fields)))
+    return _textmap_fields[1]
+
+
 def journal_fields(headers: Mapping[str, str]) -> dict[str, str]:
     """The trace fields of a start's headers, to journal in its meta (``traceparent``,
     ``tracestate``...: whatever the global propagator reads)."""
     fields: dict[str, str] = {}
-    for name in propagate.get_global_textmap().fields:
+    for name in _fields(propagate.get_global_textmap()):
         found = _GETTER.get(headers, name)
         if found:
             fields[name] = found[0]
@@ -121,7 +153,7 @@ def journal_fields(headers: Mapping[str, str]) -> dict[str, str]:
 def trace_carrier(meta: Mapping[str, str]) -> dict[str, str]:
     """The journaled trace fields of a routine (its start meta), to put on a message
     re-sent from the journal: the re-send has no span of its own."""
-    return {name: meta[name] for name in propagate.get_global_textmap().fields if name in meta}
+    return {name: meta[name] for name in _fields(propagate.get_global_textmap()) if name in meta}
 
 
 def inject_current(headers: MutableMapping[str, str]) -> None:
@@ -230,14 +262,10 @@ def start_activation(
     that woke it (a reply, say) is linked, as the conventions do for a message that
     is not the span's parent.
     """
-    parent = _extract(journaled)
-    links: list[Link] = []
-    if kind != "start" or parent is None:
-        woke = _extract(headers)
-        if woke is not None and parent is None:
-            parent = woke
-        elif woke is not None:
-            links.append(Link(trace.get_current_span(woke).get_span_context()))
+    parent = _journaled_context(journaled)
+    linked = parent is not None and kind != "start"  # a start's message is its parent
+    if parent is None:  # journaled before tracing was on: the message's context, if any
+        parent = _extract(headers)
     attrs: dict[str, Any] = {
         MESSAGING_SYSTEM: SYSTEM,
         OPERATION_TYPE: "process",
@@ -257,8 +285,11 @@ def start_activation(
         context=parent if parent is not None else otel_context.Context(),
         kind=SpanKind.CONSUMER,
         attributes=attrs,
-        links=links,
     )
+    if linked and span.is_recording():  # parsed only for a span that is kept
+        woke = _extract(headers)
+        if woke is not None:
+            span.add_link(trace.get_current_span(woke).get_span_context())
     if attempt > 1:
         span.add_event("dasync.redelivered", {ATTEMPT: attempt})
     return Activation(span, attrs)
