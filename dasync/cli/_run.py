@@ -330,7 +330,8 @@ async def _run(args: argparse.Namespace) -> int:
     stop = _StopSignal()
     stop.install()  # first, and kept until the end: no Ctrl-C traceback anywhere
     try:
-        return await _run_file(args, stop)
+        with _tracing_to(getattr(args, "trace", None), Path(args.file).stem):
+            return await _run_file(args, stop)
     except CliError as exc:
         err(f"error: {exc}")
         return exc.code
@@ -355,48 +356,9 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
     http = http_settings(args)  # --http: the gateway too (dasync/cli/_gateway.py)
     contracts = contracts_of_file(module, container) if http else None
     observers: list[RoutineObserver] = []
-    if not getattr(args, "quiet", False):
+    if not getattr(args, "quiet", False):  # the live log
         observers.append(LiveLog(json=bool(getattr(args, "json", False))))
-    with _tracing_to(getattr(args, "trace", None), Path(args.file).stem):
-        return await _run_backend(
-            args, stop, target, crash_limit, keep, module, services, main, container,
-            main_name, http, contracts, observers,
-        )  # fmt: skip
 
-
-@contextmanager
-def _tracing_to(kind: str | None, name: str) -> Iterator[None]:
-    """``--trace``: an SDK provider for the run, flushed at its end (nothing without it)."""
-    if kind is None:
-        yield
-        return
-    from .._runtime import _tracing
-
-    try:
-        _tracing.configure(kind, name)
-    except RuntimeError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    try:
-        yield
-    finally:
-        _tracing.shutdown()
-
-
-async def _run_backend(
-    args: argparse.Namespace,
-    stop: _StopSignal,
-    target: Target,
-    crash_limit: int,
-    keep: float | None,
-    module: ModuleType,
-    services: list[type],
-    main: Callable[..., Any] | None,
-    container: Any,
-    main_name: str,
-    http: Any,
-    contracts: Any,
-    observers: list[RoutineObserver],
-) -> int:
     async with _open_backend(target, stop) as backend:
         try:
             rt = Runtime(
@@ -431,6 +393,24 @@ async def _run_backend(
                 return await _run_main(rt, main_name, stop, backend, verbose=verbose)
         finally:
             await _closing("the runtime", rt.close())
+
+
+@contextmanager
+def _tracing_to(kind: str | None, name: str) -> Iterator[None]:
+    """``--trace``: an SDK provider for the run, flushed at its end (nothing without it)."""
+    if kind is None:
+        yield
+        return
+    from .._runtime import _tracing
+
+    try:
+        _tracing.configure(kind, name)
+    except RuntimeError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    try:
+        yield
+    finally:
+        _tracing.shutdown()
 
 
 async def _start(rt: Runtime, stop: _StopSignal, backend: Backend) -> None:
