@@ -644,6 +644,9 @@ def test_stopping_lets_work_in_flight_finish(tmp_path: Path, start: type[Running
     returncode, lines, stderr = server.stop(signal.SIGTERM)
     assert returncode == 0, stderr
     assert lines.index("dasync: SIGTERM received, stopping") < lines.index("slow: done")
+    # what the stop waits for is said
+    waiting = "dasync: stopping: letting 1 delivery in flight finish (up to 10 s)"
+    assert lines.index("dasync: SIGTERM received, stopping") < lines.index(waiting), lines
     call_status, call_lines, call_stderr = call.finish()
     assert (call_status, call_lines) == (0, ['"done"']), call_stderr
 
@@ -892,6 +895,21 @@ def test_run_gives_up_on_an_unreachable_server(
     assert f"error: cannot connect to NATS at {redact(url)} within 0.5 s" in err
     assert "ConnectionRefusedError" in err
     assert "pw" not in err
+
+
+@pytest.mark.usefixtures("isolated_imports")
+def test_a_slow_connection_says_what_it_waits_for(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setattr(_nats, "CONNECT_WAIT", 0.6)
+    clean_env.setattr(_nats, "NOTICE_AFTER", 0.1)
+    clean_env.chdir(tmp_path)
+    write(tmp_path, "slow_connect_svc_xyz.py", SERVICE)
+    url = f"nats://127.0.0.1:{closed_port()}"
+    assert main(["run", "slow_connect_svc_xyz.py", "--nats", url]) == 3
+    lines = capsys.readouterr().err.splitlines()
+    assert f"dasync: waiting for NATS at {url} (up to 0.6 s)..." in lines, lines
+    assert lines[-1].startswith(f"error: cannot connect to NATS at {url} within 0.6 s"), lines
 
 
 def test_call_gives_up_on_an_unreachable_server(tmp_path: Path) -> None:

@@ -233,6 +233,11 @@ class Worker:
         _KILLED.extend(self._cache.values())
         self._cache.clear()
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries being processed now (what a stop waits for)."""
+        return len(self._inflight)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop fetching, let in-flight activations finish (up to ``grace`` s), drop the cache.
 

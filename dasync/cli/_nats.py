@@ -52,6 +52,9 @@ EMBEDDED_DIR = Path(".dasync")
 """The embedded server's home, relative to the working directory (``./.dasync/nats/``)."""
 
 CONNECT_WAIT = 10.0
+NOTICE_AFTER = 1.0
+"""A connection still not made after this many seconds is announced: a command that
+waits says what for."""
 """How long a command waits for a NATS server to accept its first connection."""
 
 URL_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -294,6 +297,9 @@ async def connect_options(
 
     shown = ", ".join(redact(s) for s in options.servers)
     wait = CONNECT_WAIT if wait is None else wait
+    notice = asyncio.get_running_loop().call_later(
+        NOTICE_AFTER, err, f"dasync: waiting for NATS at {shown} (up to {wait:g} s)..."
+    ) if wait > NOTICE_AFTER else None  # fmt: skip
     with _connection_errors() as errors:
         try:
             return await asyncio.wait_for(connect_nats(options), wait)
@@ -307,6 +313,9 @@ async def connect_options(
             if "NATS at" not in text:
                 text = f"cannot connect to NATS at {shown}: {text}"
             raise CliError(text, EXIT_UNAVAILABLE) from None
+        finally:
+            if notice is not None:
+                notice.cancel()
 
 
 class _Collect(logging.Filter):

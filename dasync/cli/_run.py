@@ -392,6 +392,9 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
                 verbose = args.log_level == "debug"
                 return await _run_main(rt, main_name, stop, backend, verbose=verbose)
         finally:
+            if busy := rt.worker.in_flight:
+                what = "1 delivery" if busy == 1 else f"{busy} deliveries"
+                out(f"dasync: stopping: letting {what} in flight finish (up to 10 s)")
             await _closing("the runtime", rt.close())
 
 
