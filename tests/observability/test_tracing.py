@@ -23,38 +23,15 @@ from dasync._errors import TransportError
 from dasync._runtime import _tracing, _wire
 from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport, Message, Origin
 
+from ._services import Back, BackImpl, Front, Middle, MiddleImpl
 from .conftest import attrs
 
 WAIT = 10.0
 
 
-class Back(Protocol):
-    async def leaf(self, n: int) -> int: ...
-
-
-class Middle(Protocol):
-    async def work(self, n: int) -> int: ...
-
-
-class Front(Protocol):
-    async def run(self, n: int) -> int: ...
-
-
-class BackImpl(Back):
-    async def leaf(self, n: int) -> int:
-        return n * 10
-
-
-class MiddleImpl(Middle):
-    def __init__(self, back: Back) -> None:
-        self.back = back
-
-    async def work(self, n: int) -> int:
-        await asyncio.sleep(60)  # a durable timer: a step of its own
-        return await self.back.leaf(n) + 1
-
-
 class FrontImpl(Front):
+    """Calls Middle twice (``_services.FrontImpl``, for the processes test, once)."""
+
     def __init__(self, middle: Middle) -> None:
         self.middle = middle
 
