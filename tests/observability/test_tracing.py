@@ -23,10 +23,22 @@ from dasync._errors import TransportError
 from dasync._runtime import _tracing, _wire
 from dasync.transports import MemoryBroker, MemoryStore, MemoryTransport, Message, Origin
 
-from ._services import Back, BackImpl, Front, Middle, MiddleImpl
+from ._services import Back, BackImpl, Front, Middle
 from .conftest import attrs
 
 WAIT = 10.0
+
+
+class MiddleImpl(Middle):
+    """Sleeps a durable minute (virtual here; ``_services.MiddleImpl`` sleeps a real
+    second on NATS): the live log and metrics tests count those minutes."""
+
+    def __init__(self, back: Back) -> None:
+        self.back = back
+
+    async def work(self, n: int) -> int:
+        await asyncio.sleep(60)  # a durable timer: a step of its own
+        return await self.back.leaf(n) + 1
 
 
 class FrontImpl(Front):
