@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, compile_path
+from starlette.routing import BaseRoute, Mount, Route, compile_path
 
 from .._contract import MethodSpec, ServiceSpec
 from .._errors import InvalidArguments, TransportError, UnknownService
@@ -284,19 +284,24 @@ class Gateway:
 
     # --- the app ---------------------------------------------------------------------------
 
-    def app(self, *, connect: Callable[[], Any] | None = None) -> Starlette:
+    def app(self, *, connect: Callable[[], Any] | None = None, console: bool = False) -> Starlette:
         """The Starlette app; ``connect`` (an async context manager factory yielding a
-        ``Client``) opens the client for the app's lifetime when none was given."""
+        ``Client``) opens the client for the app's lifetime when none was given;
+        ``console``: the web console under ``/console/`` too (``_console``)."""
         handlers = {
             "call": self.call,
             "status": self.status,
             "cancel": self.cancel,
             "openapi": self.openapi,
         }
-        routes = [
+        routes: list[BaseRoute] = [
             Route(r.path, _answering(handlers[r.name]), methods=[r.method], name=r.name)
             for r in http.ROUTES
         ]
+        if console:
+            from ._console import Console
+
+            routes.insert(0, Mount("/console", routes=Console(self).routes()))
 
         @asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -420,6 +425,7 @@ def gateway_app(
     security: Sequence[str] | None = None,
     secret: bytes | str | None = None,
     api_version: str = "1.0.0",
+    console: bool = False,
 ) -> Starlette:
     """An ASGI app serving ``contracts`` over HTTP (run it with uvicorn, or any ASGI server).
 
@@ -431,6 +437,7 @@ def gateway_app(
     first). ``security``: the schemes the OpenAPI document declares (default: the
     authenticate hook's). ``secret``: what public ids are tagged with (default:
     ``$DASYNC_GATEWAY_SECRET``, else random per process); give every replica the same.
+    ``console``: serve the web console under ``/console/`` (``docs/observability.md``).
     """
     if isinstance(contracts, Contracts):
         found = contracts
@@ -463,7 +470,7 @@ def gateway_app(
 
             return dasync_connect(nats)
 
-    return gateway.app(connect=connect)
+    return gateway.app(connect=connect, console=console)
 
 
 def _schemes_of(authenticate: Authenticate | None) -> list[str]:
