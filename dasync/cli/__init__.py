@@ -15,6 +15,7 @@ from .. import __version__
 from . import (
     _call,
     _codegen,
+    _console,
     _dead_letters,
     _gateway,
     _manage,
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _codegen.add_parser(commands, [common])
     _purge.add_parser(commands, [common])
     _gateway.add_parser(commands, [common])
+    _console.add_parser(commands, [common])
     _manage.add_parsers(commands, [common])
     return parser
 

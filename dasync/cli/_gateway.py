@@ -84,8 +84,11 @@ exit status:
 """
 
 
-def add_http_arguments(parser: argparse.ArgumentParser, *, run: bool) -> None:
-    """The HTTP gateway's flags (``dasync gateway``, and ``dasync run`` with ``run``)."""
+def add_http_arguments(
+    parser: argparse.ArgumentParser, *, run: bool, console_flag: bool = True
+) -> None:
+    """The HTTP gateway's flags (``dasync gateway``, and ``dasync run`` with ``run``;
+    ``dasync console`` serves the console always, so without ``console_flag``)."""
     group = parser.add_argument_group(
         "HTTP gateway",
         "Serve the file's contracts over HTTP (docs/gateway.md)"
@@ -122,6 +125,13 @@ def add_http_arguments(parser: argparse.ArgumentParser, *, run: bool) -> None:
         default="1.0.0",
         help="the version in the OpenAPI document's info (default: 1.0.0)",
     )
+    if console_flag:
+        group.add_argument(
+            "--console",
+            action="store_true",
+            help="serve the web console under /console/ too: every routine's timeline, "
+            "dead letters, retry and cancel (docs/observability.md)",
+        )
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -161,14 +171,17 @@ class HttpSettings:
     security: tuple[str, ...]
     api_version: str
     log_level: str
+    console: bool = False
 
 
 def http_settings(args: argparse.Namespace) -> HttpSettings | None:
     """The settings of ``args`` (``None``: no ``--http``); call once FILE is loaded, since
     the hooks' modules may sit next to it. ``CliError`` (usage) for a bad flag, or when
     Starlette and uvicorn are not installed."""
+    console = bool(getattr(args, "console", False))
     if args.http is None:
         given = [f for f, v in (("--auth", args.auth), ("--authorize", args.authorize)) if v]
+        given += ["--console"] if console else []
         if given or args.security:
             raise CliError(f"{', '.join(given or ['--security'])} needs --http", EXIT_USAGE)
         return None
@@ -202,7 +215,7 @@ def http_settings(args: argparse.Namespace) -> HttpSettings | None:
             "start any method (docs/gateway.md, 'Securing it')"
         )
     return HttpSettings(
-        host, port, authenticate, authorize, security, args.api_version, args.log_level
+        host, port, authenticate, authorize, security, args.api_version, args.log_level, console
     )
 
 
@@ -276,6 +289,7 @@ async def serve_http(
         authorize=settings.authorize,
         security=settings.security,
         api_version=settings.api_version,
+        console=settings.console,
     )
     try:
         listening = serving(app, settings.host, settings.port, log_level=settings.log_level)
@@ -289,6 +303,8 @@ async def serve_http(
             f"dasync: HTTP gateway at {where.url} ({_count(methods, 'method')} of "
             f"{_count(services, 'service')}; OpenAPI at {where.url}/openapi.json)"
         )
+        if settings.console:
+            out(f"dasync: web console at {where.url}/console/")
         yield
     finally:
         await listening.__aexit__(None, None, None)
