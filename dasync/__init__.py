@@ -39,6 +39,7 @@ from ._errors import UnknownMethod as UnknownMethod
 from ._errors import UnknownService as UnknownService
 from ._errors import UnsafeInRoutine as UnsafeInRoutine
 from ._event import Event as Event
+from ._event import ExternalEvent as ExternalEvent
 from ._io import io as io
 from ._retry import RetryPolicy as RetryPolicy
 from ._retry import retry as retry
@@ -90,6 +91,7 @@ __all__ = [
     "ContractError",
     "DasyncError",
     "Event",
+    "ExternalEvent",
     "InvalidArguments",
     "JournalConflict",
     "MalformedMessage",

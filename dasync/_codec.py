@@ -355,6 +355,24 @@ def encode_event(event: EventSpec, value: Any) -> bytes:
         raise InvalidArguments(f"event {event.topic}: payload cannot be encoded: {exc}") from None
 
 
+def decode_event(event: EventSpec, data: bytes) -> Any:
+    """Decode and type-check an event payload from the wire (a fire request from outside)."""
+    try:
+        return _type_wire(event.payload).validator.validate_json(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "json_invalid":
+            raise MalformedMessage(
+                f"event {event.topic}: payload is not valid JSON ({err['msg']})"
+            ) from None
+        where = ".".join(str(x) for x in err["loc"])
+        at = f", field {where!r}" if where else ""
+        raise InvalidArguments(
+            f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
+            f"{err['msg']} (got {_short(err.get('input'))})"
+        ) from None
+
+
 def args_json_schema(method: MethodSpec) -> dict[str, Any]:
     """JSON Schema of the arguments object of ``method`` (used by codegen and `dasync call`)."""
     schema: dict[str, Any] = _args_wire(method).adapter.json_schema()

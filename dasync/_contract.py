@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ._errors import ContractError
-from ._event import Event, EventSpec
+from ._event import Event, EventSpec, ExternalEvent
 from .transports._contract import check_name
 
 __all__ = [
@@ -309,14 +309,17 @@ def _build_spec(
     )
 
 
-_EVENT_ANNOTATION = re.compile(r"\s*((dasync\.)?Event\s*(\[.*)?|.*\bEvent\[.*)")
+_EVENT_ANNOTATION = re.compile(r"\s*((dasync\.)?(External)?Event\s*(\[.*)?|.*Event\[.*)")
 """A postponed (string) annotation that may be ``dasync.Event[...]``, resolved to be sure."""
 
 
 def _is_event(annotation: Any) -> bool:
     if isinstance(annotation, str):  # postponed: resolve it if it may be dasync.Event
         return _EVENT_ANNOTATION.fullmatch(annotation) is not None
-    return typing.get_origin(annotation) is Event or annotation is Event
+    return typing.get_origin(annotation) in _EVENT_KINDS or annotation in _EVENT_KINDS
+
+
+_EVENT_KINDS = (Event, ExternalEvent)
 
 
 def _events(contract: type, service: str, problems: list[str]) -> dict[str, EventSpec]:
@@ -343,7 +346,8 @@ def _events(contract: type, service: str, problems: list[str]) -> dict[str, Even
             if len(args) != 1:
                 problems.append(f"{service}.{attr}: declare the payload type, Event[Payload]")
                 continue
-            events[attr] = EventSpec(service, attr, args[0])
+            external = typing.get_origin(annotation) is ExternalEvent
+            events[attr] = EventSpec(service, attr, args[0], external)
     return events
 
 

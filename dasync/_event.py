@@ -6,6 +6,11 @@ inside a routine the event is put in the step's outbox and leaves only when the
 step commits. Another service subscribes in its constructor with
 ``customers.customer_registered += self.on_registered``; the handler, a public
 ``async def`` of the subscriber, runs as a routine once per event.
+
+An event is its service's statement, so only the service publishes it. A contract
+may let outsiders (clients, the HTTP gateway, other services) fire one by declaring
+it ``dasync.ExternalEvent[T]``: their fire is a request to the service, which checks
+the payload and publishes the event itself.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ __all__ = [
     "EventAttribute",
     "EventBinding",
     "EventSpec",
+    "ExternalEvent",
     "Subscription",
+    "split_topic",
 ]
 
 T = TypeVar("T")
@@ -37,10 +44,18 @@ class EventSpec:
     service: str
     name: str
     payload: Any
+    external: bool = False
+    """Declared ``ExternalEvent``: others may ask the service to fire it."""
 
     @property
     def topic(self) -> str:
         return f"{self.service}.{self.name}"
+
+
+def split_topic(topic: str) -> tuple[str, str]:
+    """``(service, event)`` of a topic made by ``EventSpec.topic`` (event names have no dot)."""
+    service, _, name = topic.rpartition(".")
+    return service, name
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,15 @@ class Event(Generic[T]):
 
     def __isub__(self, handler: Callable[[T], Awaitable[Any]]) -> Event[T]:
         raise ContractError("unsubscribe with -= on a contract proxy injected by dasync")
+
+
+class ExternalEvent(Event[T]):
+    """An event that clients, the gateway and other services may also fire.
+
+    Their fire is sent to the service as a request; the service validates the payload
+    and publishes the event under an id derived from the request, so a fire repeated
+    with the same id (a retried HTTP POST with its ``Idempotency-Key``) is one event.
+    """
 
 
 class _Fired:
@@ -116,7 +140,14 @@ class BoundEvent(Event[T]):
         data = encode_event(self._spec, payload)
         inst = current_instance()
         if inst is not None:
-            inst.emit(self._spec.topic, data)  # leaves with the step's commit
+            if self._spec.service != inst.service and not self._spec.external:
+                raise ContractError(
+                    f"{inst.service} fired {self._spec.topic}, an event of another service: "
+                    f"declare it dasync.ExternalEvent[...] on {self._spec.service}'s contract "
+                    f"to let other services fire it"
+                )
+            # leaves with the step's commit: published, or asked of its service if not ours
+            inst.emit(self._spec.topic, data)
             return _Fired(None)
         if evicting_instance() is not None:
             # a finally block run because its routine is dropped from memory: like any

@@ -38,7 +38,7 @@ from ..transports import (
     inbox_queue,
 )
 from . import _wire
-from ._events import publish_direct
+from ._events import not_external
 from ._index import RoutineFilter, find_entry, list_entries
 from ._timeline import Timeline, load_timeline
 
@@ -134,7 +134,7 @@ class Client:
         self._inbox = inbox_queue(self.identity, uuid.uuid4().hex)
         self._waiters: dict[str, asyncio.Future[tuple[bool, bytes]]] = {}
         self._subscription: Subscription | None = None
-        self._events = _ClientEvents(transport)
+        self._events = _ClientEvents(self)
         self.max_payload = max_payload
 
     async def open(self) -> None:
@@ -246,6 +246,28 @@ class Client:
             return await fut
         finally:
             self._waiters.pop(key, None)
+
+    async def fire_encoded(
+        self, event: EventSpec, payload: bytes, *, fire_id: str | None = None
+    ) -> str:
+        """Ask ``event``'s service to publish it with ``payload`` (``_codec.encode_event``'s
+        bytes); returns once the request is stored, with the fire's id.
+
+        Only an ``ExternalEvent`` can be fired from outside its service. ``fire_id``
+        (default: a new one) makes the fire idempotent: firing one id twice publishes one
+        event. The service checks the payload again and sets a wrong one aside.
+        """
+        if not event.external:
+            raise not_external(event)
+        if len(payload) > self.max_payload:
+            raise InvalidArguments(
+                f"{event.topic}: the payload is {len(payload)} bytes encoded, over the limit "
+                f"of {self.max_payload} bytes"
+            )
+        fire_id = check_user_id(fire_id) if fire_id else uuid.uuid4().hex
+        message = _wire.fire_message(fire_id, event.name, payload, _wire.client_fire_id(fire_id))
+        await self._send(event.service, message, declare=True)
+        return fire_id
 
     # --- internals ------------------------------------------------------------------------
 
@@ -542,10 +564,11 @@ def _find_owner(method: Callable[..., Any], owner_name: str, module: str | None)
 
 
 class _ClientEvents:
-    """Events on client proxies: firing publishes directly; subscribing is for services."""
+    """Events on client proxies: firing asks the service (``Client.fire_encoded``);
+    subscribing is for services."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
+    def __init__(self, client: Client) -> None:
+        self._client = client
 
     def subscribe(self, event: EventSpec, handler: Callable[..., Any]) -> None:
         raise ContractError(
@@ -557,4 +580,9 @@ class _ClientEvents:
     unsubscribe = subscribe
 
     def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
-        return publish_direct(self._transport, event, payload)
+        if not event.external:  # raised at the fire, not at the await
+            raise not_external(event)
+        return asyncio.ensure_future(self._fired(event, payload))
+
+    async def _fired(self, event: EventSpec, payload: bytes) -> None:
+        await self._client.fire_encoded(event, payload)

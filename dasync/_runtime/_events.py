@@ -13,7 +13,15 @@ from .._event import EventSpec, Subscription
 from ..transports import Transport
 from . import _wire
 
-__all__ = ["RuntimeEvents", "publish_direct"]
+__all__ = ["RuntimeEvents", "not_external", "publish_direct"]
+
+
+def not_external(event: EventSpec) -> ContractError:
+    """Firing a plain ``Event`` from outside its service: it is the service's statement."""
+    return ContractError(
+        f"{event.topic} is declared dasync.Event: only {event.service} fires it. Declare it "
+        f"dasync.ExternalEvent[...] on the contract to let clients and other services fire it"
+    )
 
 
 def publish_direct(transport: Transport, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
@@ -28,6 +36,10 @@ class RuntimeEvents:
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.hosted: set[str] = set()
+        """The services of this runtime: their events are published directly."""
+        self.fire: Callable[[EventSpec, bytes], Awaitable[Any]] | None = None
+        """How another service's ``ExternalEvent`` is fired (the runtime's client)."""
         self.subscriptions: list[Subscription] = []
         self.constructing: type | None = None
         self.frozen = False
@@ -42,7 +54,19 @@ class RuntimeEvents:
         self.subscriptions.remove(sub)
 
     def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
-        return publish_direct(self.transport, event, payload)
+        """Fired outside any routine (a constructor, ``main()``): a hosted service's own
+        event is published; another service's is asked of it, if it is an ``ExternalEvent``."""
+        if event.service in self.hosted:
+            return publish_direct(self.transport, event, payload)
+        if not event.external or self.fire is None:
+            raise not_external(event)
+        return asyncio.ensure_future(self._fire(self.fire, event, payload))
+
+    @staticmethod
+    async def _fire(
+        fire: Callable[[EventSpec, bytes], Awaitable[Any]], event: EventSpec, payload: bytes
+    ) -> None:
+        await fire(event, payload)
 
     def _subscription(
         self, event: EventSpec, handler: Callable[..., Awaitable[Any]], op: str

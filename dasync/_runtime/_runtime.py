@@ -94,6 +94,7 @@ class Runtime:
             heartbeat=min(10.0, float(getattr(transport, "ack_wait", 30.0)) / 3),
         )
         self.client = Client(transport, store, self.clock, max_payload=max_payload)
+        self.events.fire = self.client.fire_encoded
         self.retention = retention
         """Seconds the journal of a finished routine is kept (None: for ever)."""
         self.sweeper: Sweeper | None = None
@@ -101,6 +102,7 @@ class Runtime:
 
     def _host(self, cls: type) -> HostedService:
         spec = validate_service(cls)
+        self.events.hosted.add(spec.name)
         self.events.constructing = cls
         try:
             instance = self.injector.construct(cls)

@@ -58,7 +58,7 @@ DEPTH = "dasync-depth"
 CONTEXT = "dasync-context"
 CANCEL_ID = "dasync-cancel-id"
 CALLEE = "dasync-callee"
-KINDS = ("start", "reply", "timer", "cancel", "retry")
+KINDS = ("start", "reply", "timer", "cancel", "retry", "fire")
 
 
 def callee_of(routine_id: str, command: Call | CancelCall) -> str:
@@ -257,3 +257,33 @@ def event_id_of(routine_id: str, command: Emit) -> str:
 def handler_routine_id(event_id: str, subscriber: str, handler: str) -> str:
     """One routine per event per subscribing handler: created once, whatever is redelivered."""
     return handler_id(event_id, subscriber, handler)
+
+
+FIRED_BY = "dasync-fired-by"
+"""On an event a service published for someone else (an ``ExternalEvent`` fired from
+outside): who asked (``kind:name``), as the transport vouched for it."""
+
+
+def fire_message(fire_id: str, event: str, payload: bytes, msg_id: str) -> Message:
+    """A request to the service that declares ``event`` (an ``ExternalEvent``) to publish
+    it with ``payload``; ``fire_id`` names the fire, so a repeated one is one event."""
+    headers = {VERSION: WIRE_VERSION, KIND: "fire", ROUTINE: fire_id, METHOD: event}
+    _tracing.inject_current(headers)
+    return Message(msg_id, headers, payload)
+
+
+def client_fire_id(fire_id: str) -> str:
+    """A client's fire request: a random message id (as ``client_start_id``); the event's
+    own id, derived from the fire id, is what makes a repeated fire one event."""
+    return f"fire:{fire_id}:{secrets.token_hex(8)}"
+
+
+def fired_event_id(origin: Origin, fire_id: str) -> str:
+    """The id under which a service publishes an event fired by ``origin`` as ``fire_id``:
+    one per (sender, fire id), so two senders cannot collide and neither can choose the id
+    of an event the service fires itself (those name its routines, these start with
+    ``x``)."""
+    digest = hashlib.blake2b(
+        f"{origin.kind}:{origin.name}\n{fire_id}".encode(), digest_size=16
+    ).hexdigest()
+    return f"x{digest}"

@@ -62,6 +62,7 @@ from .._errors import (
     UnknownService,
 )
 from .._event import Subscription as EventSubscription
+from .._event import split_topic
 from .._failures import decode_failure, encode_failure
 from .._retry import RetryPolicy, policy_of
 from ..transports import (
@@ -90,6 +91,7 @@ from ._disposition import (
     describe,
     dispose,
 )
+from ._fire import publish_fired
 from ._metrics import WorkerMetrics
 from ._observe import Observers, RoutineObserver
 
@@ -276,7 +278,30 @@ class Worker:
             error = TooLarge(f"{hosted.spec.name}.{env.method or env.kind}", size, self.max_payload)
             await self._settle_failure(hosted, env, delivery, error)
             return
+        if env.kind == "fire":
+            await self._fire(hosted, delivery, env)
+            return
         await self._process(hosted, delivery, env, delivery.message)
+
+    async def _fire(self, hosted: HostedService, delivery: Delivery, env: _wire.Envelope) -> None:
+        """Publish an ``ExternalEvent`` someone asked for (``_fire``), or set the request
+        aside with the reason; no routine is involved, so none waits on the outcome."""
+        try:
+            event_id = await publish_fired(self.transport, hosted.spec, env, delivery.message.body)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            disposition = dispose(exc, delivery.attempt, self._limits)
+            _account(self.stats, classify(exc), f"{hosted.spec.name}/fire {env.routine_id}: {exc}")
+            if disposition.action is Action.NAK:
+                await delivery.nak(disposition.delay)
+            else:
+                self._reject(hosted, delivery.message, disposition.reason)
+                await delivery.term(disposition.reason)
+            return
+        _log.debug("%s published %s for %s (fire %s)", hosted.spec.name, event_id, env.origin,
+                   env.routine_id)  # fmt: skip
+        await delivery.ack()
 
     async def _on_event(self, hosted: HostedService, handler: str, delivery: Delivery) -> None:
         """An event becomes the start of one handler routine, whose id derives from the event."""
@@ -865,6 +890,19 @@ class Worker:
                         await self.transport.send(command.service, message, me)
                     except UnknownService:
                         pass
+            elif isinstance(command, Emit) and split_topic(command.event)[0] != own:
+                # another service's ExternalEvent: asked of that service, which publishes it
+                service, name = split_topic(command.event)
+                fire_id = _wire.event_id_of(routine_id, command)
+                msg_id = _wire.message_id(f"fire:{fire_id}", key)
+                message = _wire.fire_message(fire_id, name, command.payload, msg_id)
+                message, span = _traced(trace, carrier, service, message, "fire")
+                with span:
+                    try:
+                        await self.transport.send(service, message, me)
+                    except UnknownService:  # its workers never started: the request waits
+                        await self.transport.declare(service)
+                        await self.transport.send(service, message, me)
             elif isinstance(command, Emit):
                 event_id = _wire.event_id_of(routine_id, command)
                 message = _wire.event_message(command.event, event_id, command.payload)

@@ -7,6 +7,8 @@ executions) may exceed them only when a test crashed something.
 
 from __future__ import annotations
 
+import pytest
+
 import dasync
 from dasync._runtime import _wire
 
@@ -59,19 +61,18 @@ async def test_subscribers_in_other_runtimes_each_get_every_event(world: World) 
     assert len(log.runs) == 40
 
 
-async def test_events_fired_from_a_client_are_published_directly(world: World) -> None:
+async def test_a_service_fires_its_own_event_outside_a_routine(world: World) -> None:
+    """Published directly; a client may not (test_external.py: only ExternalEvents)."""
     log = Recorder()
     async with world.runtime([CustomerService, Rewards], container=_container(log)) as rt:
-        await rt.client.proxy(Customers).registered(CustomerInfo("dora", "d@example.com"))
-        assert await world.stored(TOPIC) == 1  # stored once the await returns
-        # a hosted instance fired outside any routine publishes directly as well
         await rt.instance_of(CustomerService).registered(CustomerInfo("eve", "e@example.com"))
-        async with dasync.Client(rt.transport, rt.store, rt.clock) as other:
-            await other.proxy(Customers).registered(CustomerInfo("fay", "f@example.com"))
-        await wait_until(lambda: len(log.effects) == 3)
+        assert await world.stored(TOPIC) == 1  # stored once the await returns
+        with pytest.raises(dasync.ContractError, match="only Customers fires it"):
+            rt.client.proxy(Customers).registered(CustomerInfo("fay", "f@example.com"))
+        await wait_until(lambda: len(log.effects) == 1)
         await quiet()
-    assert sorted(log.values("Rewards.welcome")) == ["dora", "eve", "fay"]
-    assert len(log.runs) == 3
+    assert log.values("Rewards.welcome") == ["eve"]
+    assert len(log.runs) == 1
 
 
 async def test_a_handler_is_a_full_routine(world: World) -> None:
@@ -300,27 +301,6 @@ async def test_unsubscribing_in_the_constructor_undoes_the_subscription(world: W
         assert not await world.consumer_exists(TOPIC, "Newsletter.subscribe_to_news")
     assert log.values("Rewards.welcome") == ["quinn"]
     assert log.values("Newsletter.subscribe_to_news") == []
-
-
-async def test_an_event_fired_through_another_services_proxy_leaves_with_the_commit(
-    world: World,
-) -> None:
-    """A routine may fire a contract's event through its injected proxy: same outbox rule,
-    even when no runtime has declared the topic yet."""
-
-    @dasync.service(name="Importer")
-    class Importer:
-        def __init__(self, customers: Customers) -> None:
-            self.customers = customers
-
-        async def import_one(self, name: str) -> str:
-            self.customers.registered(CustomerInfo(name, f"{name}@example.com"))
-            return name
-
-    async with world.runtime([Importer]) as rt:
-        assert await rt.client.proxy(Importer).import_one("rae") == "rae"
-        if world.nats:  # no subscriber exists, so only the stream keeps it
-            assert await world.stored(TOPIC) == 1
 
 
 async def test_workers_of_one_subscribing_service_share_its_events(world: World) -> None:

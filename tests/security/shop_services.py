@@ -14,12 +14,16 @@ import dasync
 
 class Billing(Protocol):
     charged: dasync.Event[str]
+    disputed: dasync.ExternalEvent[str]
+    """Anyone may report a dispute; Billing publishes it."""
 
     async def charge(self, order: str, amount: int) -> str: ...
 
 
 class Orders(Protocol):
     async def place(self, order: str, amount: int) -> str: ...
+
+    async def dispute(self, order: str) -> str: ...
 
 
 class BillingService(Billing):
@@ -32,7 +36,9 @@ class OrderService(Orders):
     def __init__(self, billing: Billing) -> None:
         self._billing = billing
         self.charges: list[str] = []
+        self.disputes: list[str] = []
         billing.charged += self.on_charged
+        billing.disputed += self.on_disputed
 
     async def place(self, order: str, amount: int) -> str:
         receipt = await self._billing.charge(order, amount)
@@ -41,3 +47,10 @@ class OrderService(Orders):
 
     async def on_charged(self, charge: str) -> None:
         self.charges.append(charge)
+
+    async def dispute(self, order: str) -> str:
+        self._billing.disputed(f"{order}:by-orders")  # asked of Billing, which publishes it
+        return order
+
+    async def on_disputed(self, order: str) -> None:
+        self.disputes.append(order)

@@ -235,6 +235,30 @@ async def test_workflow_completes_under_the_generated_users(
     assert denials(caplog) == []  # no request of any process was refused
 
 
+async def test_external_events_are_fired_through_their_service_under_the_generated_users(
+    deploy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client and another service may not publish Billing's events, but may ask Billing to
+    fire its ExternalEvent; Billing publishes it and Orders handles it once per fire."""
+    caplog.set_level(logging.ERROR, logger="dasync.nats")
+    d = deploy(permissions(analyze_files([SHOP])))
+    module = load_module(SHOP)
+    billing = await d.runtime("Billing", module.BillingService)
+    orders = await d.runtime("Orders", module.OrderService)
+    client = await d.client(CLIENT_USER)
+    await client.proxy(module.Billing).disputed("o1:by-client")
+    assert await client.proxy(module.Orders).dispute("o2") == "o2"
+    handler = orders.instance_of(module.OrderService)
+    await wait_for(lambda: len(handler.disputes) == 2, "Orders handled both disputes")
+    assert sorted(handler.disputes) == ["o1:by-client", "o2:by-orders"]
+    assert billing.worker.stats.rejected == [] and orders.worker.stats.rejected == []
+    assert denials(caplog) == []
+    raw = await d.raw(CLIENT_USER)
+    with pytest.raises(PermissionDenied):  # publishing the event itself stays refused
+        await raw.publish(naming.event_subject("Billing.disputed"), b'"forged"',
+                          {"Nats-Msg-Id": "forged-dispute"})  # fmt: skip
+
+
 async def test_nats_provision_creates_every_stream_before_the_services_start(
     deploy: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
