@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-import dasync
 from dasync._gateway import api_key_auth, gateway_app, serving
 
 from ._services import BROKEN, GATE, Echo, Flaky, Relay, open_gate
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 HOSTILE = "<script>alert('x')</script>&\"?#%"
-HOSTILE_ID = "id<img src=x onerror=alert(1)>&\"?#% ;"
+HOSTILE_ID = 'id<img src=x onerror=alert(1)>&"?#% ;'
 """A routine id a client may choose (no ``/``) that would run script if not escaped."""
 
 
@@ -142,9 +141,7 @@ async def test_retry_a_dead_letter(deployment: Deployment) -> None:
         handle = await deployment.client.start(Flaky.run, 41)
         handle.detach()  # its caller is told it failed; a new handle waits for the retry
         rid = handle.routine_id
-        await until(
-            lambda: status_is(deployment, "Flaky", rid, "dead-lettered"), "a dead letter"
-        )
+        await until(lambda: status_is(deployment, "Flaky", rid, "dead-lettered"), "a dead letter")
     finally:
         BROKEN["Flaky"] = False
     letters = await deployment.http.get("/console/dead-letters")
