@@ -163,6 +163,7 @@ class Console:
         seed = shared.encode() if shared else secrets.token_bytes(32)
         self._csrf_key = hmac.new(seed, b"dasync-console-csrf-1", hashlib.sha256).digest()
         self._css = _static("console.css")
+        self._icon = _static("favicon.svg")
         self._scheme = getattr(gateway.access.authenticate, "scheme", None)
 
     def routes(self) -> list[BaseRoute]:
@@ -180,6 +181,7 @@ class Console:
             Route("/login", self._page(self.login), methods=["POST"]),
             Route("/logout", self._page(self.logout), methods=["POST"]),
             Route("/static/console.css", self.stylesheet, methods=["GET"]),
+            Route("/static/favicon.svg", self.icon, methods=["GET"]),
         ]
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -701,7 +703,12 @@ class Console:
         """``GET /console/static/console.css``."""
         return Response(self._css, 200, {"Cache-Control": "max-age=3600"}, media_type="text/css")
 
+    async def icon(self, request: Request) -> Response:
+        """``GET /console/static/favicon.svg``."""
+        return Response(self._icon, 200, _CACHED, media_type="image/svg+xml")
 
+
+_CACHED = {"Cache-Control": "max-age=3600"}
 _FILTERS = ("service", "method", "status", "parent", "newer", "older", "limit", "before")
 
 

@@ -52,6 +52,15 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def status_is_(client: dasync.Client, service: str, rid: str, *statuses: str) -> bool:
+    """The index says the routine is in one of ``statuses``."""
+    try:
+        entry = await client.find_routine(rid, service)
+    except LookupError:
+        return False
+    return entry.status in statuses
+
+
 async def started(client: dasync.Client, method: Any, *args: Any, **kw: Any) -> str:
     """Start a routine and wait until the index lists it; its id."""
     handle = await client.start(method, *args, **kw)
