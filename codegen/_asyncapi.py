@@ -184,6 +184,16 @@ class _Builder:
             return
         for method in methods:
             self._messages_of(method)
+        external = [spec.events[n] for n in sorted(spec.events) if spec.events[n].external]
+        for event in external:
+            self.messages[f"{event.topic}.fire"] = {
+                "name": f"{event.topic}.fire",
+                "title": f"fire {event.topic}",
+                "summary": f"Asks {spec.name} to publish {event.topic} with this payload; "
+                "the same fire id again is the same event.",
+                "headers": _fire_headers(event),
+                "payload": _schema_ref(event_name(event)),
+            }
         self.messages[f"{spec.name}.cancel"] = {
             "name": f"{spec.name}.cancel",
             "title": f"cancel a routine of {spec.name}",
@@ -204,8 +214,19 @@ class _Builder:
             "messages": {
                 **{f"{m.qualname}.call": _message_ref(f"{m.qualname}.call") for m in methods},
                 f"{spec.name}.cancel": _message_ref(f"{spec.name}.cancel"),
+                **{f"{e.topic}.fire": _message_ref(f"{e.topic}.fire") for e in external},
             },
         }
+        for event in external:
+            self.operations[f"{event.topic}.fire.client"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{client}"},
+                "title": f"ask {spec.name} to fire {event.name}",
+                "description": f"{event.topic} is an ExternalEvent: a client may ask "
+                f"{spec.name} to fire it; {spec.name} checks the payload and publishes it.",
+                "messages": [{"$ref": f"#/channels/{client}/messages/{event.topic}.fire"}],
+                "tags": [{"name": spec.name}],
+            }
         inbox_channel = f"{spec.name}.inbox"
         queue = f"{wire.INBOX_PREFIX}{identity}.{inbox}"
         self.channels[inbox_channel] = {
@@ -486,11 +507,29 @@ def _cancel_headers() -> dict[str, Any]:
     )
 
 
-def _event_headers(event: EventSpec) -> dict[str, Any]:
+def _fire_headers(event: EventSpec) -> dict[str, Any]:
     return _headers(
         {
-            wire.EVENT: {"const": event.topic},
-            wire.EVENT_ID: {"type": "string", "description": "the event's id"},
+            wire.KIND: _kind("fire"),
+            wire.ROUTINE: {
+                "type": "string",
+                "description": "the fire's id; firing one id twice publishes one event",
+            },
+            wire.METHOD: {"const": event.name},
         },
-        [wire.EVENT, wire.EVENT_ID],
+        [wire.KIND, wire.ROUTINE, wire.METHOD],
     )
+
+
+def _event_headers(event: EventSpec) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        wire.EVENT: {"const": event.topic},
+        wire.EVENT_ID: {"type": "string", "description": "the event's id"},
+    }
+    if event.external:
+        properties[wire.FIRED_BY] = {
+            "type": "string",
+            "description": "who asked for an event fired from outside (kind:name), as the "
+            "server vouched for the sender",
+        }
+    return _headers(properties, [wire.EVENT, wire.EVENT_ID])

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from ._refs import COMPONENTS
-from ._schemas import DEFS, parse_root
+from ._schemas import DEFS, EXTERNAL, parse_root
 
 __all__ = [
     "RULES",
@@ -66,6 +66,12 @@ RULES: dict[tuple[str, Where], Rule] = {
     ),
     ("event-added", "contract"): Rule(_C, "nobody subscribes to it yet"),
     ("event-removed", "contract"): Rule(_B, "its subscribers would wait for it forever"),
+    ("event-opened", "contract"): Rule(
+        _C, "it became an ExternalEvent: outsiders may fire it, subscribers read it as before"
+    ),
+    ("event-closed", "contract"): Rule(
+        _B, "it is no longer an ExternalEvent: the service refuses outsiders who fire it"
+    ),
     ("error-declared", "contract"): Rule(
         _C, "callers that do not catch it get it as any other exception, as before"
     ),
@@ -167,6 +173,8 @@ class _Shape:
     services: set[str]
     methods: set[tuple[str, str]]
     events: set[tuple[str, str]]
+    external: set[tuple[str, str]]
+    """The events outsiders may fire (``ExternalEvent``): they write the payload too."""
     errors: dict[tuple[str, str], set[str]]
     """(service, method) -> the error roots its failure root names."""
 
@@ -176,13 +184,18 @@ def _shape(pool: Mapping[str, Any]) -> _Shape:
     services = {r.service for r in roots.values() if r.service}
     methods = {(r.service, r.member) for r in roots.values() if r.role == "arguments"}
     events = {(r.service, r.member) for r in roots.values() if r.role == "event"}
+    external = {
+        (r.service, r.member)
+        for name, r in roots.items()
+        if r.role == "event" and isinstance(pool[name], dict) and pool[name].get(EXTERNAL)
+    }
     errors: dict[tuple[str, str], set[str]] = {m: set() for m in methods}
     for name, root in roots.items():
         if root.role == "failure":
             errors.setdefault((root.service, root.member), set()).update(
                 ref for ref in _refs(pool[name]) if ref.endswith(".error")
             )
-    return _Shape(services, methods, events, errors)
+    return _Shape(services, methods, events, external, errors)
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -237,6 +250,12 @@ class _Compare:
                 yield Change(name, "error-undeclared", "contract", error.removesuffix(".error"))
         for s, e in sorted(old.events & new.events):
             yield from self._root(f"{s}.{e}.event", "results")
+            if (s, e) in old.external and (s, e) in new.external:
+                yield from self._root(f"{s}.{e}.event", "arguments")  # outsiders write it
+            elif (s, e) in old.external:
+                yield Change(f"{s}.{e}", "event-closed", "contract")
+            elif (s, e) in new.external:
+                yield Change(f"{s}.{e}", "event-opened", "contract")
         for name in sorted(self.old):
             root = parse_root(name)
             if root is not None and root.role == "error" and name in self.new:

@@ -6,7 +6,10 @@ started by ``POST /{service}/{method}`` with its arguments as a JSON object;
 the answer is its result (``200``) when it finishes within the time the client
 asked for with ``Prefer: wait=N`` (RFC 7240), else ``202 Accepted`` with the
 routine's URL in ``Location``, where ``GET`` reads its status and ``DELETE``
-cancels it. Every error is an RFC 9457 problem (``application/problem+json``)
+cancels it. An event the contract declares ``ExternalEvent`` is fired by
+``POST /{service}/events/{event}`` with its payload as the body (``202``: the
+service will publish it; an ``Idempotency-Key`` makes a retried POST one
+event). Every error is an RFC 9457 problem (``application/problem+json``)
 carrying what a Python caller would get: the exception's class, message,
 arguments and fields.
 """
@@ -43,6 +46,7 @@ __all__ = [
     "Status",
     "call_path",
     "error_problem_type",
+    "fire_path",
     "routine_href",
 ]
 
@@ -91,6 +95,11 @@ def call_path(service: str, method: str) -> str:
     return f"/{service}/{method}"
 
 
+def fire_path(service: str, event: str) -> str:
+    """Where an ``ExternalEvent`` is fired (two segments: no method's path can take it)."""
+    return f"/{service}/events/{event}"
+
+
 def routine_href(routine_id: str) -> str:
     """The URL path of a routine (its id percent-encoded as one path segment)."""
     return ROUTINE_PATH.replace("{id}", quote(routine_id, safe=""))
@@ -126,8 +135,7 @@ class Problem:
 
 _INVALID_PARAMS = {
     "type": "array",
-    "description": "each argument that is wrong: its name (a dotted path into the body) "
-    "and why",
+    "description": "each argument that is wrong: its name (a dotted path into the body) and why",
     "items": {
         "type": "object",
         "properties": {"name": {"type": "string"}, "reason": {"type": "string"}},
@@ -146,8 +154,15 @@ PROBLEMS: tuple[Problem, ...] = (
         "invalid-arguments",
         400,
         "The arguments do not match the method's parameters",
-        "an argument is missing, unexpected, or of the wrong type; `invalid-params` names "
-        "each",
+        "an argument is missing, unexpected, or of the wrong type; `invalid-params` names each",
+        {"invalid-params": _INVALID_PARAMS},
+    ),
+    Problem(
+        "invalid-event",
+        400,
+        "The body is not a payload of the event",
+        "the body is not JSON, or not of the event's payload type; `invalid-params` names "
+        "the field",
         {"invalid-params": _INVALID_PARAMS},
     ),
     Problem("unauthorized", 401, "Authentication is required", "no or a wrong credential"),
@@ -155,6 +170,13 @@ PROBLEMS: tuple[Problem, ...] = (
     Problem("unknown-service", 404, "No such service", "the path names no service", listed=False),
     Problem(
         "unknown-method", 404, "No such method", "the service has no such method", listed=False
+    ),
+    Problem(
+        "unknown-event",
+        404,
+        "No such event",
+        "the service declares no event of this name that may be fired from outside",
+        listed=False,
     ),
     Problem("unknown-routine", 404, "No such routine", "no routine has this id"),
     Problem(
@@ -225,6 +247,21 @@ ROUTES: tuple[Route, ...] = (
             "unsupported-media-type",
             "idempotency-key-reused",
             "routine-failed",
+            "unavailable",
+        ),
+    ),
+    Route(
+        "POST",
+        "/{service}/events/{event}",
+        "fire",
+        "Fire an event the contract lets outsiders fire; the service publishes it",
+        (202,),
+        (
+            "invalid-event",
+            "invalid-arguments",  # a malformed Idempotency-Key header, as on a call
+            "unknown-service",
+            "unknown-event",
+            "unsupported-media-type",
             "unavailable",
         ),
     ),

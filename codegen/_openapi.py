@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._contract import MethodSpec, ServiceSpec
+from .._event import EventSpec
 from . import _http as http
 from ._contracts import Contracts
 from ._failure import VALUE, error_fields, tagged_schema, type_path
 from ._refs import COMPONENTS, rebase
-from ._schemas import DEFS, arguments_name, result_name, schema_pool
+from ._schemas import DEFS, arguments_name, event_name, result_name, schema_pool
 
 __all__ = ["VERSION", "openapi_document"]
 
@@ -49,13 +50,13 @@ def openapi_document(
     ``_http.SECURITY_SCHEMES``) makes every route but ``/openapi.json`` require one."""
     unknown = [s for s in security if s not in http.SECURITY_SCHEMES]
     if unknown:
-        raise ValueError(f"unknown security scheme {unknown[0]!r}: use one of "
-                         + ", ".join(http.SECURITY_SCHEMES))
+        raise ValueError(
+            f"unknown security scheme {unknown[0]!r}: use one of "
+            + ", ".join(http.SECURITY_SCHEMES)
+        )
     pool = schema_pool(contracts)
     schemas = {name: rebase(schema, DEFS, COMPONENTS) for name, schema in pool.schemas.items()}
-    methods = [
-        spec.methods[name] for spec in contracts.services for name in sorted(spec.methods)
-    ]
+    methods = [spec.methods[name] for spec in contracts.services for name in sorted(spec.methods)]
     errors = {type_path(cls): cls for m in methods for cls in m.raises}
     schemas.update(_http_schemas(methods, [errors[k] for k in sorted(errors)]))
     secured = bool(security)
@@ -63,6 +64,10 @@ def openapi_document(
     for method in methods:
         operation = _call(method, secured, contracts.method_doc(method))
         paths[http.call_path(method.service, method.name)] = {"post": operation}
+    for spec in contracts.services:
+        for event in (spec.events[n] for n in sorted(spec.events)):
+            if event.external:
+                paths[http.fire_path(event.service, event.name)] = {"post": _fire(event, secured)}
     paths.update(_routine_paths(secured))
     description = (contracts.description + "\n\n" if contracts.description else "") + (
         "Each `POST /{Service}/{method}` starts a durable routine with the JSON object of its "
@@ -147,6 +152,29 @@ def _call(method: MethodSpec, secured: bool, doc: str | None) -> dict[str, Any]:
     responses.update(_problem_responses(problems, secured, declared))
     operation["responses"] = responses
     return operation
+
+
+def _fire(event: EventSpec, secured: bool) -> dict[str, Any]:
+    route = next(r for r in http.ROUTES if r.name == "fire")
+    responses: dict[str, Any] = {
+        "202": {
+            "description": "The service will publish the event.",
+            "content": {http.JSON: {"schema": _ref("http.Fired")}},
+        }
+    }
+    problems = [_PROBLEMS[k] for k in route.problems if _PROBLEMS[k].listed]
+    responses.update(_problem_responses(problems, secured))
+    return {
+        "operationId": f"{event.topic}.fire",
+        "tags": [event.service],
+        "summary": f"fire {event.topic}",
+        "description": f"{route.summary}. The body is the event's payload; the same "
+        f"`{http.IDEMPOTENCY_KEY}` again is the same event (the first payload stands).",
+        "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+        "requestBody": {"required": True,
+                        "content": {http.JSON: {"schema": _ref(event_name(event))}}},
+        "responses": responses,
+    }  # fmt: skip
 
 
 def _routine_paths(secured: bool) -> dict[str, Any]:
@@ -280,6 +308,17 @@ def _http_schemas(
     }
     for cls in errors:
         schemas[_error_name(cls)] = _declared_problem(cls)
+    schemas["http.Fired"] = {
+        "title": "fired",
+        "description": "A fire request the service has received.",
+        "type": "object",
+        "properties": {
+            "event": {"type": "string", "description": "the topic, Service.event"},
+            "fire_id": {"type": "string"},
+            "status": {"const": "accepted"},
+        },
+        "required": ["event", "fire_id", "status"],
+    }
     schemas["http.Accepted"] = {
         "title": "accepted",
         "description": "A routine that is still running.",
@@ -372,8 +411,10 @@ def _declared_problem(cls: type[BaseException]) -> dict[str, Any]:
     fields, required = error_fields(cls)
     typed: dict[str, Any] = {
         "type": "object",
-        "properties": {name: rebase(tagged_schema(hint, _pool_ref), DEFS, COMPONENTS)
-                       for name, hint in fields.items()},
+        "properties": {
+            name: rebase(tagged_schema(hint, _pool_ref), DEFS, COMPONENTS)
+            for name, hint in fields.items()
+        },
         "additionalProperties": _ref(VALUE),
     }
     if required:

@@ -40,6 +40,7 @@ __all__ = [
     "SchemaPool",
     "arguments_name",
     "error_name",
+    "EXTERNAL",
     "event_name",
     "failure_name",
     "parse_root",
@@ -49,6 +50,9 @@ __all__ = [
 
 DEFS = "#/$defs/"
 """Where the pool's references point; each document rewrites them to its own place."""
+
+EXTERNAL = "x-dasync-external"
+"""Marks the schema of an ``ExternalEvent``'s payload: others than its service write it."""
 
 Role = Literal["arguments", "result", "failure", "event", "error"]
 ROLES: tuple[Role, ...] = ("arguments", "result", "failure", "event", "error")
@@ -148,6 +152,8 @@ def schema_pool(contracts: Contracts) -> SchemaPool:
                 pool[failure_name(method)] = schema
         for event in _events(spec):
             pool[event_name(event)] = _titled(pool[event_name(event)], f"{event.topic} event")
+            if event.external:  # outsiders write it too (codegen._compat reads this mark)
+                pool[event_name(event)] = {**pool[event_name(event)], EXTERNAL: True}
     for name, cls in errors.items():
         pool[name] = error_schema(cls, _ref)
     pool.update(failure_schemas(_ref))

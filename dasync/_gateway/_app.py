@@ -28,10 +28,11 @@ from starlette.routing import BaseRoute, Mount, Route, compile_path
 
 from .._contract import MethodSpec, ServiceSpec
 from .._errors import InvalidArguments, TransportError, UnknownService
+from .._event import EventSpec
 from .._runtime._client import Client, RoutineHandle, RoutineRecord
 from ..codegen import Contracts, contracts_of, contracts_of_module, dumps, openapi_document
 from ..codegen import _http as http
-from ._arguments import arguments_payload
+from ._arguments import arguments_payload, event_payload
 from ._auth import Access, Authenticate, Authorize
 from ._ids import SECRET_VAR, PublicId, RoutineIds
 from ._prefer import decide
@@ -226,6 +227,44 @@ class Gateway:
         problem = failure_problem(method, result, href)
         return Response(body(problem), problem["status"], {**headers, **_PROBLEM})
 
+    async def fire(self, request: Request) -> Response:
+        """``POST /{Service}/events/{event}``: ask the service to publish an ``ExternalEvent``
+        with the body as its payload; ``202`` once the request is stored."""
+        principal = await self.access.principal(request.headers)
+        service, name = request.path_params["service"], request.path_params["event"]
+        event = self._event(service, name)
+        await self.access.check(principal, service, name, "fire")
+        client = self._client()
+        payload = event_payload(
+            event,
+            await _read_body(request, client.max_payload),
+            request.headers.get("content-type"),
+        )
+        key = _idempotency_key(request.headers.get(http.IDEMPOTENCY_KEY))
+        if key is None:
+            fire_id = self.ids.fresh()
+        else:  # the same key (of the same principal) is the same fire: one event
+            fire_id = self.ids.keyed("" if principal is None else str(principal), service,
+                                     f"events/{name}", key)  # fmt: skip
+        await self._nats(client.fire_encoded(event, payload, fire_id=fire_id), "firing")
+        accepted = {"event": event.topic, "fire_id": fire_id, "status": "accepted"}
+        return Response(orjson.dumps(accepted), 202, _JSON)
+
+    def _event(self, service: str, name: str) -> EventSpec:
+        spec = self.services.get(service)
+        if spec is None:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise HttpProblem("unknown-service", f"no service {service!r} here (services: {known})")
+        event = spec.events.get(name)
+        if event is None or not event.external:
+            known = ", ".join(sorted(e.name for e in spec.events.values() if e.external))
+            raise HttpProblem(
+                "unknown-event",
+                f"{service} declares no event {name!r} that may be fired from outside "
+                f"(external events: {known or 'none'})",
+            )
+        return event
+
     async def _wait(self, handle: RoutineHandle[Any], seconds: float) -> tuple[bool, bytes] | None:
         """The routine's outcome if it comes within ``seconds`` (and before a drain)."""
         if seconds <= 0 or self._draining.is_set():
@@ -290,6 +329,7 @@ class Gateway:
         ``console``: the web console under ``/console/`` too (``_console``)."""
         handlers = {
             "call": self.call,
+            "fire": self.fire,
             "status": self.status,
             "cancel": self.cancel,
             "openapi": self.openapi,

@@ -15,12 +15,13 @@ from typing import Any
 
 import orjson
 
-from .._codec import _args_wire, decode_args, encode_args
+from .._codec import _args_wire, _type_wire, decode_args, decode_event, encode_args, encode_event
 from .._contract import MethodSpec
 from .._errors import InvalidArguments, MalformedMessage
+from .._event import EventSpec
 from ._problems import HttpProblem
 
-__all__ = ["JSON_TYPES", "arguments_payload", "is_json"]
+__all__ = ["JSON_TYPES", "arguments_payload", "event_payload", "is_json"]
 
 JSON_TYPES = ("application/json",)
 """Media types a body may have (and any ``application/<x>+json``); none at all is taken
@@ -56,6 +57,41 @@ def arguments_payload(method: MethodSpec, body: bytes, content_type: str | None)
             str(exc),
             members={"invalid-params": _invalid_params(method, body)},
         ) from None
+
+
+def event_payload(event: EventSpec, body: bytes, content_type: str | None) -> bytes:
+    """The canonical payload of ``event`` in ``body`` (the payload itself, any JSON value of
+    the event's type); ``HttpProblem`` if it is not one."""
+    if not is_json(content_type):
+        raise HttpProblem(
+            "unsupported-media-type",
+            f"the body is {content_type}; send the event's payload as application/json",
+        )
+    try:
+        return encode_event(event, decode_event(event, body))
+    except (MalformedMessage, InvalidArguments) as exc:
+        params = _errors_of(lambda: _type_wire(event.payload).validator.validate_json(body))
+        raise HttpProblem(
+            "invalid-event",
+            str(exc),
+            members={"invalid-params": params or [{"name": "(payload)", "reason": str(exc)}]},
+        ) from None
+
+
+def _errors_of(validate: Any) -> list[dict[str, str]]:
+    try:
+        validate()
+    except Exception as exc:  # pydantic's ValidationError; only _codec imports pydantic
+        errors = getattr(exc, "errors", None)
+        if callable(errors):
+            return [
+                {
+                    "name": ".".join(str(p) for p in e.get("loc", ())) or "(payload)",
+                    "reason": str(e.get("msg", "invalid")),
+                }
+                for e in errors()
+            ]
+    return []
 
 
 def _is_object(body: bytes) -> bool:

@@ -8,9 +8,9 @@ Two hooks, either plain or ``async``:
   understands; its ``str()`` scopes ``Idempotency-Key`` (two principals' keys
   never meet), so return a user id or an object whose ``str()`` is one.
 * **authorize** ``(principal, service, method, action) -> bool``: ``action`` is
-  the table's route name, ``call``, ``status`` or ``cancel``; false or an
-  exception means ``403``. For ``status`` and ``cancel`` the service and method
-  are those of the routine's id.
+  the table's route name, ``call``, ``fire``, ``status`` or ``cancel``; false or
+  an exception means ``403``. For ``fire`` the method is the event's name; for
+  ``status`` and ``cancel`` the service and method are those of the routine's id.
 
 Both fail closed: a hook that raises refuses (and is logged, since that is a bug
 to fix, not a credential to reject). ``bearer_auth`` and ``api_key_auth`` build

@@ -25,6 +25,14 @@ class LedgerEntry:
     amount: Decimal
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """Goods a supplier delivered to the warehouse."""
+
+    item: str
+    qty: int
+
+
 class OutOfStock(Exception):
     """The warehouse cannot reserve the quantity asked for.
 
@@ -75,6 +83,10 @@ class Payments(Protocol):
 
 
 class Warehouse(Protocol):
+    # A supplier's webhook reports a delivery (POST /Warehouse/events/restocked on the
+    # gateway): an ExternalEvent, so outsiders may fire it; the warehouse publishes it.
+    restocked: dasync.ExternalEvent[Delivery]
+
     # Raises OutOfStock when there is not enough of ``item``; declared, so that
     # callers (and the generated specs) know to expect it.
     @dasync.raises(OutOfStock)

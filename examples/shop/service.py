@@ -16,6 +16,7 @@ from uuid import UUID
 
 # contracts.py sits next to this file; `dasync run` puts this folder on sys.path.
 from contracts import (
+    Delivery,
     LedgerEntry,
     OutOfStock,
     Payments,
@@ -78,6 +79,10 @@ class OnlineShop(Shop):
         self._payments = payments  # proxies: calls on them are durable
         self._warehouse = warehouse
         self._prices = prices  # from the container
+        warehouse.restocked += self.on_restocked  # runs as a routine, once per event
+
+    async def on_restocked(self, delivery: Delivery) -> None:
+        print(f"shop: {delivery.qty} x {delivery.item} back in stock")
 
     async def place_order(self, customer: str, item: str, qty: int) -> str:
         # A random id must come from dasync.uuid4(): it is recorded in the

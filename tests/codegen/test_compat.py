@@ -110,6 +110,11 @@ CASES = [
          _shop("buy(self) -> None") + "    sold: dasync.Event[str]\n", "Shop.sold"),
     Case("event-removed", "contract", _shop("buy(self) -> None") + "    sold: dasync.Event[str]\n",
          _shop("buy(self) -> None"), "Shop.sold"),
+    Case("event-opened", "contract", _shop("buy(self) -> None") + "    sold: dasync.Event[str]\n",
+         _shop("buy(self) -> None") + "    sold: dasync.ExternalEvent[str]\n", "Shop.sold"),
+    Case("event-closed", "contract",
+         _shop("buy(self) -> None") + "    sold: dasync.ExternalEvent[str]\n",
+         _shop("buy(self) -> None") + "    sold: dasync.Event[str]\n", "Shop.sold"),
     Case("error-declared", "contract", ERR + _shop("buy(self) -> None"),
          ERR + "class Shop(Protocol):\n    @dasync.raises(Declined)\n"
          "    async def buy(self) -> None: ...\n", "Shop.buy"),
@@ -246,6 +251,23 @@ def test_each_kind_of_change_gets_its_verdict(case: Case) -> None:
 
 def test_every_rule_has_a_case() -> None:
     assert {(c.kind, c.where) for c in CASES} == set(RULES)
+
+
+def test_an_external_events_payload_is_read_as_arguments_too() -> None:
+    """Outsiders write an ExternalEvent's payload: narrowing it breaks them, as it would
+    break callers of a method; widening it breaks subscribers, as for any event."""
+    base = _shop("buy(self) -> None")
+    narrowed = _changes(base + "    sold: dasync.ExternalEvent[float]\n",
+                        base + "    sold: dasync.ExternalEvent[int]\n")  # fmt: skip
+    wheres = {c.where for c in narrowed}
+    assert wheres == {"results", "arguments"}
+    for change in narrowed:  # compatible for subscribers (results), not for outsiders
+        verdict = RULES[(change.kind, change.where)].verdict
+        assert verdict is (Verdict.BREAKING if change.where == "arguments" else Verdict.COMPATIBLE)
+    plain = _changes(
+        base + "    sold: dasync.Event[float]\n", base + "    sold: dasync.Event[int]\n"
+    )
+    assert {c.where for c in plain} == {"results"}
 
 
 def test_no_change_no_line() -> None:

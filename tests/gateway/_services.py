@@ -35,6 +35,11 @@ class Receipt:
 class Store(Protocol):
     """A shop's counter."""
 
+    delivered: dasync.ExternalEvent[Receipt]
+    """A supplier reports a delivery (fired from outside, over HTTP)."""
+    sold: dasync.Event[Receipt]
+    """Only the store says it sold something."""
+
     @dasync.raises(OutOfStock)
     async def buy(self, item: str, qty: int = 1) -> Receipt:
         """Sell ``qty`` of ``item``."""
@@ -60,6 +65,7 @@ class Seen:
     buys: list[tuple[str, int]] = field(default_factory=list)
     holding: dict[str, asyncio.Event] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    deliveries: list[Receipt] = field(default_factory=list)
 
 
 SEEN = Seen()
@@ -91,3 +97,14 @@ class StoreService(Store):
 
     async def crash(self) -> int:
         return {"a": 1}["b"]
+
+
+@dasync.service
+class Stockroom:
+    """Handles the deliveries fired at the gateway."""
+
+    def __init__(self, store: Store) -> None:
+        store.delivered += self.on_delivered
+
+    async def on_delivered(self, receipt: Receipt) -> None:
+        SEEN.deliveries.append(receipt)

@@ -21,7 +21,7 @@ import dasync
 from dasync._gateway import gateway_app, serving
 from tests.conftest import Backend
 
-from ._services import StoreService
+from ._services import Stockroom, StoreService
 
 
 @dataclass
@@ -51,7 +51,7 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def runtime(store_backend: Backend) -> AsyncIterator[dasync.Runtime]:
     try:
-        async with store_backend.runtime([StoreService]) as rt:
+        async with store_backend.runtime([StoreService, Stockroom]) as rt:
             yield rt
     finally:
         await store_backend.aclose()

@@ -49,6 +49,13 @@ async def test_bearer_tokens_and_an_authorize_hook(runtime):
         assert (await client.get(href, headers=BOB)).status_code == 403
         assert (await client.delete(href, headers=BOB)).status_code == 403
         assert (await client.get(href, headers=ALICE)).json()["status"] == "completed"
+        delivery = {"item": "tea", "qty": 1, "total": 3}
+        fired = await client.post("/Store/events/delivered", json=delivery, headers=BOB)
+        assert fired.status_code == 403  # firing is an action of its own: "fire"
+        assert "fire Store.delivered" in fired.json()["detail"]
+        assert (await client.post("/Store/events/delivered", json=delivery)).status_code == 401
+        fired = await client.post("/Store/events/delivered", json=delivery, headers=ALICE)
+        assert fired.status_code == 202
 
         # the same Idempotency-Key from two principals: two routines
         key = {http.IDEMPOTENCY_KEY: "same"}
