@@ -6,6 +6,7 @@ in-process; the NATS JetStream implementation lives in ``dasync.transports.nats`
 
 from ._contract import INBOX_PREFIX as INBOX_PREFIX
 from ._contract import UNKNOWN_ORIGIN as UNKNOWN_ORIGIN
+from ._contract import Backlog as Backlog
 from ._contract import Claims as Claims
 from ._contract import CrashCounter as CrashCounter
 from ._contract import DeadLetter as DeadLetter
@@ -35,6 +36,7 @@ __all__ = [
     "Claims",
     "CrashCounter",
     "DeadLetter",
+    "Backlog",
     "DeadLetters",
     "Delivery",
     "FailureNotes",

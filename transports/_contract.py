@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
 __all__ = [
+    "Backlog",
     "Claims",
     "CrashCounter",
     "DeadLetter",
@@ -349,6 +350,20 @@ Handler = Callable[[Delivery], Awaitable[None]]
 class Subscription(Protocol):
     async def stop(self) -> None:
         """Stop fetching; in-flight deliveries may still be settled."""
+
+
+@runtime_checkable
+class Backlog(Protocol):
+    """Optional subscription capability: how far its consumer is behind (consumer lag)."""
+
+    @property
+    def consumer(self) -> str:
+        """The consumer's name, as operators see it (the metric's attribute)."""
+        ...
+
+    async def backlog(self) -> int:
+        """Messages stored for this consumer and not yet delivered to any of its workers."""
+        ...
 
 
 @runtime_checkable

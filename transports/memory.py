@@ -359,6 +359,14 @@ class _Consumer:
         if self.inflight.pop(id(entry), None) is not None:
             self.queue.inflight -= 1
 
+    @property
+    def consumer(self) -> str:
+        return self.queue.name
+
+    async def backlog(self) -> int:
+        """``Backlog``: what waits in the queue (a group's queue, for an event group)."""
+        return len(self.queue.pending)
+
     async def stop(self) -> None:
         self._detach()
         self.pump.cancel()

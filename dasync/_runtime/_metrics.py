@@ -7,8 +7,12 @@ committed, once per step (a redelivery that finds it committed counts nothing), 
 summed across workers by the backend: ``dasync.calls.in_flight`` goes up in the
 worker that committed a call and down in whichever committed its reply.
 
-Consumer lag is not reported: JetStream's consumer info has it (``num_pending``),
-but asking the server for it belongs to the transport, not to each step.
+Consumer lag (``dasync.consumer.lag``) is a gauge of what each consumer a worker
+pulls from has stored and not yet delivered (JetStream's ``num_pending``). Asking the
+server costs a request per consumer, so the worker samples it every
+``LAG_INTERVAL`` seconds off the message path (``Worker``) and the gauge reports the
+last sample; each worker reports the consumers it pulls from, which its service's
+other workers share, so a dashboard takes the maximum per consumer, not the sum.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from .._engine import Call, Command, Complete, Postpone, Resolve, StepRecord
 
@@ -25,6 +30,11 @@ SERVICE = "dasync.service"
 METHOD = "dasync.method"
 TARGET = "dasync.target.service"
 OUTCOME = "dasync.outcome"
+CONSUMER = "messaging.consumer.group.name"
+"""The consumer a lag sample is of (the OpenTelemetry messaging convention's name)."""
+
+LAG_INTERVAL = 15.0
+"""Seconds between two samples of consumer lag."""
 
 
 class WorkerMetrics:
@@ -63,11 +73,25 @@ class WorkerMetrics:
             unit="{message}",
             description="Messages set aside (the routine's caller was told, or it is parked)",
         )
+        self.lag: dict[tuple[str, str], int] = {}
+        """(service, consumer) -> messages not yet delivered, at the last sample."""
+        meter.create_observable_gauge(
+            "dasync.consumer.lag",
+            callbacks=[self._observe_lag],
+            unit="{message}",
+            description="Messages stored for a consumer and not yet delivered (sampled)",
+        )
         self.parked = meter.create_counter(
             "dasync.routines.parked",
             unit="{routine}",
             description="Routines stopped until their dead letter is retried (divergence)",
         )
+
+    def _observe_lag(self, options: CallbackOptions) -> list[Observation]:
+        return [
+            Observation(n, {SERVICE: service, CONSUMER: consumer})
+            for (service, consumer), n in list(self.lag.items())
+        ]
 
     def step(
         self, service: str, method: str, index: int, record: StepRecord, seconds: float

@@ -66,6 +66,7 @@ from .._event import split_topic
 from .._failures import decode_failure, encode_failure
 from .._retry import RetryPolicy, policy_of
 from ..transports import (
+    Backlog,
     Claims,
     CrashCounter,
     Delivery,
@@ -92,7 +93,7 @@ from ._disposition import (
     dispose,
 )
 from ._fire import publish_fired
-from ._metrics import WorkerMetrics
+from ._metrics import LAG_INTERVAL, WorkerMetrics
 from ._observe import Observers, RoutineObserver
 
 __all__ = ["HostedService", "Worker", "WorkerStats"]
@@ -198,6 +199,10 @@ class Worker:
         self._active: dict[int, tuple[Delivery, float, tuple[str, str] | None]] = {}
         """Deliveries being processed: when each began, and the lease it may hold."""
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._lagging: list[tuple[str, Subscription]] = []
+        """(service, subscription) of every consumer pulled from, for the lag gauge."""
+        self._lag_task: asyncio.Task[None] | None = None
+        self.lag_interval = LAG_INTERVAL
 
     async def start(self) -> None:
         for name, hosted in self.services.items():
@@ -211,6 +216,7 @@ class Worker:
                 name, functools.partial(self._on_delivery, hosted), concurrency=self.concurrency
             )
             self._subscriptions.append(sub)
+            self._lagging.append((name, sub))
         for subscription in self.event_subscriptions:
             hosted = self._hosting(subscription.subscriber)
             topic = subscription.event.topic
@@ -221,13 +227,14 @@ class Worker:
                 concurrency=self.concurrency,
             )
             self._subscriptions.append(sub)
-        self._heartbeat_task = asyncio.get_running_loop().create_task(self._keep_alive())
+            self._lagging.append((hosted.spec.name, sub))
+        loop = asyncio.get_running_loop()
+        self._heartbeat_task = loop.create_task(self._keep_alive())
+        self._lag_task = loop.create_task(self._sample_lag())
 
     def kill(self) -> None:
         """Forget everything at once, as a crashed process would (tests)."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            self._heartbeat_task = None
+        self._stop_background()
         self._subscriptions.clear()
         # a crashed process runs nothing more: keep the dropped routines referenced, or the
         # garbage collector would run their finally blocks later, inside whatever routine
@@ -251,9 +258,7 @@ class Worker:
         self._subscriptions.clear()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=grace)
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            self._heartbeat_task = None
+        self._stop_background()
         for key in list(self._cache):
             self._evict(key)
 
@@ -755,6 +760,26 @@ class Worker:
             journaled=journaled,
             headers=message.headers,
         )
+
+    def _stop_background(self) -> None:
+        for task in (self._heartbeat_task, self._lag_task):
+            if task is not None:
+                task.cancel()
+        self._heartbeat_task = self._lag_task = None
+        self._lagging.clear()
+
+    async def _sample_lag(self) -> None:
+        """Every ``lag_interval`` s, ask each consumer how far behind it is (the gauge
+        ``dasync.consumer.lag``); off the message path, and a failed sample only skips."""
+        while True:
+            for service, sub in list(self._lagging):
+                if not isinstance(sub, Backlog):
+                    continue
+                try:
+                    self.metrics.lag[(service, sub.consumer)] = await sub.backlog()
+                except Exception as exc:  # the server is away: the next sample will tell
+                    _log.debug("lag of %s/%s: %r", service, sub.consumer, exc)
+            await asyncio.sleep(self.lag_interval)
 
     async def _keep_alive(self) -> None:
         """Tell the transport that long activations are still working, so they are not

@@ -132,6 +132,11 @@ class PullConsumer:
         self._started: dict[NatsDelivery, float] = {}
         self._keeper: asyncio.Task[None] | None = None
 
+    async def backlog(self) -> int:
+        """``Backlog``: the consumer's ``num_pending`` (stored, not yet delivered)."""
+        info = await self.conn.api(f"CONSUMER.INFO.{self.stream}.{self.consumer}")
+        return int(info.get("num_pending", 0))
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -284,8 +284,9 @@ def _service_rules(
     )
     _own_stream(rules, work, "own work stream: declared at start", provisioned)
     rules.add(
-        "own work consumer: create, pull, acknowledge",
+        "own work consumer: create, pull, acknowledge, read its lag",
         _api("CONSUMER", "CREATE", work, naming.WORK_CONSUMER),
+        _api("CONSUMER", "INFO", work, naming.WORK_CONSUMER),
         _api("CONSUMER", "MSG", "NEXT", work, naming.WORK_CONSUMER),
         f"$JS.ACK.{work}.{naming.WORK_CONSUMER}.>",
     )
@@ -315,12 +316,16 @@ def _service_rules(
         publisher, _ = naming.split_topic(topic)
         stream = naming.event_stream(publisher, ns)
         consumer = naming.group_consumer(topic, group)
-        why = f"handle event {topic} ({group}): its stream (create if missing), own consumer"
+        why = (
+            f"handle event {topic} ({group}): its stream (create if missing), own consumer "
+            "(and its lag)"
+        )
         if publisher != name:
             rules.add(why, _api("STREAM", "CREATE", stream), _api("STREAM", "INFO", stream))
         rules.add(
             why,
             _api("CONSUMER", "CREATE", stream, consumer),
+            _api("CONSUMER", "INFO", stream, consumer),
             _api("CONSUMER", "MSG", "NEXT", stream, consumer),
             f"$JS.ACK.{stream}.{consumer}.>",
         )
