@@ -285,7 +285,11 @@ def _build_spec(
     except ValueError as exc:
         problems.append(f"{exc} (it names the service's queues and NATS subjects)")
     methods: dict[str, MethodSpec] = {}
+    declared_events: list[str] = []
     for attr, value in _public_members(contract, include_implementation):
+        if isinstance(value, Event):  # ``name: dasync.Event[T] = dasync.Event()``
+            declared_events.append(attr)
+            continue
         if not inspect.iscoroutinefunction(value):
             if not include_implementation and callable(value) and not isinstance(value, type):
                 problems.append(f"{name}.{attr}: public methods of a contract must be 'async def'")
@@ -296,6 +300,12 @@ def _build_spec(
             if not include_implementation:
                 _BY_FUNCTION[value] = method
     events = _events(contract, name, problems)
+    for attr in declared_events:
+        if attr not in events and not attr.startswith("_"):
+            problems.append(
+                f"{name}.{attr}: annotate the event with its payload type, "
+                f"{attr}: dasync.Event[Payload] = dasync.Event()"
+            )
     if not methods and not events:
         problems.append(
             f"{name}: a contract needs at least one public 'async def' method or dasync.Event"

@@ -1,9 +1,14 @@
 """Domain events: ``dasync.Event[T]`` on contracts, fired at commit, subscribed with ``+=``.
 
 On a contract, ``customer_registered: dasync.Event[CustomerInfo]`` declares an
-event. The implementing service fires it with ``self.customer_registered(info)``;
-inside a routine the event is put in the step's outbox and leaves only when the
-step commits. Another service subscribes in its constructor with
+event. Give it the value ``dasync.Event()`` (``= dasync.ExternalEvent()`` for an
+external one) when a service subclasses the contract: mypy and pyright call a
+Protocol attribute declared without a value abstract, so the subclass could not be
+instantiated without a ``# type: ignore``; the value is only a marker.
+
+The implementing service fires it with ``self.customer_registered(info)``; inside a
+routine the event is put in the step's outbox and leaves only when the step commits.
+Another service subscribes in its constructor with
 ``customers.customer_registered += self.on_registered``; the handler, a public
 ``async def`` of the subscriber, runs as a routine once per event.
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
 from .._clock import Clock
 from .._codec import bind_args, decode_result, encode_args
@@ -40,6 +40,7 @@ from ..transports import (
 from . import _wire
 from ._events import not_external
 from ._index import RoutineFilter, find_entry, list_entries
+from ._news import read_progress, send_signal
 from ._timeline import Timeline, load_timeline
 
 __all__ = ["Client", "RoutineHandle", "RoutineRecord"]
@@ -48,6 +49,12 @@ _log = logging.getLogger("dasync.client")
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
+A1 = TypeVar("A1")
+A2 = TypeVar("A2")
+A3 = TypeVar("A3")
+A4 = TypeVar("A4")
+A5 = TypeVar("A5")
 
 
 class RoutineHandle(Generic[R]):
@@ -90,6 +97,17 @@ class RoutineHandle(Generic[R]):
         """Ask the routine to cancel (its main task gets ``CancelledError``)."""
         cancel = _wire.cancel_message(self.routine_id, f"c{uuid.uuid4().hex}")
         await self._client._send(self.service, cancel, declare=False)
+
+    async def signal(self, name: str, value: Any, *, signal_id: str | None = None) -> str:
+        """Send the routine signal ``name`` (``Client.signal``); the signal's id."""
+        return await self._client.signal(
+            self.service, self.routine_id, name, value, signal_id=signal_id
+        )
+
+    def progress(self, *, after: int = 0, kind: Any = Any) -> AsyncIterator[tuple[int, Any]]:
+        """``(n, update)`` for each update the routine publishes (``dasync.progress``), the
+        ``n``-th from 1, until it finishes (``Client.progress``)."""
+        return self._client.progress(self.service, self.routine_id, after=after, kind=kind)
 
     def __repr__(self) -> str:
         return f"<RoutineHandle {self.method.qualname} {self.routine_id}>"
@@ -168,19 +186,97 @@ class Client:
         proxy: T = make_proxy(target, self._call, events=self._events)
         return proxy
 
+    # Typed by overloads, as Temporal's start_workflow is: PEP 612 allows no keyword
+    # parameter (``routine_id``) beside ``*args: P.args, **kwargs: P.kwargs``, so the
+    # method's arguments are checked positionally (up to 5) with or without an id, and
+    # by ParamSpec (keywords too) without one. The result type is checked in every form.
+    @overload
     async def start(
-        self, method: Callable[..., Any], *args: Any, routine_id: str | None = None, **kwargs: Any
+        self, method: Callable[[Any], Awaitable[R]], /, *, routine_id: str | None = None
+    ) -> RoutineHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        method: Callable[[Any, A1], Awaitable[R]],
+        a1: A1,
+        /,
+        *,
+        routine_id: str | None = None,
+    ) -> RoutineHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        method: Callable[[Any, A1, A2], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        /,
+        *,
+        routine_id: str | None = None,
+    ) -> RoutineHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        method: Callable[[Any, A1, A2, A3], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        /,
+        *,
+        routine_id: str | None = None,
+    ) -> RoutineHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        method: Callable[[Any, A1, A2, A3, A4], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        a4: A4,
+        /,
+        *,
+        routine_id: str | None = None,
+    ) -> RoutineHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        method: Callable[[Any, A1, A2, A3, A4, A5], Awaitable[R]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        a4: A4,
+        a5: A5,
+        /,
+        *,
+        routine_id: str | None = None,
+    ) -> RoutineHandle[R]: ...
+    @overload
+    async def start(
+        self,
+        method: Callable[Concatenate[Any, P], Awaitable[R]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> RoutineHandle[R]: ...
+    async def start(
+        self,
+        method: Callable[..., Any],
+        /,
+        *args: Any,
+        routine_id: Any = None,  # str | None; Any as the ParamSpec overload's kwargs may hold it
+        **kwargs: Any,
     ) -> RoutineHandle[Any]:
         """Start ``Contract.method(*args, **kwargs)`` and return at once.
 
         ``routine_id`` makes the start idempotent: starting the same id twice runs
-        the routine once (use a business key, e.g. an order id).
+        the routine once (use a business key, e.g. an order id). Type checkers check
+        the arguments and the result type (``RoutineHandle[R]``); with ``routine_id``
+        they check positional arguments only (a limit of ``ParamSpec``).
         """
         spec = _method_spec_of(method)
         payload = encode_args(spec, bind_args(spec, args, kwargs))
         return await self._start(spec, payload, routine_id)
 
-    def handle(self, method: Callable[..., Any], routine_id: str) -> RoutineHandle[Any]:
+    def handle(self, method: Callable[..., Awaitable[R]], routine_id: str) -> RoutineHandle[R]:
         """A handle on a routine started earlier (possibly by another client)."""
         return RoutineHandle(self, _method_spec_of(method), routine_id)
 
@@ -268,6 +364,34 @@ class Client:
         message = _wire.fire_message(fire_id, event.name, payload, _wire.client_fire_id(fire_id))
         await self._send(event.service, message, declare=True)
         return fire_id
+
+    async def signal(
+        self,
+        service: str | type,
+        routine_id: str,
+        name: str,
+        value: Any,
+        *,
+        signal_id: str | None = None,
+    ) -> str:
+        """Send signal ``name`` with ``value`` to a routine of ``service`` (a name or a
+        contract class), which takes it at ``await dasync.signal(name, ...)``; the signal's
+        id. A signal sent before the routine waits is kept until it does.
+
+        ``LookupError`` if the routine has no journal, ``RoutineFinished`` if it finished.
+        ``signal_id`` (default: a new one) makes sending idempotent: one id is one signal.
+        """
+        name_of = service if isinstance(service, str) else spec_of(service).name
+        return await send_signal(self, name_of, routine_id, name, value, signal_id=signal_id)
+
+    def progress(
+        self, service: str | type, routine_id: str, *, after: int = 0, kind: Any = Any
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """``(n, update)`` for each progress update of a routine of ``service``, in order,
+        those after the ``after``-th only, until the routine finishes: a reader that
+        reconnects passes the last ``n`` it saw and misses nothing, sees nothing twice."""
+        name_of = service if isinstance(service, str) else spec_of(service).name
+        return read_progress(self, name_of, routine_id, after=after, kind=kind)
 
     # --- internals ------------------------------------------------------------------------
 
