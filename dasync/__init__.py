@@ -33,6 +33,7 @@ from ._errors import NonDeterminismError as NonDeterminismError
 from ._errors import NotAwaited as NotAwaited
 from ._errors import NotInRoutine as NotInRoutine
 from ._errors import RemoteError as RemoteError
+from ._errors import RoutineFinished as RoutineFinished
 from ._errors import TransportError as TransportError
 from ._errors import TransportRefused as TransportRefused
 from ._errors import UnknownMethod as UnknownMethod
@@ -41,9 +42,11 @@ from ._errors import UnsafeInRoutine as UnsafeInRoutine
 from ._event import Event as Event
 from ._event import ExternalEvent as ExternalEvent
 from ._io import io as io
+from ._progress import progress as progress
 from ._retry import RetryPolicy as RetryPolicy
 from ._retry import retry as retry
 from ._service import service as service
+from ._signal import signal as signal
 
 if _typing.TYPE_CHECKING:
     from ._gateway import api_key_auth as api_key_auth
@@ -101,6 +104,7 @@ __all__ = [
     "NotInRoutine",
     "RemoteError",
     "RetryPolicy",
+    "RoutineFinished",
     "RoutineHandle",
     "Runtime",
     "ServiceSpec",
@@ -118,11 +122,13 @@ __all__ = [
     "gateway_app",
     "io",
     "now",
+    "progress",
     "propagate",
     "raises",
     "random",
     "retry",
     "service",
+    "signal",
     "spec_of",
     "uuid4",
 ]

@@ -55,6 +55,8 @@ __all__ = [
     "encode_failure",
     "encode_json",
     "encode_result",
+    "encode_value",
+    "decode_value",
     "result_json_schema",
 ]
 
@@ -370,6 +372,32 @@ def decode_event(event: EventSpec, data: bytes) -> Any:
         raise InvalidArguments(
             f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
             f"{err['msg']} (got {_short(err.get('input'))})"
+        ) from None
+
+
+def encode_value(value: Any, annotation: Any = None, *, what: str = "value") -> bytes:
+    """``value`` as the wire JSON of ``annotation`` (default: its own type), e.g. a signal's
+    payload or a progress update, which no contract annotates."""
+    kind: Any = type(value) if annotation is None else annotation
+    wire = _type_wire(kind)
+    try:
+        return wire.dump_json(wire.validator.validate_python(value))
+    except (pydantic.ValidationError, PydanticSerializationError) as exc:
+        why = exc.errors()[0]["msg"] if isinstance(exc, pydantic.ValidationError) else str(exc)
+        raise InvalidArguments(f"{what}: {_short(value)} cannot be encoded: {why}") from None
+
+
+def decode_value(annotation: Any, data: bytes, *, what: str = "value") -> Any:
+    """Wire JSON read as ``annotation``; ``InvalidArguments`` names what did not match."""
+    try:
+        return _type_wire(annotation).validator.validate_json(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        at = f", field {where!r}" if where else ""
+        raise InvalidArguments(
+            f"{what} does not match {_type_name(annotation)}{at}: {err['msg']} "
+            f"(got {_short(err.get('input'))})"
         ) from None
 
 

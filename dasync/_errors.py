@@ -200,3 +200,7 @@ class UnsafeInRoutine(DasyncError, RuntimeError):
 
 class CallDepthExceeded(DasyncError, RecursionError):
     """Durable calls are nested deeper than ``MAX_CALL_DEPTH`` (runaway recursion)."""
+
+
+class RoutineFinished(DasyncError):
+    """A signal was sent to a routine that has finished: nothing will wait for it."""

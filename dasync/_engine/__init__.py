@@ -24,8 +24,10 @@ from ._model import Emit as Emit
 from ._model import FireTimer as FireTimer
 from ._model import Input as Input
 from ._model import Postpone as Postpone
+from ._model import Progress as Progress
 from ._model import Record as Record
 from ._model import Resolve as Resolve
+from ._model import Signal as Signal
 from ._model import Start as Start
 from ._model import StartTimer as StartTimer
 from ._model import Step as Step
@@ -45,9 +47,11 @@ __all__ = [
     "FireTimer",
     "Input",
     "Postpone",
+    "Progress",
     "Record",
     "Resolve",
     "RoutineInstance",
+    "Signal",
     "Start",
     "StartTimer",
     "Step",

@@ -45,8 +45,10 @@ from ._model import (
     Emit,
     FireTimer,
     Input,
+    Progress,
     Record,
     Resolve,
+    Signal,
     Start,
     StartTimer,
     Step,
@@ -171,6 +173,9 @@ class RoutineInstance:
         self.depth = 0
         self.steps = 0
         self.consumed: dict[str, int] = {}
+        self._signals: dict[str, deque[bytes]] = {}
+        """Signals received that nothing waited for yet, by name, oldest first."""
+        self._signal_waiters: dict[str, deque[asyncio.Future[bytes]]] = {}
         self.completion: Complete | None = None
         self.journal_bytes = 0
 
@@ -348,6 +353,32 @@ class RoutineInstance:
         seq = self._next_seq()
         self._issue(Emit(seq, event, payload, event_id(self.routine_id, self.service, seq)))
 
+    def progress(self, payload: bytes) -> None:
+        """Publish a progress update; clients read it once the current step commits."""
+        self._issue(Progress(self._next_seq(), payload))
+
+    def wait_signal(self, name: str) -> asyncio.Future[bytes]:
+        """The payload of the next signal ``name``: one received already (kept until asked
+        for), or the next to arrive. Cancelling the wait leaves later signals kept."""
+        if self._evicted or self._diverged is not None:
+            raise _Diverged()
+        fut: asyncio.Future[bytes] = self._loop.create_future()
+        kept = self._signals.get(name)
+        if kept:
+            fut.set_result(kept.popleft())
+        else:
+            self._signal_waiters.setdefault(name, deque()).append(fut)
+        return fut
+
+    def _deliver_signal(self, inp: Signal) -> None:
+        waiters = self._signal_waiters.get(inp.name)
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():  # a wait cancelled (a deadline passed) takes nothing
+                fut.set_result(inp.payload)
+                return
+        self._signals.setdefault(inp.name, deque()).append(inp.payload)
+
     def time(self) -> float:
         """The routine's clock: the time its current input arrived."""
         return self._loop.time()
@@ -410,6 +441,8 @@ class RoutineInstance:
         elif isinstance(inp, Cancel):
             if self._main is not None and not self._main.done():
                 self._main.cancel()
+        elif isinstance(inp, Signal):
+            self._deliver_signal(inp)
         try:
             while True:
                 await self._loop.run_until_idle()

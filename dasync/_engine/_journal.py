@@ -40,8 +40,10 @@ from ._model import (
     FireTimer,
     Input,
     Postpone,
+    Progress,
     Record,
     Resolve,
+    Signal,
     Start,
     StartTimer,
     Step,
@@ -87,6 +89,7 @@ _INPUTS = (
     _Kind("reply", Resolve, ("seq", "ok", "at"), ("payload",)),
     _Kind("timer", FireTimer, ("seq", "at")),
     _Kind("cancel", Cancel, ("at", "id")),
+    _Kind("signal", Signal, ("name", "id", "at"), ("payload",)),
 )
 
 _COMMANDS = (
@@ -95,6 +98,7 @@ _COMMANDS = (
     _Kind("timer", StartTimer, ("seq", "fire_at")),
     _Kind("rec", Record, ("seq", "kind", "value")),
     _Kind("emit", Emit, ("seq", "event", "event_id"), ("payload",)),
+    _Kind("progress", Progress, ("seq",), ("payload",)),
     _Kind("done", Complete, ("seq", "ok"), ("payload",)),
     _Kind("postpone", Postpone, ("attempt", "due", "error")),
 )

@@ -22,8 +22,10 @@ __all__ = [
     "FireTimer",
     "Input",
     "Postpone",
+    "Progress",
     "Record",
     "Resolve",
+    "Signal",
     "Start",
     "StartTimer",
     "Step",
@@ -55,11 +57,14 @@ class Start:
 
 def input_key(kind: str, seq: int = 0, cancel_id: str = "") -> str:
     """The key under which an input is consumed once (``Input.key``), from what a message
-    says it is: ``start``, ``reply:<seq>``, ``timer:<seq>``, ``cancel:<id>``, ``retry:<n>``."""
+    says it is: ``start``, ``reply:<seq>``, ``timer:<seq>``, ``cancel:<id>``, ``retry:<n>``,
+    ``signal:<id>`` (``cancel_id``: the cancel's or the signal's own id)."""
     if kind == "start":
         return kind
     if kind == "cancel":
         return f"cancel:{cancel_id}" if cancel_id else "cancel"
+    if kind == "signal":
+        return f"signal:{cancel_id}"
     return f"{kind}:{seq}"
 
 
@@ -103,7 +108,22 @@ class Cancel:
         return input_key("cancel", cancel_id=self.id)
 
 
-Input = Start | Resolve | FireTimer | Cancel
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A named signal sent to the routine (``dasync.signal``); ``id`` names this sending, so
+    one delivered twice is consumed once."""
+
+    name: str
+    id: str
+    payload: bytes
+    at: float
+
+    @property
+    def key(self) -> str:
+        return input_key("signal", cancel_id=self.id)
+
+
+Input = Start | Resolve | FireTimer | Cancel | Signal
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -176,6 +196,18 @@ class Emit:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """An update the routine published (``dasync.progress``): journaled with its step, so
+    clients read each once, in order, and a replay publishes nothing again."""
+
+    seq: int
+    payload: bytes
+
+    def describe(self) -> str:
+        return f"progress (seq {self.seq})"
+
+
+@dataclass(frozen=True, slots=True)
 class Complete:
     """The routine finished: its encoded result or failure."""
 
@@ -203,7 +235,7 @@ class Postpone:
         return f"retry {self.attempt} due at {self.due:.3f}"
 
 
-Command = Call | CancelCall | StartTimer | Record | Emit | Complete | Postpone
+Command = Call | CancelCall | StartTimer | Record | Emit | Progress | Complete | Postpone
 
 
 def difference(expected: Command, actual: Command) -> str | None:
@@ -232,6 +264,7 @@ _COMPARED: dict[type, tuple[str, ...]] = {
     StartTimer: ("fire_at",),
     Record: ("kind",),
     Emit: ("event", "payload"),
+    Progress: ("payload",),
     Complete: ("ok",),
     Postpone: (),
 }

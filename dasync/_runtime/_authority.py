@@ -12,7 +12,10 @@ whether that sender may claim it. One rule per message kind (``RULES``):
 * **reply**: only from the service the routine called at that sequence number,
   naming the callee routine the journal says it called;
 * **cancel**: from the routine's caller, or an operator;
-* **timer**, **retry**: from the service itself.
+* **timer**, **retry**: from the service itself;
+* **signal**: from anyone the transport lets reach the service (a client, an
+  operator, a service): a signal is news *for* a routine, which decides what it
+  accepts, and the routine takes each (sender, signal id) once.
 
 A refused message names the sender and what it claimed; it becomes a dead letter
 and changes nothing.
@@ -140,11 +143,20 @@ def _check_own(env: Envelope, routine: Routine) -> None:
         )
 
 
+def _check_signal(env: Envelope, routine: Routine) -> None:
+    if not env.signal or not env.signal_id or len(env.signal) > 128 or len(env.signal_id) > 200:
+        raise Refused(
+            f"{env.origin} sent a signal for {env.routine_id!r} without a valid name and id "
+            f"({env.signal!r}, {env.signal_id!r})"
+        )
+
+
 RULES: dict[str, Callable[[Envelope, Routine], None]] = {
     "reply": _check_reply,
     "cancel": _check_cancel,
     "timer": _check_own,
     "retry": _check_own,
+    "signal": _check_signal,
 }
 """The check of each kind of message addressed to an existing routine (``start`` is
 checked before the routine exists: ``check_start``)."""

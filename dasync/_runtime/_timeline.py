@@ -27,8 +27,10 @@ from .._engine import (
     Complete,
     Emit,
     FireTimer,
+    Progress,
     Record,
     Resolve,
+    Signal,
     Start,
     StartTimer,
     StepRecord,
@@ -177,6 +179,10 @@ def build_timeline(
             rows.append(Row(at, step, "fired", f"timer #{inp.seq} fired"))
         elif isinstance(inp, Cancel):
             rows.append(Row(at, step, "cancel", "cancel requested"))
+        elif isinstance(inp, Signal):
+            sender = inp.id.rpartition("/")[0] or "?"
+            text = f"signal {inp.name!r} = {summary(inp.payload)} from {sender}"
+            rows.append(Row(at, step, "signal", text))
         marker = record.postponed
         if marker is not None:
             rows.append(
@@ -238,6 +244,10 @@ def build_timeline(
                         "event",
                         f"#{command.seq} fired event {command.event}({summary(command.payload)})",
                     )
+                )
+            elif isinstance(command, Progress):
+                rows.append(
+                    Row(at, step, "progress", f"#{command.seq} progress {summary(command.payload)}")
                 )
             elif isinstance(command, Record):
                 rows.append(
@@ -383,7 +393,16 @@ def _draw(diagram: _Diagram, timeline: Timeline, me: str, depth: int) -> None:
             arrow = "-->>" if span.ok else "--x"
             inner = depth + (1 if compensating else 0)
             diagram.add(f"{target}{arrow}{me}: {_label(span.result)}", inner)
-        elif row.kind in ("timer", "fired", "cancel", "cancel-call", "event", "retry"):
+        elif row.kind in (
+            "timer",
+            "fired",
+            "cancel",
+            "cancel-call",
+            "event",
+            "retry",
+            "signal",
+            "progress",
+        ):
             inner = depth + (1 if compensating else 0)
             diagram.add(f"Note over {me}: {_label(row.text.lstrip('#0123456789 '))}", inner)
     if compensating:

@@ -58,7 +58,9 @@ DEPTH = "dasync-depth"
 CONTEXT = "dasync-context"
 CANCEL_ID = "dasync-cancel-id"
 CALLEE = "dasync-callee"
-KINDS = ("start", "reply", "timer", "cancel", "retry", "fire")
+SIGNAL = "dasync-signal"
+SIGNAL_ID = "dasync-signal-id"
+KINDS = ("start", "reply", "timer", "cancel", "retry", "fire", "signal")
 
 
 def callee_of(routine_id: str, command: Call | CancelCall) -> str:
@@ -86,6 +88,10 @@ class Envelope:
     cancel_id: str = ""
     callee: str = ""
     """A reply's: the routine of the callee that answers."""
+    signal: str = ""
+    """A signal's name."""
+    signal_id: str = ""
+    """A signal's own id (chosen by its sender: the same id twice is one signal)."""
     origin: Origin = field(default=UNKNOWN_ORIGIN)
     """Who sent it, as the transport vouches (never read from headers)."""
 
@@ -128,6 +134,8 @@ def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN) -> Envelope:
             context=h.get(CONTEXT, "").encode(),
             cancel_id=h.get(CANCEL_ID, ""),
             callee=h.get(CALLEE, ""),
+            signal=h.get(SIGNAL, ""),
+            signal_id=h.get(SIGNAL_ID, ""),
             origin=origin,
         )
     except ValueError as exc:
@@ -237,6 +245,20 @@ def cancel_message(callee_id: str, cancel_id: str, key: bytes = b"") -> Message:
     one cancel can be cancelled again)."""
     headers = {VERSION: WIRE_VERSION, KIND: "cancel", ROUTINE: callee_id, CANCEL_ID: cancel_id}
     return Message(message_id(f"cancel:{callee_id}:{cancel_id}", key), headers)
+
+
+def signal_message(routine_id: str, name: str, signal_id: str, payload: bytes) -> Message:
+    """A signal ``name`` for ``routine_id``; its message id is random (as a client's start),
+    and the routine takes each (sender, ``signal_id``) once."""
+    headers = {
+        VERSION: WIRE_VERSION,
+        KIND: "signal",
+        ROUTINE: routine_id,
+        SIGNAL: name,
+        SIGNAL_ID: signal_id,
+    }
+    _tracing.inject_current(headers)
+    return Message(f"signal:{signal_id}:{secrets.token_hex(8)}", headers, payload)
 
 
 EVENT = "dasync-event"

@@ -43,6 +43,7 @@ from .._engine import (
     Postpone,
     Resolve,
     RoutineInstance,
+    Signal,
     Start,
     StartTimer,
     Step,
@@ -457,6 +458,8 @@ class Worker:
             inp = Resolve(env.seq, env.ok, message.body, now)
         elif env.kind == "timer":
             inp = FireTimer(env.seq, now)
+        elif env.kind == "signal":
+            inp = Signal(env.signal, _signal_id(env), message.body, now)
         else:
             inp = Cancel(now, env.cancel_id)
 
@@ -1112,10 +1115,18 @@ def _body(hosted: HostedService, method_name: str) -> Any:
     return run
 
 
+def _signal_id(env: _wire.Envelope) -> str:
+    """A signal's id as the routine keeps it: its sender's id for it, scoped by the sender
+    (as the transport vouches), so no sender can take another's signal id first."""
+    return f"{_authority.encode_caller(env.origin)}/{env.signal_id}"
+
+
 def _input_key(env: _wire.Envelope) -> str:
     """The key of the input a message carries (``Input.key``), without decoding its body."""
     if env.kind == "retry":
         return input_key("retry", env.seq)
+    if env.kind == "signal":
+        return input_key("signal", cancel_id=_signal_id(env))
     return input_key(env.kind, env.seq, env.cancel_id)
 
 
