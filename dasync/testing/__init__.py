@@ -1,13 +1,16 @@
-"""Test helpers for code built on dasync: in-process runtimes, a virtual clock, fakes,
-and the conformance checks for transport and store implementations."""
+"""Test helpers for code built on dasync: in-process runtimes, a virtual clock, service
+instances for unit tests, and the conformance checks for transport and store
+implementations. ``docs/testing.md`` is the guide."""
 
 from ._clock import VirtualClock as VirtualClock
 from ._conformance import Backend as Backend
 from ._conformance import BackendFactory as BackendFactory
 from ._conformance import check_transport as check_transport
 from ._environment import NonDeterminismFound as NonDeterminismFound
-from ._environment import instantiate as instantiate
 from ._environment import runtime as runtime
+from ._unit import clock_of as clock_of
+from ._unit import fired as fired
+from ._unit import instantiate as instantiate
 
 __all__ = [
     "Backend",
@@ -15,6 +18,8 @@ __all__ = [
     "NonDeterminismFound",
     "VirtualClock",
     "check_transport",
+    "clock_of",
+    "fired",
     "instantiate",
     "runtime",
 ]

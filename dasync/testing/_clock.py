@@ -17,8 +17,11 @@ class VirtualClock:
     fire in deadline order.
     """
 
-    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+    def __init__(self, start: float = 1_767_225_600.0, *, poll: float = 0.001) -> None:
+        # start: 2026-01-01T00:00:00Z. poll: real seconds between idle checks; 0 checks on
+        # every turn of the event loop, for owners whose ``is_busy`` is exact
         self._now = start
+        self._poll = poll
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
         self._jumper: asyncio.Task[None] | None = None
@@ -50,7 +53,7 @@ class VirtualClock:
     async def _autojump(self) -> None:
         idle_rounds = 0
         while self._sleepers:
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001 if self.is_busy() else self._poll)
             self._sleepers = [s for s in self._sleepers if not s[2].done()]
             heapq.heapify(self._sleepers)
             if not self._sleepers:

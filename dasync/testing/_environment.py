@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from .._errors import ContractError, NonDeterminismError
-from .._event import EventSpec
-from .._injection import Container, Injector
-from .._proxy import make_proxy
+from .._errors import NonDeterminismError
+from .._injection import Container
 from .._runtime import Runtime
 from ..transports import MemoryBroker
 from ._clock import VirtualClock
 
-__all__ = ["NonDeterminismFound", "instantiate", "runtime"]
+__all__ = ["NonDeterminismFound", "runtime"]
 
 
 class NonDeterminismFound(NonDeterminismError):
@@ -68,31 +65,3 @@ async def runtime(
     if rt.worker.stats.diverged:
         # a divergence whose error some caller caught must still fail the test
         raise NonDeterminismFound(rt.worker.stats.diverged)
-
-
-class _IgnoredEvents:
-    """Events of the proxies ``instantiate`` injects: ``+=``/``-=`` are accepted and ignored
-    (call the handler yourself to test it); firing one is refused, as it goes nowhere."""
-
-    def subscribe(self, event: EventSpec, handler: Callable[..., Awaitable[Any]]) -> None:
-        pass
-
-    def unsubscribe(self, event: EventSpec, handler: Callable[..., Awaitable[Any]]) -> None:
-        pass
-
-    def publish(self, event: EventSpec, payload: bytes) -> asyncio.Future[None]:
-        raise ContractError(
-            f"{event.topic} was fired on a proxy of dasync.testing.instantiate(), which is not "
-            f"connected to a runtime; pass a fake for it, or use dasync.testing.runtime()"
-        )
-
-
-def instantiate(service_cls: type[S], **fakes: Any) -> S:
-    """An instance of ``service_cls`` for plain unit tests, with fakes injected by name.
-
-    Contract parameters not given as fakes get proxies, which refuse to be
-    called outside a routine, so a missing fake shows up as a clear error.
-    """
-    injector = Injector(lambda c: make_proxy(c, events=_IgnoredEvents()), dict(fakes))
-    obj: S = injector.construct(service_cls)  # type: ignore[assignment]
-    return obj
