@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from .._clock import SystemClock
-from .._errors import DasyncError
+from .._errors import DasyncError, RoutineFinished
 from .._failures import decode_failure
 from .._runtime import Client
 from .._runtime._index import STATUSES
@@ -58,7 +58,7 @@ exit status:
 
 
 def add_parsers(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """The five commands (one registration line in ``cli/__init__.py``)."""
+    """The six commands (one registration line in ``cli/__init__.py``)."""
     ls = _parser(commands, parents, "ls", "list routines from the index", LS_DESCRIPTION)
     ls.add_argument("service", metavar="SERVICE", nargs="?", help="only this service's")
     ls.add_argument("--method", help="only routines running this method")
@@ -74,7 +74,17 @@ def add_parsers(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     _routine_arguments(show)
     show.add_argument("--mermaid", action="store_true", help="a Mermaid sequence diagram")
     show.add_argument("--depth", type=int, default=3, help="levels of children shown (3)")
+    show.add_argument(
+        "--follow", action="store_true", help="then print its progress updates until it ends"
+    )
     show.set_defaults(handler=_command(_show, "show"))
+
+    signal = _parser(commands, parents, "signal", "send a routine a signal", SIGNAL_DESCRIPTION)
+    _routine_arguments(signal)
+    signal.add_argument("name", metavar="NAME", help="the signal's name")
+    signal.add_argument("value", metavar="JSON", help="its value, as JSON (true, 42, '\"x\"')")
+    signal.add_argument("--id", dest="signal_id", help="the signal's id: the same id is one signal")
+    signal.set_defaults(handler=_command(_signal, "signal"))
 
     cancel = _parser(commands, parents, "cancel", "cancel a routine", CANCEL_DESCRIPTION)
     _routine_arguments(cancel)
@@ -106,6 +116,13 @@ timers, cancels) with its time from the start, each call with its target,
 arguments, callee id, duration and result or error, retries, events fired and
 the completion; the timelines of the routines it called follow their calls.
 --mermaid prints a Mermaid sequence diagram instead (compensation shaded).
+"""
+
+SIGNAL_DESCRIPTION = """\
+Send a running routine the signal NAME with the value JSON; the routine takes it
+at 'await dasync.signal(NAME, type)' (now, or when it gets there: a signal sent
+before it waits is kept). A finished routine refuses it (exit 1). --id makes
+sending idempotent: a signal id is taken once.
 """
 
 CANCEL_DESCRIPTION = """\
@@ -258,6 +275,26 @@ async def _show(args: argparse.Namespace, client: Client, where: str) -> int:
     else:
         for line in render_text(timeline):
             out(line)
+    if args.follow:
+        async for n, update in client.progress(service, routine_id):
+            out(f"progress #{n}: {json.dumps(update)}")
+        record = await client.routine(service, routine_id)
+        if record is not None and record.outcome is not None:
+            out(f"{service}/{routine_id} {'completed' if record.outcome[0] else 'failed'}")
+    return EXIT_OK
+
+
+async def _signal(args: argparse.Namespace, client: Client, where: str) -> int:
+    service, routine_id = await _routine(args, client)
+    try:
+        value = json.loads(args.value)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"the value is not JSON ({exc}); quote strings: '\"text\"'") from None
+    try:
+        sent = await client.signal(service, routine_id, args.name, value, signal_id=args.signal_id)
+    except (LookupError, RoutineFinished) as exc:
+        raise CliError(str(exc)) from None
+    out(f"sent signal {args.name!r} to {service}/{routine_id} (id {sent})")
     return EXIT_OK
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+import dasync
+
 SEEN: dict[str, list[str]] = {"finally": [], "callee": []}
 """What the routines did: ``finally`` blocks that ran, how the callee ended."""
 GATE: dict[str, asyncio.Future[None]] = {}
@@ -99,3 +101,17 @@ class Breaking:
         self, service: str, routine_id: str, entries: int, reason: str, *, told: bool
     ) -> None:
         pass
+
+
+class Approver(Protocol):
+    async def approve(self, amount: int) -> str: ...
+
+
+class ApproverImpl(Approver):
+    """Reports its progress, then waits for a signal (``dasync signal``, ``show --follow``)."""
+
+    async def approve(self, amount: int) -> str:
+        dasync.progress({"stage": "asked", "amount": amount})
+        approved = await dasync.signal("approval", bool)
+        dasync.progress({"stage": "decided", "approved": approved})
+        return "approved" if approved else "rejected"

@@ -72,7 +72,15 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 @pytest_asyncio.fixture
 async def deployment(nats_session_server: Any) -> AsyncIterator[Deployment]:
-    from ._services import Breaking, FickleImpl, FlakyImpl, LeafImpl, SleeperImpl, WaiterImpl
+    from ._services import (
+        ApproverImpl,
+        Breaking,
+        FickleImpl,
+        FlakyImpl,
+        LeafImpl,
+        SleeperImpl,
+        WaiterImpl,
+    )
 
     shop = shop_module()
     url = nats_session_server.url
@@ -80,7 +88,7 @@ async def deployment(nats_session_server: Any) -> AsyncIterator[Deployment]:
     transport, store = await connect_nats(nats_options(url, namespace))
     services = [shop.PaymentService, shop.WarehouseService, shop.OnlineShop]
     runtime = dasync.Runtime(
-        [*services, SleeperImpl, WaiterImpl],
+        [*services, SleeperImpl, WaiterImpl, ApproverImpl],
         container=shop.container,
         transport=transport,
         store=store,

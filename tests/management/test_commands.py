@@ -12,7 +12,7 @@ import dasync
 from dasync._runtime._timeline import mermaid
 
 from ._mermaid import check_grammar, render_with_mermaid_cli
-from ._services import ARG, BROKEN, GATE, SEEN, Fickle, Flaky, Waiter
+from ._services import ARG, BROKEN, GATE, SEEN, Approver, Fickle, Flaky, Waiter
 from .conftest import Deployment, shop_module, until
 
 
@@ -170,3 +170,26 @@ async def test_retry_completes_a_dead_lettered_routine(deployment: Deployment) -
         assert json.loads(text)["status"] == "completed", text
     finally:
         BROKEN["Flaky"] = False
+
+
+async def test_signal_and_show_follow(deployment: Deployment) -> None:
+    client = deployment.runtime.client
+    handle = await client.start(Approver.approve, 250, routine_id="a1")
+
+    async def asked() -> bool:
+        return bool(await client.list_routines("Approver", status="running"))
+
+    await until(asked, "the routine waits for its signal")
+    code, text = await deployment.cli("signal", "a1", "approval", "maybe")
+    assert code == 1 and "not JSON" in text, text
+    code, text = await deployment.cli("signal", "Approver/a1", "approval", "true", "--id", "k1")
+    assert code == 0 and "sent signal 'approval' to Approver/a1 (id k1)" in text, text
+    assert await handle.result(timeout=20) == "approved"
+    code, text = await deployment.cli("show", "a1", "--follow")
+    assert code == 0, text
+    assert "signal 'approval' = true from client:" in text, text
+    assert 'progress #1: {"stage": "asked", "amount": 250}' in text, text
+    assert 'progress #2: {"stage": "decided", "approved": true}' in text, text
+    assert text.rstrip().endswith("Approver/a1 completed"), text
+    code, text = await deployment.cli("signal", "a1", "approval", "false")
+    assert code != 0 and "has finished" in text, text
