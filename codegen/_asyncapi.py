@@ -230,9 +230,7 @@ class _Builder:
         inbox_channel = f"{spec.name}.inbox"
         queue = f"{wire.INBOX_PREFIX}{identity}.{inbox}"
         self.channels[inbox_channel] = {
-            "address": _template(
-                naming.inbox_subject(queue, spec.name, ns), "identity", "inbox"
-            ),
+            "address": _template(naming.inbox_subject(queue, spec.name, ns), "identity", "inbox"),
             "title": f"replies of {spec.name} to clients",
             "description": f"Where {spec.name} publishes the outcome of a routine a client "
             f"started: the inbox `{wire.INBOX_PREFIX}<identity>.<inbox>` the call named in "

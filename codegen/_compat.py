@@ -362,8 +362,11 @@ class _SchemaDiff:
         fa, fb = _family(a), _family(b)
         if fa == "any" or fb == "any":
             if fa != fb:
-                self.add(path, "type-narrowed" if fa == "any" else "type-widened",
-                         f"{_label(a)} -> {_label(b)}")
+                self.add(
+                    path,
+                    "type-narrowed" if fa == "any" else "type-widened",
+                    f"{_label(a)} -> {_label(b)}",
+                )
             return
         if fa != fb:
             self.add(path, "type-changed", f"{_label(a)} -> {_label(b)}")
@@ -477,8 +480,9 @@ class _SchemaDiff:
             kind = "type-widened" if items_a is False else "type-narrowed"
             self.add(f"{path}[]", kind, "more items" if items_a is False else "no more items")
             return
-        self.schema({} if items_a is None else items_a, {} if items_b is None else items_b,
-                    f"{path}[]")
+        self.schema(
+            {} if items_a is None else items_a, {} if items_b is None else items_b, f"{path}[]"
+        )
 
 
 _NOTES = frozenset({"title", "description", "default", "examples", "$comment", "deprecated"})

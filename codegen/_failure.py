@@ -143,7 +143,9 @@ def exception_schema(
         "title": title,
         "type": "object",
         "properties": {
-            "type": {"const": name} if name else {
+            "type": {"const": name}
+            if name
+            else {
                 "type": "string",
                 "pattern": "^[^:]+:.+$",
                 "description": "the class, as module:qualname",

@@ -40,6 +40,10 @@ __all__ = [
     "ROUTES",
     "ROUTINE_ID",
     "ROUTINE_PATH",
+    "SIGNAL_PATH",
+    "PROGRESS_PATH",
+    "EVENT_STREAM",
+    "LAST_EVENT_ID",
     "SECURITY_SCHEMES",
     "Problem",
     "Route",
@@ -70,6 +74,11 @@ MAX_WAIT: Final = 300.0
 """The longest wait honoured; ``Preference-Applied`` says what was."""
 
 ROUTINE_PATH: Final = "/routines/{id}"
+SIGNAL_PATH: Final = "/routines/{id}/signals/{name}"
+PROGRESS_PATH: Final = "/routines/{id}/progress"
+EVENT_STREAM: Final = "text/event-stream"
+LAST_EVENT_ID: Final = "Last-Event-ID"
+"""Request (SSE): the last progress update a reconnecting reader saw; it gets the later ones."""
 OPENAPI_PATH: Final = "/openapi.json"
 DECLARED_ERROR_STATUS: Final = 422
 
@@ -186,6 +195,18 @@ PROBLEMS: tuple[Problem, ...] = (
         "the routine waited for was cancelled before it finished",
     ),
     Problem(
+        "invalid-value",
+        400,
+        "The body is not JSON",
+        "a signal's body (its value: any JSON) does not parse",
+    ),
+    Problem(
+        "routine-finished",
+        409,
+        "The routine has finished",
+        "a signal was sent to a routine that has finished: nothing would take it",
+    ),
+    Problem(
         "unsupported-media-type",
         415,
         "The request body must be application/json",
@@ -279,6 +300,30 @@ ROUTES: tuple[Route, ...] = (
         "cancel",
         "Cancel a routine (its status says when it has stopped)",
         (202,),
+        ("unknown-routine", "unavailable"),
+    ),
+    Route(
+        "POST",
+        SIGNAL_PATH,
+        "signal",
+        "Send a routine a signal (its value is the body); the routine takes it at "
+        "`await dasync.signal(name, type)`",
+        (202,),
+        (
+            "invalid-value",
+            "invalid-arguments",  # a malformed Idempotency-Key header, as on a call
+            "unknown-routine",
+            "routine-finished",
+            "unsupported-media-type",
+            "unavailable",
+        ),
+    ),
+    Route(
+        "GET",
+        PROGRESS_PATH,
+        "progress",
+        "The routine's progress updates as Server-Sent Events, until it finishes",
+        (200,),
         ("unknown-routine", "unavailable"),
     ),
     Route("GET", OPENAPI_PATH, "openapi", "This OpenAPI document", (200,), ()),

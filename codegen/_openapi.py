@@ -180,6 +180,7 @@ def _fire(event: EventSpec, secured: bool) -> dict[str, Any]:
 def _routine_paths(secured: bool) -> dict[str, Any]:
     by_name = {r.name: r for r in http.ROUTES}
     status, cancel, spec = by_name["status"], by_name["cancel"], by_name["openapi"]
+    signal, progress = by_name["signal"], by_name["progress"]
     routine = {"$ref": "#/components/parameters/RoutineId"}
     body = {http.JSON: {"schema": _ref("http.RoutineStatus")}}
     paths: dict[str, Any] = {
@@ -201,6 +202,63 @@ def _routine_paths(secured: bool) -> dict[str, Any]:
                 "responses": {
                     "202": {"description": "Cancellation requested.", "content": body},
                     **_problem_responses([_PROBLEMS[k] for k in cancel.problems], secured),
+                },
+            },
+        },
+        http.SIGNAL_PATH: {
+            "parameters": [routine, {"$ref": "#/components/parameters/SignalName"}],
+            "post": {
+                "operationId": "routines.signal",
+                "tags": ["routines"],
+                "summary": signal.summary,
+                "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+                "requestBody": {
+                    "required": True,
+                    "content": {http.JSON: {"schema": {"description": "the signal's value"}}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "The signal is on its way to the routine.",
+                        "content": {http.JSON: {"schema": _ref("http.Signalled")}},
+                    },
+                    **_problem_responses([_PROBLEMS[k] for k in signal.problems], secured),
+                },
+            },
+        },
+        http.PROGRESS_PATH: {
+            "parameters": [routine],
+            "get": {
+                "operationId": "routines.progress",
+                "tags": ["routines"],
+                "summary": progress.summary,
+                "description": "Each update is an event `id: <n>` (the n-th update from 1) "
+                "and `data: <the update's JSON>`; a final `event: end` carries the routine's "
+                f"status. Reconnect with `{http.LAST_EVENT_ID}: <n>` to get the updates after "
+                "the n-th.",
+                "parameters": [{"$ref": "#/components/parameters/LastEventId"}],
+                "responses": {
+                    "200": {
+                        "description": "The stream of updates.",
+                        "content": {
+                            http.EVENT_STREAM: {
+                                "schema": {
+                                    "description": "one Server-Sent Event",
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "string", "pattern": "^[0-9]+$"},
+                                        "event": {"const": "end"},
+                                        "data": {
+                                            "type": "string",
+                                            "description": "an update's JSON; with `end`, "
+                                            "the routine's status (as GET of its URL)",
+                                        },
+                                    },
+                                    "required": ["data"],
+                                }
+                            }
+                        },
+                    },
+                    **_problem_responses([_PROBLEMS[k] for k in progress.problems], secured),
                 },
             },
         },
@@ -273,6 +331,20 @@ def _parameters() -> dict[str, Any]:
             "routine the first one started (the same method and arguments, else 422).",
             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
         },
+        "SignalName": {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "description": "The signal's name, as the routine waits for it.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        },
+        "LastEventId": {
+            "name": http.LAST_EVENT_ID,
+            "in": "header",
+            "required": False,
+            "description": "The last update a reconnecting reader received (its `id`).",
+            "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+        },
         "RoutineId": {
             "name": "id",
             "in": "path",
@@ -308,6 +380,18 @@ def _http_schemas(
     }
     for cls in errors:
         schemas[_error_name(cls)] = _declared_problem(cls)
+    schemas["http.Signalled"] = {
+        "title": "signalled",
+        "description": "A signal sent to a routine.",
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "the routine"},
+            "signal": {"type": "string"},
+            "signal_id": {"type": "string"},
+            "status": {"const": "accepted"},
+        },
+        "required": ["id", "signal", "signal_id", "status"],
+    }
     schemas["http.Fired"] = {
         "title": "fired",
         "description": "A fire request the service has received.",

@@ -137,9 +137,7 @@ def schema_pool(contracts: Contracts) -> SchemaPool:
         pool[name] = schema
     for name, method in methods.items():
         pool[name] = _arguments(method, pool, contracts.method_doc(method))
-        pool[result_name(method)] = _titled(
-            pool[result_name(method)], f"{method.qualname} result"
-        )
+        pool[result_name(method)] = _titled(pool[result_name(method)], f"{method.qualname} result")
     errors: dict[str, type[BaseException]] = {}
     for spec in contracts.services:
         for method in _methods(spec):

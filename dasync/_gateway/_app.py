@@ -23,16 +23,16 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route, compile_path
 
 from .._contract import MethodSpec, ServiceSpec
-from .._errors import InvalidArguments, TransportError, UnknownService
+from .._errors import InvalidArguments, RoutineFinished, TransportError, UnknownService
 from .._event import EventSpec
 from .._runtime._client import Client, RoutineHandle, RoutineRecord
 from ..codegen import Contracts, contracts_of, contracts_of_module, dumps, openapi_document
 from ..codegen import _http as http
-from ._arguments import arguments_payload, event_payload
+from ._arguments import arguments_payload, event_payload, is_json
 from ._auth import Access, Authenticate, Authorize
 from ._ids import SECRET_VAR, PublicId, RoutineIds
 from ._prefer import decide
@@ -317,6 +317,68 @@ class Gateway:
                 ) from None
         return Response(self._status(found, method, record, href), 202, _JSON)
 
+    async def signal(self, request: Request) -> Response:
+        """``POST /routines/{id}/signals/{name}``: send the routine a signal whose value is
+        the body (any JSON); ``202`` once it is on its way."""
+        found, _method, _record = await self._routine(request, "signal")
+        name = request.path_params["name"]
+        client = self._client()
+        if not 1 <= len(name) <= 128:
+            raise HttpProblem(
+                "invalid-arguments",
+                "a signal's name is 1 to 128 characters",
+                members={"invalid-params": [{"name": "name", "reason": "1 to 128 characters"}]},
+            )
+        body = await _read_body(request, client.max_payload)
+        if not is_json(request.headers.get("content-type")):
+            raise HttpProblem("unsupported-media-type", "send the signal's value as JSON")
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HttpProblem("invalid-value", f"the body is not JSON ({exc})") from None
+        key = _idempotency_key(request.headers.get(http.IDEMPOTENCY_KEY))
+        public = self.ids.public(found.service, found.method, found.routine_id)
+        if key is None:
+            signal_id = self.ids.fresh()
+        else:  # the same key (of the same principal) is the same signal: taken once
+            principal = await self.access.principal(request.headers)
+            scope = "" if principal is None else str(principal)
+            signal_id = self.ids.keyed(scope, found.service, f"signals/{name}/{public}", key)
+        try:
+            await self._nats(
+                client.signal(found.service, found.routine_id, name, value, signal_id=signal_id),
+                "signalling",
+            )
+        except LookupError:
+            raise HttpProblem(
+                "unknown-routine", f"routine {public!r} has not started yet; try again"
+            ) from None
+        except RoutineFinished as exc:
+            raise HttpProblem("routine-finished", str(exc)) from None
+        answer = {"id": public, "signal": name, "signal_id": signal_id, "status": "accepted"}
+        return Response(orjson.dumps(answer), 202, _JSON)
+
+    async def progress(self, request: Request) -> Response:
+        """``GET /routines/{id}/progress``: the routine's progress updates as Server-Sent
+        Events (``id: n``), then ``event: end``; ``Last-Event-ID`` resumes after update n."""
+        found, method, _record = await self._routine(request, "status")
+        client = self._client()
+        last = request.headers.get(http.LAST_EVENT_ID, "")
+        after = int(last) if last.isdigit() and len(last) <= 12 else 0
+        href = self._href(request, self.ids.public(found.service, found.method, found.routine_id))
+
+        async def events() -> AsyncIterator[bytes]:
+            updates = client.progress(found.service, found.routine_id, after=after)
+            async for n, update in _until(updates, self._draining):
+                yield b"id: %d\ndata: %s\n\n" % (n, orjson.dumps(update))
+            if self._draining.is_set():
+                return  # the gateway stops: the reader reconnects with Last-Event-ID
+            record = await client.routine(found.service, found.routine_id)
+            yield b"event: end\ndata: " + self._status(found, method, record, href) + b"\n\n"
+
+        headers = {"cache-control": "no-store", "x-accel-buffering": "no"}
+        return StreamingResponse(events(), media_type=http.EVENT_STREAM, headers=headers)
+
     async def openapi(self, request: Request) -> Response:
         """``GET /openapi.json``: the document ``dasync codegen openapi`` writes."""
         return Response(self.document, 200, _JSON)
@@ -333,6 +395,8 @@ class Gateway:
             "status": self.status,
             "cancel": self.cancel,
             "openapi": self.openapi,
+            "signal": self.signal,
+            "progress": self.progress,
         }
         routes: list[BaseRoute] = [
             Route(r.path, _answering(handlers[r.name]), methods=[r.method], name=r.name)
@@ -363,6 +427,32 @@ class Gateway:
         )
         app.state.gateway = self
         return app
+
+
+async def _until(updates: AsyncIterator[T], stop: asyncio.Event) -> AsyncIterator[T]:
+    """``updates`` until ``stop`` is set (a drain), even while none comes; closed at the end
+    however it ends (the reader went away: Starlette closes this generator)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    following: asyncio.Future[T] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(updates))
+            await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stopped.cancel()
+        if following is not None and not following.done():
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+        aclose = getattr(updates, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 _CANCELLED_TYPE = next(p.type for p in http.PROBLEMS if p.key == "routine-cancelled")

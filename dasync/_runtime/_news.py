@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .._codec import decode_value, encode_value
-from .._engine import Progress, check_user_id, completion_of, decode_step
+from .._engine import Progress, Signal, check_user_id, completion_of, decode_step
 from .._errors import RoutineFinished
 from . import _wire
+from ._authority import encode_caller
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -37,8 +38,9 @@ async def send_signal(
     """Send signal ``name`` with ``value`` to a routine of ``service``; the signal's id.
 
     ``LookupError`` for a routine that has no journal (never started, or removed after
-    the retention), ``RoutineFinished`` for one that has finished. ``signal_id`` (default:
-    a new one) makes sending idempotent: the routine takes one id once.
+    the retention), ``RoutineFinished`` for one that has finished (unless it took this
+    very signal before: sending it again is idempotent). ``signal_id`` (default: a new
+    one) makes sending idempotent: the routine takes one id once.
     """
     if not name or len(name) > 128:
         raise ValueError("a signal's name is 1 to 128 characters")
@@ -48,6 +50,10 @@ async def send_signal(
     if not entries:
         raise LookupError(f"no routine {routine_id!r} of {service} to signal (no journal)")
     if completion_of([decode_step(e) for e in entries[-1:]]) is not None:
+        mine = f"{encode_caller(client.origin)}/{signal_id}"
+        if any(isinstance((r := decode_step(e)).input, Signal) and r.input.id == mine
+               for e in entries):  # fmt: skip
+            return signal_id  # sent again after it was taken: idempotent, not an error
         raise RoutineFinished(
             f"routine {routine_id!r} of {service} has finished; signal {name!r} would "
             f"reach nothing"
@@ -65,9 +71,11 @@ async def read_progress(
     after: int = 0,
     kind: Any = Any,
     poll: float = 0.2,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[int, Any]]:
     """``(n, update)`` for each progress update of the routine, the ``n``-th from 1, those
-    after ``after`` only, until the routine finishes; reconnect with the last ``n`` seen."""
+    after ``after`` only, until the routine finishes (or ``stop`` is set); reconnect with
+    the last ``n`` seen."""
     seen, n, read = after, 0, 0
     while True:
         entries = await client._store.load(service, routine_id)
@@ -82,6 +90,12 @@ async def read_progress(
                         seen = n
                         yield n, decode_value(kind, command.payload, what="progress update")
         read = len(entries)
-        if finished:
+        if finished or (stop is not None and stop.is_set()):
             return
-        await asyncio.sleep(poll)
+        if stop is None:
+            await asyncio.sleep(poll)
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), poll)
+            except TimeoutError:
+                pass

@@ -57,6 +57,10 @@ class Store(Protocol):
         """Raise an exception no contract declares."""
         ...
 
+    async def approve(self, amount: int) -> str:
+        """Report progress, wait for the signal ``approval``."""
+        ...
+
 
 @dataclass
 class Seen:
@@ -97,6 +101,12 @@ class StoreService(Store):
 
     async def crash(self) -> int:
         return {"a": 1}["b"]
+
+    async def approve(self, amount: int) -> str:
+        dasync.progress({"asked": amount})
+        approved = await dasync.signal("approval", bool)
+        dasync.progress({"approved": approved})
+        return "approved" if approved else "rejected"
 
 
 @dasync.service

@@ -195,5 +195,5 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_schema(shop:
     cases = re.search(r"(\d+) generated, (\d+) passed", report)
     assert cases and cases[1] == cases[2] and int(cases[1]) > 100, report[-3000:]
     tested = re.search(r"Tested: (\d+)", report)
-    # 5 methods, the external event and the two routine routes
-    assert tested and int(tested[1]) == 8, report[-3000:]
+    # 5 methods, the external event, the routine's status and cancel, signals, progress
+    assert tested and int(tested[1]) == 10, report[-3000:]
