@@ -1,0 +1,348 @@
+"""Durable timers at scale: many routines asleep at once, every worker killed meanwhile.
+
+Run: ``python benchmarks/timers.py`` (about 90 s at the defaults: 10,000 routines,
+2 worker processes). ``docs/benchmarks.md`` ("Durable timers at scale") has the
+figures and what limits them.
+
+What it does, on a fresh ``nats-server`` (JetStream, file storage in a temporary
+directory, fsync before ack, a free port on 127.0.0.1):
+
+1. starts ``--workers`` processes, each ``dasync run benchmarks/_timers_service.py
+   --nats URL``;
+2. starts ``--routines`` routines ``Sleeper.nap(due)`` (in random order), their due
+   times spread evenly from ``--first`` to ``--first + --window`` seconds after the
+   first start; each sleeps until its due time and returns how late it woke;
+3. waits until every start is committed (one journal entry per routine, no message
+   pending or unacknowledged: the routines are suspended, their timers are schedules
+   on the server), reads each worker's RSS, then measures the CPU the workers and
+   nats-server use for ``--idle`` seconds while everything sleeps (``/proc/<pid>/stat``);
+4. ``kill -9``s every worker and starts as many new ones;
+5. collects every result: lateness (seconds after the due time that a worker processed
+   the timer, as journaled) p50/p99/max; routines lost (no result) and routines whose
+   code after the sleep ran twice (the service logs one effect per execution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import nats
+from _timers_service import Sleeper
+
+import dasync
+from dasync.testing._nats_server import NatsServer
+
+SERVICE_FILE = HERE / "_timers_service.py"
+SERVICE = "Sleeper"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process (seconds), from /proc/<pid>/stat (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Resident set size (MB) from /proc/<pid>/statm."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_KB / 1024
+    except OSError:
+        return 0.0
+
+
+@dataclass
+class Workers:
+    """The ``dasync run`` worker processes, their logs in ``workdir``."""
+
+    url: str
+    workdir: Path
+    ack_wait: float | None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    spawned: int = 0
+
+    def spawn(self, n: int) -> list[subprocess.Popen[bytes]]:
+        env = dict(os.environ, DASYNC_TIMERS_EFFECTS=str(self.workdir))
+        if self.ack_wait is not None:
+            env["DASYNC_NATS_ACK_WAIT"] = str(self.ack_wait)
+        new = []
+        for _ in range(n):
+            self.spawned += 1
+            with open(self.workdir / f"worker-{self.spawned}.log", "wb") as log:
+                new.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "dasync", "run", str(SERVICE_FILE),
+                         "--nats", self.url, "--quiet"],
+                        cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    )  # fmt: skip
+                )
+        self.procs = [p for p in self.procs if p.poll() is None] + new
+        return new
+
+    def kill(self) -> None:
+        """``kill -9`` every worker, and wait until each is gone."""
+        for p in self.procs:
+            p.send_signal(signal.SIGKILL)
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def check(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"worker {p.pid} exited with status {p.returncode}")
+
+
+class Server:
+    """JetStream's view of the service: stream and consumer state (nats-py's JSM API)."""
+
+    def __init__(self, nc: nats.NATS) -> None:
+        self.jsm = nc.jsm()
+
+    async def waiting(self) -> int:
+        """Pull requests waiting on the work consumer: one per live, idle worker."""
+        try:
+            info = await self.jsm.consumer_info(f"DASYNC_{SERVICE}_WORK", "workers")
+        except Exception:  # not created yet
+            return 0
+        return int(info.num_waiting or 0)
+
+    async def state(self) -> tuple[int, int, int, int]:
+        """(journal entries, work stream messages, consumer pending, unacknowledged)."""
+        journal = await self.jsm.stream_info(f"DASYNC_{SERVICE}_JOURNAL")
+        work = await self.jsm.stream_info(f"DASYNC_{SERVICE}_WORK")
+        consumer = await self.jsm.consumer_info(f"DASYNC_{SERVICE}_WORK", "workers")
+        return (
+            journal.state.messages,
+            work.state.messages,
+            consumer.num_pending or 0,
+            consumer.num_ack_pending or 0,
+        )
+
+
+async def until(what: str, check, timeout: float, poll: float = 0.2) -> float:  # type: ignore[no-untyped-def]
+    """Wait until ``await check()`` is true; the seconds it took."""
+    began = time.monotonic()
+    while not await check():
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        await asyncio.sleep(poll)
+    return time.monotonic() - began
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def run(args: argparse.Namespace) -> int:
+    n = args.routines
+    workdir = Path(tempfile.mkdtemp(prefix="dasync-timers-"))
+    rows: list[tuple[str, str]] = []
+
+    def row(label: str, value: str) -> None:
+        rows.append((label, value))
+        print(f"  {label}: {value}", flush=True)
+
+    with NatsServer(store_dir=workdir / "nats", sync=args.sync) as server:
+        nc = await nats.connect(server.url)
+        js = Server(nc)
+        workers = Workers(server.url, workdir, args.ack_wait)
+        try:
+            workers.spawn(args.workers)
+            took = await until(
+                "workers ready", lambda: _ready(js, workers, args.workers), 60, poll=0.1
+            )
+            print(f"{args.workers} workers ready in {took:.1f} s", flush=True)
+            async with dasync.connect(server.url) as client:
+                t0 = time.time()
+                dues = [t0 + args.first + args.window * i / max(1, n - 1) for i in range(n)]
+                order = list(range(n))
+                random.Random(1).shuffle(order)
+                sem = asyncio.Semaphore(args.concurrency)
+                handles: dict[str, dasync.RoutineHandle[float]] = {}
+
+                async def start(i: int) -> None:
+                    async with sem:
+                        rid = f"nap-{i}"
+                        handles[rid] = await client.start(Sleeper.nap, dues[i], routine_id=rid)
+
+                await asyncio.gather(*(start(i) for i in order))
+                sent = time.time() - t0
+
+                async def committed() -> bool:
+                    workers.check()
+                    entries, stored, pending, unacked = await js.state()
+                    return entries >= n and pending == 0 and unacked == 0 and stored >= n
+
+                await until("starts committed", committed, args.first)
+                done = time.time() - t0
+                entries, stored, _, _ = await js.state()
+                print(f"{n} starts sent in {sent:.1f} s, all committed after {done:.1f} s "
+                      f"({entries} journal entries, {stored} schedules stored)", flush=True)  # fmt: skip
+                row("starts sent / committed", f"{sent:.1f} s / {done:.1f} s ({n / done:.0f}/s)")
+                rss = [proc_rss_mb(p.pid) for p in workers.procs]
+                row("worker RSS after the starts", " + ".join(f"{r:.0f}" for r in rss) + " MB")
+
+                # everything sleeps: CPU of the workers and of nats-server
+                pids = [p.pid for p in workers.procs]
+                assert server.pid is not None
+                c0 = [proc_cpu(p) for p in pids]
+                s0, w0 = proc_cpu(server.pid), time.monotonic()
+                await asyncio.sleep(args.idle)
+                c1 = [proc_cpu(p) for p in pids]
+                s1, wall = proc_cpu(server.pid), time.monotonic() - w0
+                idle = [(b - a) / wall * 100 for a, b in zip(c0, c1, strict=True)]
+                row(f"CPU while sleeping, {wall:.0f} s (workers)",
+                    " + ".join(f"{c:.2f}" for c in idle) + " % of a core")  # fmt: skip
+                row("CPU while sleeping (nats-server)", f"{(s1 - s0) / wall * 100:.2f} % of a core")
+
+                # kill -9 every worker mid-sleep, start new ones
+                killed_at = time.time() - t0
+                if killed_at > args.first:
+                    print(f"WARNING: the kill comes {killed_at - args.first:.1f} s after the "
+                          "first timer was due: raise --first", flush=True)  # fmt: skip
+                workers.kill()
+                began = time.monotonic()
+                workers.spawn(args.workers)
+                await until(
+                    "new workers ready", lambda: _ready(js, workers, args.workers), 60, poll=0.1
+                )
+                back = time.monotonic() - began
+                row("kill -9 of every worker", f"at +{killed_at:.1f} s; new ones ready in {back:.1f} s")
+                c_new = [proc_cpu(p.pid) for p in workers.procs]
+
+                # collect: results arrive at this client's inbox as the timers fire
+                deadline = t0 + args.first + args.window + args.grace
+                await asyncio.sleep(max(0.0, t0 + args.first + args.window - time.time()))
+                results: dict[str, float] = {}
+
+                async def collect(rid: str, handle: dasync.RoutineHandle[float]) -> None:
+                    try:
+                        results[rid] = await handle.result(
+                            timeout=max(1.0, deadline - time.time())
+                        )
+                    except TimeoutError:
+                        pass
+
+                await asyncio.gather(*(collect(r, h) for r, h in handles.items()))
+                finished = time.time() - t0
+                wake_cpu = sum(proc_cpu(p.pid) - c for p, c in zip(workers.procs, c_new, strict=True))
+
+                late = list(results.values())
+                effects = _effects(workdir)
+                twice = sum(1 for c in effects.values() if c > 1)
+                entries, stored, _, _ = await js.state()
+                lost = n - len(results)
+                if late:
+                    row("lateness p50 / p99 / max",
+                        f"{percentile(late, 0.5):.3f} / {percentile(late, 0.99):.3f} / "
+                        f"{max(late):.3f} s")  # fmt: skip
+                    row("woke within 1 s", f"{sum(1 for x in late if x <= 1.0)} of {n}")
+                    row("early (negative lateness)", str(sum(1 for x in late if x < 0)))
+                row("worker CPU while waking (new workers, incl. start-up)",
+                    f"{wake_cpu:.1f} s ({wake_cpu / max(1, len(late)) * 1000:.2f} ms per routine)")  # fmt: skip
+                row("lost (no result)", str(lost))
+                row("ran twice (effects > 1)", str(twice))
+                row("no effect logged", str(n - len(effects)))
+                row("journal entries / schedules left", f"{entries} (expected {2 * n}) / {stored}")
+                print(f"all results after +{finished:.1f} s", flush=True)
+        finally:
+            workers.stop()
+            await nc.close()
+    report(args, rows)
+    ok = lost == 0 and twice == 0
+    return 0 if ok else 1
+
+
+async def _ready(js: Server, workers: Workers, count: int) -> bool:
+    workers.check()
+    return await js.waiting() >= count
+
+
+def _effects(workdir: Path) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    for path in workdir.glob("effects-*.log"):
+        for line in path.read_text().splitlines():
+            if line:
+                counts[line.split()[0]] += 1
+    return counts
+
+
+def report(args: argparse.Namespace, rows: list[tuple[str, str]]) -> None:
+    print()
+    print(f"{args.routines} routines due from +{args.first:g} to +{args.first + args.window:g} s, "
+          f"{args.workers} worker processes, sync={args.sync}, ack_wait="
+          f"{args.ack_wait if args.ack_wait is not None else 'default'}; "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    width = max(len(label) for label, _ in rows)
+    print(f"| {'measure':<{width}} | value |")
+    print(f"| {'-' * width} | --- |")
+    for label, value in rows:
+        print(f"| {label:<{width}} | {value} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--routines", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--first", type=float, default=45.0,
+                        help="seconds after the first start that the first routine is due")  # fmt: skip
+    parser.add_argument("--window", type=float, default=10.0,
+                        help="seconds over which the due times are spread")  # fmt: skip
+    parser.add_argument("--idle", type=float, default=8.0,
+                        help="seconds of CPU measurement while everything sleeps")  # fmt: skip
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="seconds after the last due time to wait for results")  # fmt: skip
+    parser.add_argument("--concurrency", type=int, default=256, help="starts in flight")
+    parser.add_argument("--ack-wait", type=float, default=None,
+                        help="the workers' DASYNC_NATS_ACK_WAIT (default: dasync's)")  # fmt: skip
+    parser.add_argument("--sync", default="always",
+                        help="nats-server's sync_interval ('always': fsync before ack)")  # fmt: skip
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
