@@ -42,6 +42,8 @@ from ._errors import UnsafeInRoutine as UnsafeInRoutine
 from ._event import Event as Event
 from ._event import ExternalEvent as ExternalEvent
 from ._io import io as io
+from ._patching import deprecate_patch as deprecate_patch
+from ._patching import patched as patched
 from ._progress import progress as progress
 from ._retry import RetryPolicy as RetryPolicy
 from ._retry import retry as retry
@@ -119,9 +121,11 @@ __all__ = [
     "call_id",
     "connect",
     "contract",
+    "deprecate_patch",
     "gateway_app",
     "io",
     "now",
+    "patched",
     "progress",
     "propagate",
     "raises",

@@ -18,6 +18,7 @@ from ._contract import JournalStore as JournalStore
 from ._contract import Message as Message
 from ._contract import Origin as Origin
 from ._contract import PurgeReport as PurgeReport
+from ._contract import Redelivery as Redelivery
 from ._contract import Retention as Retention
 from ._contract import RoutineEntry as RoutineEntry
 from ._contract import RoutineIndex as RoutineIndex
@@ -48,6 +49,7 @@ __all__ = [
     "Message",
     "Origin",
     "PurgeReport",
+    "Redelivery",
     "Retention",
     "RoutineEntry",
     "RoutineIndex",

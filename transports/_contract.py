@@ -27,6 +27,7 @@ __all__ = [
     "Message",
     "Origin",
     "PurgeReport",
+    "Redelivery",
     "Retention",
     "RoutineEntry",
     "RoutineIndex",
@@ -312,6 +313,21 @@ class DeadLetters(Protocol):
 
     async def retry_dead_letter(self, queue: str, letter_id: str) -> None:
         """Re-queue the letter's message (under a new message id) and forget the letter."""
+
+
+@runtime_checkable
+class Redelivery(Protocol):
+    """Optional transport capability: hand a dead letter to a handler in place, as sent.
+
+    For a worker retrying routines parked by other code: the delivery has the letter's
+    message and its original sender (``Delivery.origin``), so the checks a worker makes
+    of a message apply as on its first delivery. ``ack`` forgets the letter; ``term``
+    keeps it with the new reason; ``nak`` keeps it as it was.
+    """
+
+    async def redeliver_dead_letter(
+        self, queue: str, letter: DeadLetter, handler: Handler
+    ) -> None: ...
 
 
 @runtime_checkable

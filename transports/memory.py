@@ -299,6 +299,44 @@ class _MemoryDelivery:
             broker.dead_origins.append(self._entry.origin)
 
 
+class _LetterDelivery:
+    """A dead letter handed back (``Redelivery``): settling it settles the letter."""
+
+    def __init__(self, broker: MemoryBroker, index: int, message: Message) -> None:
+        self._broker, self._index, self._message = broker, index, message
+        self._settled = False
+
+    @property
+    def message(self) -> Message:
+        return self._message
+
+    @property
+    def attempt(self) -> int:
+        return 1
+
+    @property
+    def origin(self) -> Origin:
+        return self._broker.dead_origins[self._index]
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            q, _message, reason = self._broker.dead[self._index]
+            self._broker.dead[self._index] = (q, None, reason)  # type: ignore[assignment]
+
+    async def nak(self, delay: float = 0.0) -> None:
+        self._settled = True
+
+    async def in_progress(self) -> None:
+        pass
+
+    async def term(self, reason: str) -> None:
+        if not self._settled:
+            self._settled = True
+            q, message, _old = self._broker.dead[self._index]
+            self._broker.dead[self._index] = (q, message, reason)
+
+
 class _Consumer:
     def __init__(
         self, broker: MemoryBroker, queue: str, handler: Handler, concurrency: int
@@ -434,6 +472,14 @@ class MemoryTransport:
         retried = Message(f"{message.msg_id}~retry{letter_id}", message.headers, message.body)
         self.broker.publish(queue, retried, self.broker.dead_origins[int(letter_id)])
         self.broker.dead[int(letter_id)] = (q, None, reason)  # type: ignore[assignment]
+
+    async def redeliver_dead_letter(self, queue: str, letter: DeadLetter, handler: Handler) -> None:
+        """``Redelivery``: the letter, from its first sender, to ``handler``."""
+        index = int(letter.id)
+        q, message, _reason = self.broker.dead[index]
+        if q != queue or message is None:
+            raise LookupError(f"no dead letter {letter.id!r} in {queue!r}")
+        await handler(_LetterDelivery(self.broker, index, message))
 
     async def close(self) -> None:
         for consumer in self._consumers:

@@ -330,6 +330,26 @@ class RoutineInstance:
         self._issue(Record(seq, kind, value))
         return value
 
+    def patched(self, change: str, *, record: bool = True) -> bool:
+        """Whether this routine takes the new path of ``change`` here (``dasync.patched``).
+
+        Live, it does, and a marker (``Record`` of kind ``patch:<change>``) says so in the
+        journal; replaying, it does only where the journal has that marker, so steps
+        committed by the code before the change replay the old path. ``record=False``
+        (``dasync.deprecate_patch``) writes no marker but still reads one back.
+        """
+        kind = f"patch:{change}"
+        if self._expected is not None:
+            head = self._expected[0] if self._expected else None
+            if isinstance(head, Record) and head.kind == kind and head.seq == self._seq + 1:
+                self._next_seq()
+                self._out.append(self._expected.popleft())
+                return True
+            return False
+        if record:
+            self._issue(Record(self._next_seq(), kind, True))
+        return True
+
     @property
     def random(self) -> random.Random:
         """The routine's own generator, seeded from its journaled start: same on replay."""

@@ -3,7 +3,7 @@
 Format 2 (current)::
 
     entry  = header "\\n" blobs
-    header = [2, INPUT, [COMMAND, ...]]                    (compact JSON, one line)
+    header = [2, INPUT, [COMMAND, ...](, CODE)]            (compact JSON, one line)
     INPUT, COMMAND = [tag, field, ..., blob length, ...]
 
 e.g. ``[2,["reply",3,true,1767225600.0,4],[["call",4,"Leaf","step","r/S.m.4",8,0]]]``.
@@ -13,6 +13,11 @@ newline, in the order the header names them (the input's first, then each
 command's). So a payload comes back byte for byte — an integer above 2**64
 stays an integer, a payload that is not JSON at all cannot corrupt the entry —
 and replay can compare what it issues against exactly what was recorded.
+
+``CODE``, when present, names the version of the code that committed the step
+(``Runtime(code_version=)``, by default the contract's version and a digest of
+the service's module): what changed when a replay diverges, and which parked
+routines a new deployment should try again.
 
 Format 1 (journals written before) embedded payloads as JSON values; it is
 still read, so routines in flight across an upgrade resume.
@@ -108,8 +113,8 @@ _INPUT_TAGS = {k.tag: k for k in _INPUTS}
 _COMMAND_TAGS = {k.tag: k for k in _COMMANDS}
 
 
-def encode_step(step: Step | StepRecord) -> bytes:
-    """One journal entry for ``step``."""
+def encode_step(step: Step | StepRecord, code: str = "") -> bytes:
+    """One journal entry for ``step``, committed by the code version ``code``."""
     blobs: list[bytes] = []
     kinds = _BY_CLASS
     inp = step.input
@@ -117,7 +122,8 @@ def encode_step(step: Step | StepRecord) -> bytes:
     rows = []
     for command in step.commands:
         rows.append(kinds[type(command)].row(command, blobs))
-    head = orjson.dumps((FORMAT, first, rows), default=_plain_mapping)
+    header = (FORMAT, first, rows, code) if code else (FORMAT, first, rows)
+    head = orjson.dumps(header, default=_plain_mapping)
     return b"".join((head, b"\n", *blobs))
 
 
@@ -133,9 +139,12 @@ def decode_step(data: bytes) -> StepRecord:
     try:
         if not sep:
             return _decode_v1(orjson.loads(head))
-        version, raw_input, raw_commands = orjson.loads(head)
-        if version != FORMAT:
+        version, raw_input, raw_commands, *rest = orjson.loads(head)
+        if version != FORMAT or len(rest) > 1:
             raise ValueError(f"unknown journal format {version!r}")
+        code = rest[0] if rest else ""
+        if not isinstance(code, str):
+            raise ValueError(f"code version {code!r} is not text")
         reader = _Blobs(memoryview(tail))
         inp = _item(raw_input, _INPUT_TAGS, reader)
         commands = tuple(_item(c, _COMMAND_TAGS, reader) for c in raw_commands)
@@ -143,7 +152,7 @@ def decode_step(data: bytes) -> StepRecord:
             raise ValueError(f"{reader.left} bytes after the last payload")
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MalformedMessage(f"journal entry is corrupt: {exc!r}") from None
-    return StepRecord(inp, commands)
+    return StepRecord(inp, commands, code)
 
 
 class _Blobs:

@@ -295,6 +295,8 @@ class StepRecord:
 
     input: Input
     commands: tuple[Command, ...]
+    code: str = field(default="", compare=False)
+    """The version of the code that committed it (``Worker`` sets it; empty before)."""
 
     @property
     def postponed(self) -> Postpone | None:

@@ -42,6 +42,7 @@ from ._events import not_external
 from ._index import RoutineFilter, find_entry, list_entries
 from ._news import read_progress, send_signal
 from ._timeline import Timeline, load_timeline
+from ._versions import journal_export
 
 __all__ = ["Client", "RoutineHandle", "RoutineRecord"]
 
@@ -364,6 +365,14 @@ class Client:
         message = _wire.fire_message(fire_id, event.name, payload, _wire.client_fire_id(fire_id))
         await self._send(event.service, message, declare=True)
         return fire_id
+
+    async def export_journal(self, service: str, routine_id: str) -> dict[str, Any]:
+        """The routine's journal as JSON-ready data (``dasync show --export``), for
+        ``dasync.testing.replay`` to check new code against. ``LookupError`` if none."""
+        entries = await self._store.load(service, routine_id)
+        if not entries:
+            raise LookupError(f"routine {routine_id!r} of {service} has no journal")
+        return journal_export(service, routine_id, entries)
 
     async def signal(
         self,

@@ -26,6 +26,7 @@ from ._events import RuntimeEvents
 from ._index import IndexObserver
 from ._observe import RoutineObserver
 from ._retention import DEFAULT_RETENTION, Sweeper
+from ._versions import code_version
 from ._worker import HostedService, Worker
 
 __all__ = ["Runtime"]
@@ -57,6 +58,7 @@ class Runtime:
         retention: float | None = DEFAULT_RETENTION,
         observers: Sequence[RoutineObserver] = (),
         index: bool = True,
+        code_version: str | None = None,
     ) -> None:
         self.clock: Clock = clock or (broker.clock if broker else SystemClock())
         self.broker: MemoryBroker | None = broker
@@ -68,6 +70,9 @@ class Runtime:
         self.transport: Transport = transport
         self.store: JournalStore = store
         self.service_classes = list(services)
+        self.code_version = code_version
+        """What every journal entry these services commit names as the code's version
+        (default: the contract's version and a digest of the service's file)."""
         self.index: IndexObserver | None = None
         """Keeps the store's routine index (``dasync ls``), when the store has one."""
         if index and isinstance(store, RoutineIndex):
@@ -113,7 +118,7 @@ class Runtime:
             instance.__dict__[name] = self_call(method, bound)
         for name, event in spec.events.items():
             instance.__dict__[name] = hosted_event(event, self.events)
-        return HostedService(spec, instance)
+        return HostedService(spec, instance, code_version(cls, spec, self.code_version))
 
     def instance_of(self, cls: type) -> Any:
         """The hosted instance of a service class (for inspection in tests)."""

@@ -70,11 +70,13 @@ from ..transports import (
     Backlog,
     Claims,
     CrashCounter,
+    DeadLetters,
     Delivery,
     FailureNotes,
     JournalStore,
     Message,
     Origin,
+    Redelivery,
     Secrets,
     Subscription,
     Transport,
@@ -96,6 +98,7 @@ from ._disposition import (
 from ._fire import publish_fired
 from ._metrics import LAG_INTERVAL, WorkerMetrics
 from ._observe import Observers, RoutineObserver
+from ._versions import parked_by, parked_reason
 
 __all__ = ["HostedService", "Worker", "WorkerStats"]
 
@@ -112,6 +115,8 @@ _KILLED: list[RoutineInstance] = []
 class HostedService:
     spec: ServiceSpec
     instance: object
+    code: str = ""
+    """The version of the code hosted (``_versions.code_version``), journaled per step."""
 
 
 @dataclass
@@ -203,6 +208,7 @@ class Worker:
         self._lagging: list[tuple[str, Subscription]] = []
         """(service, subscription) of every consumer pulled from, for the lag gauge."""
         self._lag_task: asyncio.Task[None] | None = None
+        self._parked_task: asyncio.Task[None] | None = None
         self.lag_interval = LAG_INTERVAL
 
     async def start(self) -> None:
@@ -230,8 +236,32 @@ class Worker:
             self._subscriptions.append(sub)
             self._lagging.append((hosted.spec.name, sub))
         loop = asyncio.get_running_loop()
+        self._parked_task = loop.create_task(self._retry_all_parked())
         self._heartbeat_task = loop.create_task(self._keep_alive())
         self._lag_task = loop.create_task(self._sample_lag())
+
+    async def _retry_all_parked(self) -> None:
+        for hosted in self.services.values():
+            await self._retry_parked(hosted)
+
+    async def _retry_parked(self, hosted: HostedService) -> None:
+        """Routines parked by a divergence under other code get one try under this code
+        (a deploy of the fix resumes them; code that diverges too parks them again)."""
+        transport = self.transport
+        if not isinstance(transport, DeadLetters) or not isinstance(transport, Redelivery):
+            return
+        name = hosted.spec.name
+        handler = functools.partial(self._on_delivery, hosted)
+        try:
+            for letter in await transport.dead_letters(name):
+                by = parked_by(letter.reason)
+                if by is not None and by != hosted.code:
+                    _log.info("%s: retrying %s, parked by code %s, under code %s",
+                              name, letter.id, by, hosted.code)  # fmt: skip
+                    # in place, from its first sender: parked again if this code diverges
+                    await transport.redeliver_dead_letter(name, letter, handler)
+        except Exception as exc:  # the letters stay: 'dasync retry' still resumes them
+            _log.warning("%s: could not retry routines parked by other code: %r", name, exc)
 
     def kill(self) -> None:
         """Forget everything at once, as a crashed process would (tests)."""
@@ -485,7 +515,8 @@ class Worker:
                 delay = policy.delay(attempt)
                 error = f"{type(inst.failure).__name__}: {inst.failure}"[:500]
                 record = StepRecord(inp, (Postpone(attempt, now + delay, error),))
-                await self._append(name, inst.routine_id, encode_step(record), step.index)
+                entry = encode_step(record, hosted.code)
+                await self._append(name, inst.routine_id, entry, step.index)
                 if self.observers:
                     await self.observers.committed(
                         name, inst.routine_id, step.index, record, resent=False
@@ -520,7 +551,7 @@ class Worker:
         name = hosted.spec.name
         record = StepRecord(step.input, step.commands)
         try:
-            await self._append(name, inst.routine_id, encode_step(step), step.index)
+            await self._append(name, inst.routine_id, encode_step(step, hosted.code), step.index)
             if self.observers:
                 await self.observers.committed(
                     name, inst.routine_id, step.index, record, resent=False
@@ -677,7 +708,10 @@ class Worker:
             await delivery.ack()
             return
         self._first_errors.pop(msg_id, None)
-        self._reject(hosted, delivery.message, disposition.reason)
+        reason = disposition.reason
+        if outcome is Outcome.DIVERGED and not disposition.tell_caller:
+            reason = parked_reason(reason, hosted.code)  # a deploy of other code retries it
+        self._reject(hosted, delivery.message, reason)
         told = disposition.tell_caller and (outcome is not Outcome.TOO_LARGE or env.kind == "start")
         self.metrics.set_aside(hosted.spec.name, told=told, outcome=outcome.value)
         if trace is None and _tracing.enabled() and run is not None:
@@ -703,7 +737,7 @@ class Worker:
                 )
             except Exception as fail_exc:  # best effort: the dead letter keeps the facts
                 _log.warning("could not tell the caller of %s: %r", env.routine_id, fail_exc)
-        await delivery.term(disposition.reason)
+        await delivery.term(reason)
 
     async def _fail_caller(
         self,
@@ -765,10 +799,10 @@ class Worker:
         )
 
     def _stop_background(self) -> None:
-        for task in (self._heartbeat_task, self._lag_task):
+        for task in (self._heartbeat_task, self._lag_task, self._parked_task):
             if task is not None:
                 task.cancel()
-        self._heartbeat_task = self._lag_task = None
+        self._heartbeat_task = self._lag_task = self._parked_task = None
         self._lagging.clear()
 
     async def _sample_lag(self) -> None:
@@ -846,6 +880,26 @@ class Worker:
         self.stats.replayed_steps += len(records)
         await inst.replay(records)
         return inst
+
+    async def check_replay(self, service: str, routine_id: str, entries: Sequence[bytes]) -> int:
+        """Replay a journal against the code hosted here, committing and sending nothing;
+        the number of steps replayed. Raises ``NonDeterminismError`` where it diverges
+        (``dasync.testing.replay``: is a change safe for the routines in flight?)."""
+        hosted = self.services[service]
+        records = [decode_step(entry) for entry in entries]
+        first = records[0].input if records else None
+        if not isinstance(first, Start):
+            raise MalformedMessage(f"journal of {routine_id!r} does not begin with a start")
+        method = first.meta.get("method", "")
+        inst = RoutineInstance(
+            routine_id, service, method, _body(hosted, method), encode_failure,
+            context=dict(first.meta),
+        )  # fmt: skip
+        try:
+            await inst.replay(records)
+        finally:
+            inst.evict()
+        return len(records)
 
     def _new_instance(
         self, hosted: HostedService, routine_id: str, start: Start

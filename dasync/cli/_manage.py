@@ -77,7 +77,19 @@ def add_parsers(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     show.add_argument(
         "--follow", action="store_true", help="then print its progress updates until it ends"
     )
+    show.add_argument(
+        "--export", action="store_true", help="print the journal for dasync.testing.replay"
+    )
     show.set_defaults(handler=_command(_show, "show"))
+
+    export = _parser(
+        commands, parents, "export", "export journals for dasync.testing.replay", EXPORT_DESC
+    )
+    export.add_argument("service", metavar="SERVICE", help="the service whose routines")
+    export.add_argument("--status", default="running", help="routines in this status (running)")
+    export.add_argument("--method", help="only routines running this method")
+    export.add_argument("--limit", type=int, default=1000, help="at most this many (0: all)")
+    export.set_defaults(handler=_command(_export, "export"))
 
     signal = _parser(commands, parents, "signal", "send a routine a signal", SIGNAL_DESCRIPTION)
     _routine_arguments(signal)
@@ -116,6 +128,13 @@ timers, cancels) with its time from the start, each call with its target,
 arguments, callee id, duration and result or error, retries, events fired and
 the completion; the timelines of the routines it called follow their calls.
 --mermaid prints a Mermaid sequence diagram instead (compensation shaded).
+"""
+
+EXPORT_DESC = """\
+Print the journals of a service's routines, one JSON object per line, for
+dasync.testing.replay to check a code change against before it is deployed
+(docs/testing.md): by default every running routine (those a deploy would
+resume under the new code). Found through the routine index.
 """
 
 SIGNAL_DESCRIPTION = """\
@@ -269,6 +288,9 @@ def _took(seconds: float) -> str:
 
 async def _show(args: argparse.Namespace, client: Client, where: str) -> int:
     service, routine_id = await _routine(args, client)
+    if args.export:
+        out(json.dumps(await client.export_journal(service, routine_id)))
+        return EXIT_OK
     timeline = await client.timeline(service, routine_id, depth=max(0, args.depth))
     if args.mermaid:
         out(mermaid(timeline).rstrip("\n"))
@@ -281,6 +303,23 @@ async def _show(args: argparse.Namespace, client: Client, where: str) -> int:
         record = await client.routine(service, routine_id)
         if record is not None and record.outcome is not None:
             out(f"{service}/{routine_id} {'completed' if record.outcome[0] else 'failed'}")
+    return EXIT_OK
+
+
+async def _export(args: argparse.Namespace, client: Client, where: str) -> int:
+    if args.status not in STATUSES:
+        raise CliError(f"--status {args.status}: one of {', '.join(STATUSES)}", EXIT_USAGE)
+    entries = await client.list_routines(
+        args.service, method=args.method, status=args.status, limit=args.limit or None
+    )
+    exported = 0
+    for entry in entries:
+        try:
+            out(json.dumps(await client.export_journal(entry.service, entry.routine_id)))
+            exported += 1
+        except LookupError:  # removed since it was indexed
+            continue
+    err(f"exported {exported} journal(s) of {args.service}")
     return EXIT_OK
 
 

@@ -193,3 +193,28 @@ async def test_signal_and_show_follow(deployment: Deployment) -> None:
     assert text.rstrip().endswith("Approver/a1 completed"), text
     code, text = await deployment.cli("signal", "a1", "approval", "false")
     assert code != 0 and "has finished" in text, text
+
+
+async def test_export_then_replay_in_ci(deployment: Deployment) -> None:
+    """``dasync export`` of the running routines, checked by ``dasync.testing.replay``."""
+    from dasync.testing import load_journals, replay
+
+    from ._services import ApproverImpl
+
+    client = deployment.runtime.client
+    await client.start(Approver.approve, 9, routine_id="x1")
+
+    async def asked() -> bool:
+        entries = await client.list_routines("Approver", status="running")
+        return any(e.routine_id == "x1" for e in entries)
+
+    await until(asked, "x1 waits for its signal")
+    code, text = await deployment.cli("export", "Approver")
+    assert code == 0, text
+    journals = load_journals(text.split("exported")[0])
+    assert "x1" in {j["routine_id"] for j in journals}
+    code, single = await deployment.cli("show", "Approver/x1", "--export")
+    assert code == 0 and load_journals(single)[0]["routine_id"] == "x1", single
+    results = await replay(journals, ApproverImpl)
+    assert results and all(r.ok for r in results), [str(r) for r in results]
+    await client.signal("Approver", "x1", "approval", False)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from dasync.transports._contract import DeadLetter, Message
+from dasync.transports._contract import UNKNOWN_ORIGIN, DeadLetter, Handler, Message, Origin
 
 from . import _envelope as env
 from . import _naming as naming
 from ._connection import ApiError, Connection
 
-__all__ = ["list_dead_letters", "retry_dead_letter"]
+__all__ = ["list_dead_letters", "redeliver_dead_letter", "retry_dead_letter"]
 
 NO_MESSAGE = 10037
 
@@ -87,3 +87,69 @@ def _headers(msg: dict[str, Any]) -> dict[str, str]:
             key, _, value = line.partition(":")
             headers[key.strip()] = value.strip()
     return headers
+
+
+async def redeliver_dead_letter(
+    conn: Connection, queue: str, letter: DeadLetter, handler: Handler
+) -> None:
+    """``Redelivery``: the letter to ``handler`` in place, from the sender its lane names."""
+    await handler(_LetterDelivery(conn, queue, letter))
+
+
+class _LetterDelivery:
+    """A dead letter handed back: ``ack`` deletes it, ``term`` replaces it by a copy with
+    the new reason, ``nak`` leaves it. Its sender is the lane it first came on, which the
+    service's own transport recorded (only the service writes its dead-letter subject)."""
+
+    def __init__(self, conn: Connection, queue: str, letter: DeadLetter) -> None:
+        self._conn, self._queue, self._letter = conn, queue, letter
+        ns = conn.options.namespace
+        found = naming.origin_of(letter.subject, ns) if letter.subject else None
+        self._origin = Origin(*found) if found is not None else UNKNOWN_ORIGIN
+        self._settled = False
+
+    @property
+    def message(self) -> Message:
+        return self._letter.message
+
+    @property
+    def attempt(self) -> int:
+        return 1
+
+    @property
+    def origin(self) -> Origin:
+        return self._origin
+
+    async def _delete(self) -> None:
+        stream = naming.work_stream(self._queue, self._conn.options.namespace)
+        await self._conn.api(f"STREAM.MSG.DELETE.{stream}", {"seq": int(self._letter.id)})
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            await self._delete()
+
+    async def nak(self, delay: float = 0.0) -> None:
+        self._settled = True
+
+    async def in_progress(self) -> None:
+        pass
+
+    async def term(self, reason: str) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        ns = self._conn.options.namespace
+        letter = self._letter
+        headers = dict(letter.message.headers)
+        headers.update(
+            {
+                env.MSG_ID: letter.message.msg_id,
+                env.DEAD_REASON: env.header_safe(reason),
+                env.DEAD_QUEUE: self._queue,
+                env.DEAD_SUBJECT: letter.subject,
+                env.NATS_MSG_ID: f"dead:{letter.id}:again:{env.header_safe(reason)[-40:]}",
+            }
+        )
+        await self._conn.publish(naming.dead_subject(self._queue, ns), letter.message.body, headers)
+        await self._delete()

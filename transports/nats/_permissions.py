@@ -301,6 +301,11 @@ def _service_rules(
         _own_stream(rules, stream, why, provisioned)
         _direct_get(rules, stream, why)
     rules.add(
+        "own dead letters: retry those parked by other code (a deploy of the fix)",
+        _api("STREAM", "MSG", "GET", work),
+        _api("STREAM", "MSG", "DELETE", work),
+    )
+    rules.add(
         "own journals: remove those of routines finished longer ago than the retention",
         _api("STREAM", "PURGE", naming.journal_stream(name, ns)),
     )

@@ -20,7 +20,7 @@ from . import _envelope as env
 from . import _naming as naming
 from ._connection import ApiError, Connection, NoResponders
 from ._consume import PullConsumer
-from ._dead import list_dead_letters, retry_dead_letter
+from ._dead import list_dead_letters, redeliver_dead_letter, retry_dead_letter
 from ._provision import Provisioner
 
 __all__ = ["NatsTransport"]
@@ -172,6 +172,10 @@ class NatsTransport:
     async def retry_dead_letter(self, queue: str, letter_id: str) -> None:
         self._check_open()
         await retry_dead_letter(self.conn, queue, letter_id)
+
+    async def redeliver_dead_letter(self, queue: str, letter: DeadLetter, handler: Handler) -> None:
+        self._check_open()
+        await redeliver_dead_letter(self.conn, queue, letter, handler)
 
     async def declare_topic(self, topic: str) -> None:
         self._check_open()
