@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import platform
 import random
@@ -35,19 +36,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _profile
 import nats
+import nats.js.errors
 from _timers_service import Sleeper
 
 import dasync
 from dasync.testing._nats_server import NatsServer
 
-SERVICE_FILE = HERE / "_timers_service.py"
+SERVICE_FILE = Path(__file__).resolve().parent / "_timers_service.py"
 SERVICE = "Sleeper"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -96,10 +99,21 @@ class Workers:
             with open(self.workdir / f"worker-{self.spawned}.log", "wb") as log:
                 new.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "dasync", "run", str(SERVICE_FILE),
-                         "--nats", self.url, "--quiet"],
-                        cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                    )  # fmt: skip
+                        [
+                            sys.executable,
+                            "-m",
+                            "dasync",
+                            "run",
+                            str(SERVICE_FILE),
+                            "--nats",
+                            self.url,
+                            "--quiet",
+                        ],
+                        cwd=self.workdir,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
         self.procs = [p for p in self.procs if p.poll() is None] + new
         return new
@@ -145,6 +159,12 @@ class Server:
 
     async def state(self) -> tuple[int, int, int, int]:
         """(journal entries, work stream messages, consumer pending, unacknowledged)."""
+        try:
+            return await self._state()
+        except nats.js.errors.NotFoundError:  # a stream the workers have not created yet
+            return 0, 0, 0, 0
+
+    async def _state(self) -> tuple[int, int, int, int]:
         journal = await self.jsm.stream_info(f"DASYNC_{SERVICE}_JOURNAL")
         work = await self.jsm.stream_info(f"DASYNC_{SERVICE}_WORK")
         consumer = await self.jsm.consumer_info(f"DASYNC_{SERVICE}_WORK", "workers")
@@ -156,12 +176,14 @@ class Server:
         )
 
 
-async def until(what: str, check, timeout: float, poll: float = 0.2) -> float:  # type: ignore[no-untyped-def]
+async def until(
+    what: str, check: Callable[[], Awaitable[bool]], within: float, poll: float = 0.2
+) -> float:
     """Wait until ``await check()`` is true; the seconds it took."""
     began = time.monotonic()
     while not await check():
-        if time.monotonic() - began > timeout:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        if time.monotonic() - began > within:
+            raise TimeoutError(f"{what}: not within {within:.0f} s")
         await asyncio.sleep(poll)
     return time.monotonic() - began
 
@@ -220,8 +242,10 @@ async def run(args: argparse.Namespace) -> int:
                 await until("starts committed", committed, args.first)
                 done = time.time() - t0
                 entries, stored, _, _ = await js.state()
-                print(f"{n} starts sent in {sent:.1f} s, all committed after {done:.1f} s "
-                      f"({entries} journal entries, {stored} schedules stored)", flush=True)  # fmt: skip
+                print(
+                    f"{n} starts sent in {sent:.1f} s, all committed after {done:.1f} s "
+                    f"({entries} journal entries, {stored} schedules stored)"
+                )
                 row("starts sent / committed", f"{sent:.1f} s / {done:.1f} s ({n / done:.0f}/s)")
                 rss = [proc_rss_mb(p.pid) for p in workers.procs]
                 row("worker RSS after the starts", " + ".join(f"{r:.0f}" for r in rss) + " MB")
@@ -235,24 +259,36 @@ async def run(args: argparse.Namespace) -> int:
                 c1 = [proc_cpu(p) for p in pids]
                 s1, wall = proc_cpu(server.pid), time.monotonic() - w0
                 idle = [(b - a) / wall * 100 for a, b in zip(c0, c1, strict=True)]
-                row(f"CPU while sleeping, {wall:.0f} s (workers)",
-                    " + ".join(f"{c:.2f}" for c in idle) + " % of a core")  # fmt: skip
+                row(
+                    f"CPU while sleeping, {wall:.0f} s (workers)",
+                    " + ".join(f"{c:.2f}" for c in idle) + " % of a core",
+                )
                 row("CPU while sleeping (nats-server)", f"{(s1 - s0) / wall * 100:.2f} % of a core")
 
                 # kill -9 every worker mid-sleep, start new ones
                 killed_at = time.time() - t0
                 if killed_at > args.first:
-                    print(f"WARNING: the kill comes {killed_at - args.first:.1f} s after the "
-                          "first timer was due: raise --first", flush=True)  # fmt: skip
-                workers.kill()
-                began = time.monotonic()
-                workers.spawn(args.workers)
-                await until(
-                    "new workers ready", lambda: _ready(js, workers, args.workers), 60, poll=0.1
-                )
-                back = time.monotonic() - began
-                row("kill -9 of every worker", f"at +{killed_at:.1f} s; new ones ready in {back:.1f} s")
+                    print(
+                        f"WARNING: the kill comes {killed_at - args.first:.1f} s after the "
+                        "first timer was due: raise --first",
+                        flush=True,
+                    )
+                if args.kill:
+                    workers.kill()
+                    began = time.monotonic()
+                    workers.spawn(args.workers)
+                    await until(
+                        "new workers ready", lambda: _ready(js, workers, args.workers), 60, 0.1
+                    )
+                    back = time.monotonic() - began
+                    row(
+                        "kill -9 of every worker",
+                        f"at +{killed_at:.1f} s; new ones ready in {back:.1f} s",
+                    )
                 c_new = [proc_cpu(p.pid) for p in workers.procs]
+                s_new, me_new = proc_cpu(server.pid), time.process_time()
+                sampler = asyncio.create_task(_sample(js, n, t0 + args.first, args.window))
+                spies = _spy_on(args.profile, [p.pid for p in workers.procs])
 
                 # collect: results arrive at this client's inbox as the timers fire
                 deadline = t0 + args.first + args.window + args.grace
@@ -261,15 +297,19 @@ async def run(args: argparse.Namespace) -> int:
 
                 async def collect(rid: str, handle: dasync.RoutineHandle[float]) -> None:
                     try:
-                        results[rid] = await handle.result(
-                            timeout=max(1.0, deadline - time.time())
-                        )
+                        results[rid] = await handle.result(timeout=max(1.0, deadline - time.time()))
                     except TimeoutError:
                         pass
 
                 await asyncio.gather(*(collect(r, h) for r, h in handles.items()))
                 finished = time.time() - t0
-                wake_cpu = sum(proc_cpu(p.pid) - c for p, c in zip(workers.procs, c_new, strict=True))
+                now_cpu = [proc_cpu(p.pid) for p in workers.procs]
+                wake_cpu = sum(b - a for a, b in zip(c_new, now_cpu, strict=True))
+                server_cpu = proc_cpu(server.pid) - s_new
+                own_cpu = time.process_time() - me_new
+                sampler.cancel()
+                profile = _spied(spies, n)
+                timeline = await asyncio.gather(sampler, return_exceptions=True)
 
                 late = list(results.values())
                 effects = _effects(workdir)
@@ -277,18 +317,29 @@ async def run(args: argparse.Namespace) -> int:
                 entries, stored, _, _ = await js.state()
                 lost = n - len(results)
                 if late:
-                    row("lateness p50 / p99 / max",
+                    row(
+                        "lateness p50 / p99 / max",
                         f"{percentile(late, 0.5):.3f} / {percentile(late, 0.99):.3f} / "
-                        f"{max(late):.3f} s")  # fmt: skip
+                        f"{max(late):.3f} s",
+                    )
                     row("woke within 1 s", f"{sum(1 for x in late if x <= 1.0)} of {n}")
                     row("early (negative lateness)", str(sum(1 for x in late if x < 0)))
-                row("worker CPU while waking (new workers, incl. start-up)",
-                    f"{wake_cpu:.1f} s ({wake_cpu / max(1, len(late)) * 1000:.2f} ms per routine)")  # fmt: skip
+                per = wake_cpu / max(1, len(late)) * 1000
+                row(
+                    "CPU while waking: workers / nats-server / client",
+                    f"{wake_cpu:.1f} / {server_cpu:.1f} / {own_cpu:.1f} s "
+                    f"(workers {per:.2f} ms per routine)",
+                )
                 row("lost (no result)", str(lost))
                 row("ran twice (effects > 1)", str(twice))
                 row("no effect logged", str(n - len(effects)))
                 row("journal entries / schedules left", f"{entries} (expected {2 * n}) / {stored}")
                 print(f"all results after +{finished:.1f} s", flush=True)
+                if profile:
+                    print(f"\nworkers while waking (py-spy, {args.profile}.worker-*.folded):")
+                    print(profile)
+                if args.timeline and timeline and isinstance(timeline[0], list):
+                    print_timeline(timeline[0])
         finally:
             workers.stop()
             await nc.close()
@@ -302,6 +353,65 @@ async def _ready(js: Server, workers: Workers, count: int) -> bool:
     return await js.waiting() >= count
 
 
+async def _sample(js: Server, n: int, first: float, window: float) -> list[tuple[float, ...]]:
+    """Every 0.5 s from 1 s before the first due time: (seconds after it, due, fired,
+    delivered, woken) routines; returned when cancelled (the results are all in)."""
+    samples: list[tuple[float, ...]] = []
+    await asyncio.sleep(max(0.0, first - 1.0 - time.time()))
+    try:
+        while True:
+            t = time.time() - first
+            entries, stored, pending, unacked = await js.state()
+            due = n * min(1.0, max(0.0, t / window)) if t >= 0 else 0
+            left = stored - pending - unacked  # schedules not fired yet
+            samples.append((t, due, n - left, n - left - pending, entries - n))
+            await asyncio.sleep(0.5)
+    except asyncio.CancelledError:
+        return samples
+
+
+def print_timeline(samples: list[tuple[float, ...]]) -> None:
+    """How far behind the due times the server's firing and the workers' waking are."""
+    print("\n| s after first due | due | fired | delivered | woken (committed) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for t, due, fired, delivered, woken in samples:
+        print(f"| {t:.1f} | {due:.0f} | {fired:.0f} | {delivered:.0f} | {woken:.0f} |")
+        if woken >= samples[-1][4] and t > 0:
+            break
+
+
+def _spy_on(prefix: str | None, pids: list[int]) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    """py-spy recording each worker from outside (``--profile``): folded stacks."""
+    if not prefix:
+        return []
+    spy = _profile._spy()
+    if spy is None:
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    spies = []
+    for k, pid in enumerate(pids):
+        path = f"{prefix}.worker-{k + 1}.folded"
+        command = [spy, "record", "--pid", str(pid), "--rate", str(_profile.SPY_RATE)]
+        command += ["--nonblocking", "--format", "raw", "--output", path]
+        spies.append((path, subprocess.Popen(command, stdout=subprocess.DEVNULL)))
+    return spies
+
+
+def _spied(spies: list[tuple[str, subprocess.Popen[bytes]]], routines: int) -> str:
+    """Stop the recordings; CPU per routine by layer over all workers."""
+    if not spies:
+        return ""
+    for _, proc in spies:
+        proc.send_signal(signal.SIGINT)
+    for _, proc in spies:
+        proc.wait(timeout=30)
+    merged = spies[0][0].rsplit(".worker-", 1)[0] + ".workers.folded"
+    with open(merged, "w") as out:
+        for path, _ in spies:
+            with contextlib.suppress(OSError):
+                out.write(Path(path).read_text())
+    return _profile.summarize(merged, routines, top=25)
+
+
 def _effects(workdir: Path) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     for path in workdir.glob("effects-*.log"):
@@ -313,10 +423,13 @@ def _effects(workdir: Path) -> collections.Counter[str]:
 
 def report(args: argparse.Namespace, rows: list[tuple[str, str]]) -> None:
     print()
-    print(f"{args.routines} routines due from +{args.first:g} to +{args.first + args.window:g} s, "
-          f"{args.workers} worker processes, sync={args.sync}, ack_wait="
-          f"{args.ack_wait if args.ack_wait is not None else 'default'}; "
-          f"{platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        f"{args.routines} routines due from +{args.first:g} to +{args.first + args.window:g} s, "
+        f"{args.workers} worker processes, sync={args.sync}, ack_wait="
+        f"{args.ack_wait if args.ack_wait is not None else 'default'}; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     width = max(len(label) for label, _ in rows)
     print(f"| {'measure':<{width}} | value |")
     print(f"| {'-' * width} | --- |")
@@ -328,19 +441,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--routines", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--first", type=float, default=45.0,
-                        help="seconds after the first start that the first routine is due")  # fmt: skip
-    parser.add_argument("--window", type=float, default=10.0,
-                        help="seconds over which the due times are spread")  # fmt: skip
-    parser.add_argument("--idle", type=float, default=8.0,
-                        help="seconds of CPU measurement while everything sleeps")  # fmt: skip
-    parser.add_argument("--grace", type=float, default=60.0,
-                        help="seconds after the last due time to wait for results")  # fmt: skip
+    parser.add_argument(
+        "--first",
+        type=float,
+        default=45.0,
+        help="seconds from the first start to the first due time",
+    )
+    parser.add_argument(
+        "--window", type=float, default=10.0, help="seconds over which the due times are spread"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=8.0, help="seconds of CPU measurement while everything sleeps"
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        help="seconds after the last due time to wait for results",
+    )
+    parser.add_argument(
+        "--no-kill", dest="kill", action="store_false", help="keep the workers (comparison)"
+    )
+    parser.add_argument(
+        "--timeline", action="store_true", help="print due, fired and woken routines over time"
+    )
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="py-spy each worker while waking (PREFIX.*.folded)"
+    )
     parser.add_argument("--concurrency", type=int, default=256, help="starts in flight")
-    parser.add_argument("--ack-wait", type=float, default=None,
-                        help="the workers' DASYNC_NATS_ACK_WAIT (default: dasync's)")  # fmt: skip
-    parser.add_argument("--sync", default="always",
-                        help="nats-server's sync_interval ('always': fsync before ack)")  # fmt: skip
+    parser.add_argument(
+        "--ack-wait",
+        type=float,
+        default=None,
+        help="the workers' DASYNC_NATS_ACK_WAIT (default: dasync's)",
+    )
+    parser.add_argument(
+        "--sync", default="always", help="nats-server's sync_interval ('always': fsync first)"
+    )
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 
