@@ -116,7 +116,8 @@ def resent(raw: Any, msg_id: str | None = None) -> Message:
     ``_resend`` rebuilds it from the journal): same id unless ``msg_id`` says otherwise."""
     h = dict(raw.headers or {})
     headers = {k: v for k, v in h.items() if k.startswith("dasync-")}
-    return Message(msg_id or h["Dasync-Msg-Id"], headers, raw.data or b"", float(h["Dasync-Deliver-At"]))
+    due = float(h["Dasync-Deliver-At"])
+    return Message(msg_id or h["Dasync-Msg-Id"], headers, raw.data or b"", due)
 
 
 async def test_a_sleep_of_days_is_a_schedule_that_survives_restarts(server, js):
