@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 __all__ = ["VirtualClock"]
 
@@ -25,10 +26,22 @@ class VirtualClock:
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
         self._jumper: asyncio.Task[None] | None = None
+        self._held = 0
         self.is_busy: Callable[[], bool] = lambda: False
 
     def now(self) -> float:
         return self._now
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No jump while inside: for a test that acts between two steps of a workflow (sends
+        a signal before a deadline) where "idle" would otherwise let the deadline pass.
+        ``advance`` still moves time by hand."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
 
     def advance(self, seconds: float) -> None:
         """Move time forward by hand, waking sleepers whose deadline passed."""
@@ -58,7 +71,7 @@ class VirtualClock:
             heapq.heapify(self._sleepers)
             if not self._sleepers:
                 return
-            idle_rounds = 0 if self.is_busy() else idle_rounds + 1
+            idle_rounds = 0 if self._held or self.is_busy() else idle_rounds + 1
             if idle_rounds >= 2:
                 self._now = max(self._now, self._sleepers[0][0])
                 self._wake()

@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE / "node"
-EXAMPLES = ("coffee", "rewards", "shop")
+EXAMPLES = ("approval", "coffee", "rewards", "shop")
 SAMPLE = HERE / "sample" / "service.py"
 KINDS = ("jsonschema", "asyncapi", "openapi")
 Report = dict[str, list[dict[str, Any]]]
