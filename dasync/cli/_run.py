@@ -107,9 +107,12 @@ DEFAULT_MAX_CRASHES = 3
 RETENTION_VAR = "DASYNC_RETENTION"
 DEFAULT_RETENTION_TEXT = "7d"
 
+CODE_VERSION_VAR = "DASYNC_CODE_VERSION"
+
 RUN_ENVIRONMENT = f"""\
   {MAX_CRASHES_VAR}: the default of --max-crashes ({DEFAULT_MAX_CRASHES} when unset).
   {RETENTION_VAR}: the default of --retention ({DEFAULT_RETENTION_TEXT} when unset).
+  {CODE_VERSION_VAR}: the default of --code-version.
 """
 
 
@@ -153,6 +156,17 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             "'forever' keeps them), then remove them: a start repeated with the same "
             "routine id after that runs again, and its result can no longer be read "
             f"(default: ${RETENTION_VAR}, else {DEFAULT_RETENTION_TEXT})"
+        ),
+    )
+    parser.add_argument(
+        "--code-version",
+        metavar="VERSION",
+        default=None,
+        help=(
+            "the version every journal entry names as the code that wrote it (a release "
+            "or commit); routines parked by a divergence under another version are "
+            f"retried when this one starts (default: ${CODE_VERSION_VAR}, else the "
+            "contract's version and a digest of each service's file)"
         ),
     )
     parser.add_argument(
@@ -370,6 +384,7 @@ async def _run_file(args: argparse.Namespace, stop: _StopSignal) -> int:
                 max_crashes=crash_limit,
                 retention=keep,
                 observers=observers,
+                code_version=args.code_version or os.environ.get(CODE_VERSION_VAR) or None,
             )
             if main is not None:
                 rt.host_main(main, main_name)
