@@ -208,7 +208,7 @@ async def run(args: argparse.Namespace) -> int:
         rows.append((label, value))
         print(f"  {label}: {value}", flush=True)
 
-    with NatsServer(store_dir=workdir / "nats", sync=args.sync) as server:
+    with NatsServer(store_dir=workdir / "nats", sync=args.sync, monitor=True) as server:
         nc = await nats.connect(server.url)
         js = Server(nc)
         workers = Workers(server.url, workdir, args.ack_wait)
@@ -287,6 +287,7 @@ async def run(args: argparse.Namespace) -> int:
                     )
                 c_new = [proc_cpu(p.pid) for p in workers.procs]
                 s_new, me_new = proc_cpu(server.pid), time.process_time()
+                varz_new = await asyncio.to_thread(server.varz)
                 sampler = asyncio.create_task(_sample(js, n, t0 + args.first, args.window))
                 spies = _spy_on(args.profile, [p.pid for p in workers.procs])
 
@@ -306,6 +307,9 @@ async def run(args: argparse.Namespace) -> int:
                 now_cpu = [proc_cpu(p.pid) for p in workers.procs]
                 wake_cpu = sum(b - a for a, b in zip(c_new, now_cpu, strict=True))
                 server_cpu = proc_cpu(server.pid) - s_new
+                varz = await asyncio.to_thread(server.varz)
+                msgs_in = (varz["in_msgs"] - varz_new["in_msgs"]) / n
+                msgs_out = (varz["out_msgs"] - varz_new["out_msgs"]) / n
                 own_cpu = time.process_time() - me_new
                 sampler.cancel()
                 profile = _spied(spies, n)
@@ -329,6 +333,10 @@ async def run(args: argparse.Namespace) -> int:
                     "CPU while waking: workers / nats-server / client",
                     f"{wake_cpu:.1f} / {server_cpu:.1f} / {own_cpu:.1f} s "
                     f"(workers {per:.2f} ms per routine)",
+                )
+                row(
+                    "messages per wake-up (nats-server in / out, all clients)",
+                    f"{msgs_in:.1f} / {msgs_out:.1f}",
                 )
                 row("lost (no result)", str(lost))
                 row("ran twice (effects > 1)", str(twice))

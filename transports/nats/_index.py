@@ -118,8 +118,8 @@ class NatsIndex:
         self.provisioner = provisioner
         self.ns = conn.options.namespace
         self._written: OrderedDict[str, _Kept] = OrderedDict()
-        """What this connection last wrote per routine: the next write of the routine
-        (usually its completion) is conditional on it without reading it first."""
+        """What this connection last wrote (or read) per routine: the next write of the
+        routine (usually its completion) is conditional on it without reading it first."""
         self._purges: set[asyncio.Task[None]] = set()
 
     async def put(self, entry: RoutineEntry) -> bool:
@@ -182,7 +182,12 @@ class NatsIndex:
     async def get(self, service: str, routine_id: str) -> RoutineEntry | None:
         stream, mine = index_stream(service, self.ns), index_root(service, routine_id, self.ns)
         kept = await self._last(stream, mine + ".>")
-        return None if kept is None else kept.entry
+        if kept is None:
+            return None
+        # the next put of this routine (a worker reads before it writes, e.g. a routine it
+        # resumes after a restart) is conditional on what was read: no second read
+        self._remember(mine + ".>", kept)
+        return kept.entry
 
     async def _last(self, stream: str, subjects: str) -> _Kept | None:
         """The last message on ``subjects`` (a routine's), or None if it has none."""
