@@ -265,15 +265,14 @@ async def run(args: argparse.Namespace) -> int:
                 )
                 row("CPU while sleeping (nats-server)", f"{(s1 - s0) / wall * 100:.2f} % of a core")
 
-                # kill -9 every worker mid-sleep, start new ones
-                killed_at = time.time() - t0
-                if killed_at > args.first:
-                    print(
-                        f"WARNING: the kill comes {killed_at - args.first:.1f} s after the "
-                        "first timer was due: raise --first",
-                        flush=True,
-                    )
-                if args.kill:
+                # kill -9 every worker mid-sleep (or at --kill-at), start new ones
+                spent = 0.0  # CPU of workers killed while waking
+                base: dict[int, float] = {}
+
+                async def kill_and_restart() -> None:
+                    nonlocal spent
+                    killed_at = time.time() - t0
+                    spent += sum(proc_cpu(p.pid) - base.get(p.pid, 0.0) for p in workers.procs)
                     workers.kill()
                     began = time.monotonic()
                     workers.spawn(args.workers)
@@ -281,11 +280,27 @@ async def run(args: argparse.Namespace) -> int:
                         "new workers ready", lambda: _ready(js, workers, args.workers), 60, 0.1
                     )
                     back = time.monotonic() - began
+                    base.update({p.pid: proc_cpu(p.pid) for p in workers.procs})
                     row(
                         "kill -9 of every worker",
-                        f"at +{killed_at:.1f} s; new ones ready in {back:.1f} s",
+                        f"at +{killed_at:.1f} s ({killed_at - args.first:+.1f} s from the "
+                        f"first due time); new ones ready in {back:.1f} s",
                     )
-                c_new = [proc_cpu(p.pid) for p in workers.procs]
+
+                if time.time() - t0 > args.first:
+                    print("WARNING: everything was not asleep before the first due time: "
+                          "raise --first", flush=True)  # fmt: skip
+                killer: asyncio.Task[None] | None = None
+                if args.kill and args.kill_at is None:
+                    await kill_and_restart()
+                base.update({p.pid: proc_cpu(p.pid) for p in workers.procs})
+                if args.kill and args.kill_at is not None:
+
+                    async def kill_later() -> None:
+                        await asyncio.sleep(max(0.0, t0 + args.kill_at - time.time()))
+                        await kill_and_restart()
+
+                    killer = asyncio.create_task(kill_later())
                 s_new, me_new = proc_cpu(server.pid), time.process_time()
                 varz_new = await asyncio.to_thread(server.varz)
                 sampler = asyncio.create_task(_sample(js, n, t0 + args.first, args.window))
@@ -302,10 +317,11 @@ async def run(args: argparse.Namespace) -> int:
                     except TimeoutError:
                         pass
 
+                if killer is not None:
+                    await killer
                 await asyncio.gather(*(collect(r, h) for r, h in handles.items()))
                 finished = time.time() - t0
-                now_cpu = [proc_cpu(p.pid) for p in workers.procs]
-                wake_cpu = sum(b - a for a, b in zip(c_new, now_cpu, strict=True))
+                wake_cpu = spent + sum(proc_cpu(p.pid) - base[p.pid] for p in workers.procs)
                 server_cpu = proc_cpu(server.pid) - s_new
                 varz = await asyncio.to_thread(server.varz)
                 msgs_in = (varz["in_msgs"] - varz_new["in_msgs"]) / n
@@ -469,6 +485,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-kill", dest="kill", action="store_false", help="keep the workers (comparison)"
+    )
+    parser.add_argument(
+        "--kill-at",
+        type=float,
+        metavar="S",
+        help="kill at S seconds after the first start (default: mid-sleep, once asleep)",
     )
     parser.add_argument(
         "--timeline", action="store_true", help="print due, fired and woken routines over time"
