@@ -1,7 +1,9 @@
 """The raw-NATS floor: the durable work of W1/W2, written by hand with bare nats-py.
 
 It does, message for message, the durable work dasync does for the same
-workloads (see ``docs/benchmarks.md`` for the counts):
+workloads (W1: three sequential calls to three leaf services ``leaf``, ``leaf2``,
+``leaf3``; W1-1leaf: the same three calls to ``leaf``; W2: ten concurrent calls
+to ``leaf``) (see ``docs/benchmarks.md`` for the counts):
 
 * the client starts a routine with an acked JetStream publish (``Nats-Msg-Id``
   for dedupe) to the orchestrator's work-queue stream, and receives the result
@@ -49,6 +51,15 @@ __all__ = ["FloorClient", "FloorWorker", "PullLoop", "provision"]
 
 ORCH_STREAM, ORCH_SUBJECT = "FLOOR_ORCH", "floor.orch"
 LEAF_STREAM, LEAF_SUBJECT = "FLOOR_LEAF", "floor.leaf"
+LEAVES = {  # role -> (stream, subject): one work-queue stream per service, as dasync has
+    "leaf": (LEAF_STREAM, LEAF_SUBJECT),
+    "leaf2": ("FLOOR_LEAF2", "floor.leaf2"),
+    "leaf3": ("FLOOR_LEAF3", "floor.leaf3"),
+}
+SEQUENTIAL_TARGETS = {  # a sequential workload's three calls: which leaf service each goes to
+    "W1": ("leaf", "leaf2", "leaf3"),  # three different services (issue 14's W1)
+    "W1-1leaf": ("leaf", "leaf", "leaf"),
+}
 INBOX_STREAM, INBOX_PREFIX = "FLOOR_INBOX", "floor.inbox"
 BUCKET = "floor_journal"
 WORKERS = "workers"
@@ -59,7 +70,8 @@ W2_FANOUT = 10
 async def provision(nc: NatsClient) -> None:
     """Streams, shared consumers and the journal bucket (file storage, like dasync's)."""
     js = nc.jetstream()
-    for name, subjects in ((ORCH_STREAM, [ORCH_SUBJECT]), (LEAF_STREAM, [LEAF_SUBJECT])):
+    queues = [(ORCH_STREAM, [ORCH_SUBJECT])] + [(st, [sub]) for st, sub in LEAVES.values()]
+    for name, subjects in queues:
         await js.add_stream(
             StreamConfig(
                 name=name,
@@ -166,7 +178,9 @@ class PullLoop:
 
 
 class FloorWorker:
-    """The orchestrator and/or the leaf service of the floor, on one connection."""
+    """The orchestrator and/or leaf services of the floor, on one connection.
+
+    ``roles``: ``orch`` and any of ``leaf``, ``leaf2``, ``leaf3`` (``LEAVES``)."""
 
     def __init__(self, nc: NatsClient, roles: tuple[str, ...] = ("orch", "leaf")) -> None:
         self.nc = nc
@@ -179,8 +193,9 @@ class FloorWorker:
         self.kv = await self.js.key_value(BUCKET)
         if "orch" in self.roles:
             self.loops.append(PullLoop(self.nc, ORCH_STREAM, WORKERS, self._orch, concurrency))
-        if "leaf" in self.roles:
-            self.loops.append(PullLoop(self.nc, LEAF_STREAM, WORKERS, self._leaf, concurrency))
+        for role, (stream, _) in LEAVES.items():
+            if role in self.roles:
+                self.loops.append(PullLoop(self.nc, stream, WORKERS, self._leaf, concurrency))
         for loop in self.loops:
             await loop.start()
 
@@ -188,9 +203,10 @@ class FloorWorker:
         for loop in self.loops:
             await loop.stop()
 
-    async def _call(self, rid: str, seq: int, x: int) -> None:
+    async def _call(self, rid: str, seq: int, x: int, role: str = "leaf") -> None:
         body = orjson.dumps({"rid": rid, "seq": seq, "x": x})
-        await self.js.publish(LEAF_SUBJECT, body, headers={"Nats-Msg-Id": f"call:{rid}-{seq}"})
+        subject = LEAVES[role][1]
+        await self.js.publish(subject, body, headers={"Nats-Msg-Id": f"call:{rid}-{seq}"})
 
     async def _orch(self, msg: Msg) -> None:
         m = orjson.loads(msg.data)
@@ -199,8 +215,8 @@ class FloorWorker:
             self._state[rid] = st = {"m": m, "step": 0, "got": 0, "acc": 0, "lock": asyncio.Lock()}
             async with st["lock"]:
                 await self.kv.put(f"{rid}.0", msg.data)  # step 0: the start
-                if m["w"] == "W1":
-                    await self._call(rid, 1, m["x"])
+                if m["w"] != "W2":
+                    await self._call(rid, 1, m["x"], SEQUENTIAL_TARGETS[m["w"]][0])
                 else:
                     for i in range(W2_FANOUT):
                         await self._call(rid, i + 1, m["x"] + i)
@@ -214,9 +230,10 @@ class FloorWorker:
             st["got"] += 1
             await self.kv.put(f"{rid}.{st['step']}", msg.data)  # one journal entry per step
             start = st["m"]
-            if start["w"] == "W1":
+            if start["w"] != "W2":
                 if st["got"] < 3:
-                    await self._call(rid, st["got"] + 1, m["x"])
+                    target = SEQUENTIAL_TARGETS[start["w"]][st["got"]]
+                    await self._call(rid, st["got"] + 1, m["x"], target)
                     await msg.ack()
                     return
                 result = m["x"]

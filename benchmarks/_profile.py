@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["SPY_RATE", "default_profiler", "profiling", "summarize"]
+__all__ = ["SPY_RATE", "default_profiler", "profiling", "profiling_pids", "summarize"]
 
 SPY_RATE = 250
 """py-spy samples per second; each sample of a busy thread stands for 1/SPY_RATE s of CPU."""
@@ -84,6 +84,39 @@ def profiling(prefix: str | None, profiler: str, tag: str | None) -> Iterator[st
         finally:
             prof.disable()
             prof.dump_stats(path)
+
+
+@contextlib.contextmanager
+def profiling_pids(
+    prefix: str | None, tag: str | None, pids: dict[str, int]
+) -> Iterator[dict[str, str]]:
+    """py-spy every process of ``pids`` (label -> pid) inside the block, one file each.
+
+    Yields label -> ``PREFIX.TAG.LABEL.folded`` (empty without a prefix or a tag)."""
+    if not prefix or tag is None:
+        yield {}
+        return
+    spy = _spy()
+    if spy is None:
+        raise RuntimeError("py-spy is not installed (pip install py-spy)")
+    paths = {label: f"{prefix}.{tag}.{label}.folded" for label in pids}
+    procs = [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(pid), "--rate", str(SPY_RATE)]
+            + ["--nonblocking", "--format", "raw", "--output", paths[label]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for label, pid in pids.items()
+    ]
+    time.sleep(0.5)  # let them attach
+    try:
+        yield paths
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            proc.wait(timeout=30)
 
 
 def _layer(frame: str) -> str:
