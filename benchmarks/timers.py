@@ -1,6 +1,6 @@
 """Durable timers at scale: many routines asleep at once, every worker killed meanwhile.
 
-Run: ``python benchmarks/timers.py`` (about 90 s at the defaults: 10,000 routines,
+Run: ``python benchmarks/timers.py`` (about 100 s at the defaults: 10,000 routines,
 2 worker processes). ``docs/benchmarks.md`` ("Durable timers at scale") has the
 figures and what limits them.
 
@@ -491,7 +491,7 @@ def main() -> None:
     parser.add_argument(
         "--first",
         type=float,
-        default=45.0,
+        default=60.0,
         help="seconds from the first start to the first due time",
     )
     parser.add_argument(
