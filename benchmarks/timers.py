@@ -12,14 +12,23 @@ directory, fsync before ack, a free port on 127.0.0.1):
 2. starts ``--routines`` routines ``Sleeper.nap(due)`` (in random order), their due
    times spread evenly from ``--first`` to ``--first + --window`` seconds after the
    first start; each sleeps until its due time and returns how late it woke;
-3. waits until every start is committed (one journal entry per routine, no message
-   pending or unacknowledged: the routines are suspended, their timers are schedules
+3. waits until every start is committed (no start pending or unacknowledged, one
+   schedule per routine stored: the routines are suspended, their timers are schedules
    on the server), reads each worker's RSS, then measures the CPU the workers and
    nats-server use for ``--idle`` seconds while everything sleeps (``/proc/<pid>/stat``);
-4. ``kill -9``s every worker and starts as many new ones;
+4. ``kill -9``s every worker and starts as many new ones (``--kill-at S``: at S seconds
+   instead, e.g. while the routines wake; ``--no-kill``: never);
 5. collects every result: lateness (seconds after the due time that a worker processed
    the timer, as journaled) p50/p99/max; routines lost (no result) and routines whose
-   code after the sleep ran twice (the service logs one effect per execution).
+   code after the sleep ran twice (the service logs one effect per execution); the CPU
+   of the workers, nats-server and this client while the routines wake, and the
+   messages nats-server received per wake-up (its ``/varz``).
+
+``--timeline`` prints, every 0.5 s of the wake-up phase, how many routines were due,
+how many timers the server had fired, delivered, and the workers had woken: which of
+them falls behind. ``--profile PREFIX`` samples the workers with py-spy meanwhile.
+Run it from a clean checkout (``git worktree add``, ``PYTHONPATH`` pointing at it):
+the workers import whatever ``dasync`` is on the path.
 """
 
 from __future__ import annotations
