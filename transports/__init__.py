@@ -23,6 +23,7 @@ from ._contract import Retention as Retention
 from ._contract import RoutineEntry as RoutineEntry
 from ._contract import RoutineIndex as RoutineIndex
 from ._contract import Secrets as Secrets
+from ._contract import StartClaims as StartClaims
 from ._contract import Subscription as Subscription
 from ._contract import Transport as Transport
 from ._contract import check_name as check_name
@@ -54,6 +55,7 @@ __all__ = [
     "RoutineEntry",
     "RoutineIndex",
     "Secrets",
+    "StartClaims",
     "UNKNOWN_ORIGIN",
     "Subscription",
     "Transport",

@@ -32,6 +32,7 @@ __all__ = [
     "RoutineEntry",
     "RoutineIndex",
     "Secrets",
+    "StartClaims",
     "Subscription",
     "Transport",
     "check_name",
@@ -148,6 +149,21 @@ class Claims(Protocol):
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         """True if ``owner`` holds the lease (then it is renewed) or now takes it; False
         while another owner does."""
+        ...
+
+
+@runtime_checkable
+class StartClaims(Protocol):
+    """Optional store capability: a claim that also says whether the routine is new.
+
+    A store whose claims last as long as journals (both removed together) knows, from
+    creating a claim, that no journal of the routine exists: the worker then skips the
+    journal read that would otherwise recognise a duplicate start.
+    """
+
+    async def claim_start(self, service: str, routine_id: str, owner: str) -> str:
+        """``new`` (the first claim ever: no journal exists), ``held`` (``owner`` holds the
+        lease now; the journal may exist) or ``busy`` (another owner holds it)."""
         ...
 
 

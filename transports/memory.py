@@ -197,12 +197,18 @@ class MemoryBroker:
     # --- journals -------------------------------------------------------------------------
 
     def claim(self, service: str, routine_id: str, owner: str) -> bool:
+        return self.claim_start(service, routine_id, owner) != "busy"
+
+    def claim_start(self, service: str, routine_id: str, owner: str) -> str:
+        """As on NATS: ``new`` the first time ever (kept as long as the journal), ``held``
+        by ``owner`` now (renewed or taken over after it lapsed), or ``busy``."""
         now = self.clock.now()
-        holder, until = self.claims.get((service, routine_id), ("", 0.0))
-        if holder and holder != owner and until > now:
-            return False
-        self.claims[(service, routine_id)] = (owner, now + self.ack_wait)  # new or renewed
-        return True
+        key = (service, routine_id)
+        found = self.claims.get(key)
+        if found is not None and found[0] != owner and found[1] > now:
+            return "busy"
+        self.claims[key] = (owner, now + self.ack_wait)  # new, renewed or taken over
+        return "new" if found is None else "held"
 
     def load(self, service: str, routine_id: str) -> list[bytes]:
         return list(self.journals.get((service, routine_id), ()))
@@ -241,6 +247,7 @@ class MemoryBroker:
                     self.written.pop(key, None)
                     self.notes.pop(key, None)
                     self.index.pop(key, None)
+                    self.claims.pop(key, None)  # with its journal: a new start is new again
         for key, (_, _, at) in list(self.notes.items()):
             if key[0] == service and key not in self.journals and at < cutoff:
                 purged += 1  # a start set aside before it had a journal
@@ -510,6 +517,9 @@ class MemoryStore:
 
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         return self.broker.claim(service, routine_id, owner)
+
+    async def claim_start(self, service: str, routine_id: str, owner: str) -> str:
+        return self.broker.claim_start(service, routine_id, owner)
 
     async def secret(self, service: str) -> bytes:
         return self.broker.secrets.setdefault(service, secrets.token_bytes(32))

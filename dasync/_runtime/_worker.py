@@ -78,6 +78,7 @@ from ..transports import (
     Origin,
     Redelivery,
     Secrets,
+    StartClaims,
     Subscription,
     Transport,
 )
@@ -193,6 +194,9 @@ class Worker:
         self.store = store
         # checked once: isinstance() against a runtime-checkable Protocol is slow
         self._claims: Claims | None = store if isinstance(store, Claims) else None
+        self._start_claims: StartClaims | None = (
+            store if isinstance(store, StartClaims) else None
+        )
         self.clock = clock
         self.cache_size = cache_size
         self.force_replay = force_replay
@@ -426,8 +430,17 @@ class Worker:
                 # another worker may have taken the routine further: judge by its journal
                 self._evict((name, env.routine_id))
                 inst = None
-        if inst is None:
+        claimed = False
+        if inst is None and env.kind == "start" and self._start_claims is not None:
+            # the claim first: made anew, it proves the routine has no journal to read
+            found = await self._start_claims.claim_start(name, env.routine_id, self.worker_id)
+            if found == "busy":
+                raise ClaimedElsewhere(env.routine_id)
+            claimed = True
+            records = [] if found == "new" else await self._load(hosted, env.routine_id)
+        elif inst is None:
             records = await self._load(hosted, env.routine_id)
+        if inst is None:
             if records and env.kind != "start":
                 first = records[0].input
                 meta = first.meta if isinstance(first, Start) else {}
@@ -474,8 +487,10 @@ class Worker:
             meta = _start_meta(env)
             if _tracing.enabled():  # journaled: every later activation continues the caller's trace
                 meta.update(_tracing.journal_fields(message.headers))
-            if self._claims is not None and not await self._claims.claim(
-                name, env.routine_id, self.worker_id
+            if (
+                not claimed
+                and self._claims is not None
+                and not await self._claims.claim(name, env.routine_id, self.worker_id)
             ):
                 raise ClaimedElsewhere(env.routine_id)
             inp = Start(message.body, now, meta, seed=secrets.randbits(63) | 1, context=env.context)

@@ -418,7 +418,7 @@ def report(
         )
     print("\n".join(lines))
     expected_streams = {
-        f"DASYNC_{svc}_{kind}" for svc in SERVICES for kind in ("WORK", "JOURNAL", "CLAIMS")
+        f"DASYNC_{svc}_{kind}" for svc in SERVICES for kind in ("WORK", "JOURNAL", "STATE")
     }
     if missing := expected_streams - set(streams):
         problems.append(f"streams missing: {sorted(missing)}")

@@ -173,13 +173,16 @@ async def test_every_message_twice_changes_nothing(tmp_path, how, workers):
         for d in duplicating:
             kinds += d.sent if how == "copies" else d.doubled
         resent = sum(rt.worker.stats.redeliveries_resent for rt in runtimes)
+        # a second copy of a start that arrives while the first still runs its first step
+        # meets the first's claim and is handed back (redelivered, it is resent then)
+        held_back = sum(rt.worker.stats.claimed_elsewhere for rt in runtimes)
         # the duplicates were really there: of calls, replies and timers, and were noticed
         assert kinds["start"] >= FLOWS * CALLS_PER_FLOW
         assert kinds["reply"] >= FLOWS * CALLS_PER_FLOW
         assert kinds["timer"] >= FLOWS
         # every second copy was recognised as a duplicate: of each flow's start, timer and
         # replies, and of each ledger call's start
-        assert resent >= FLOWS * (2 + CALLS_PER_FLOW) + FLOWS * CALLS_PER_FLOW
+        assert resent + held_back >= FLOWS * (2 + CALLS_PER_FLOW) + FLOWS * CALLS_PER_FLOW
         assert all(rt.worker.stats.rejected == [] for rt in runtimes)
 
         elapsed = time.monotonic() - started

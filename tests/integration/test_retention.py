@@ -130,7 +130,8 @@ async def _ids(rt: dasync.Runtime) -> set[str]:
     conn = rt.store.conn  # type: ignore[attr-defined]
     stream = f"DASYNC-{conn.options.namespace}_Quick_JOURNAL"
     info = await conn.api(f"STREAM.INFO.{stream}", {"subjects_filter": ">"})
-    return {s.rsplit(".", 1)[1] for s in (info.get("state", {}).get("subjects") or {})}
+    names = {s.rsplit(".", 1)[1] for s in (info.get("state", {}).get("subjects") or {})}
+    return {n for n in names if not n.startswith("_")}  # not failure notes or start claims
 
 
 def _cli(*argv: str) -> tuple[int, str]:

@@ -251,24 +251,31 @@ def note_of(journal_subject: str) -> str:
 
 
 def journal_of_note(subject: str) -> str | None:
-    """The journal subject a failure note belongs to; None if ``subject`` is no note."""
+    """The journal subject a failure note (or a start claim) belongs to; None if
+    ``subject`` is neither."""
     head, _, last = subject.rpartition(".")
-    if not last.startswith(NOTE_MARK):
-        return None
-    return f"{head}.{last[len(NOTE_MARK) :]}"
+    for mark in (NOTE_MARK, CLAIM_MARK):
+        if last.startswith(mark):
+            return f"{head}.{last[len(mark) :]}"
+    return None
 
 
-def claim_stream(service: str, namespace: str = "") -> str:
-    return _stream(namespace, f"{token(service)}_CLAIMS")
+CLAIM_MARK = "_claim_"
+"""Starts the last token of a routine's start claim, next to its journal in the journal
+stream (as ``NOTE_MARK``)."""
 
 
 def claim_subject(service: str, routine_id: str, namespace: str = "") -> str:
-    """One subject per routine being started: the lease of the worker running its first step."""
-    return f"{_root(namespace)}.{token(service)}.claim.{token(routine_id, 200)}"
+    """The lease on a routine's first step, next to its journal: kept as long as the journal
+    (retention removes both), so a claim made anew proves that the routine never ran."""
+    head, _, last = journal_subject(service, routine_id, namespace).rpartition(".")
+    return f"{head}.{CLAIM_MARK}{last}"
 
 
-def claim_subjects(service: str, namespace: str = "") -> list[str]:
-    return [f"{_root(namespace)}.{token(service)}.claim.*"]
+def claim_of(journal_subject: str) -> str:
+    """The claim subject that belongs to a journal subject."""
+    head, _, last = journal_subject.rpartition(".")
+    return f"{head}.{CLAIM_MARK}{last}"
 
 
 def state_stream(service: str, namespace: str = "") -> str:

@@ -291,9 +291,12 @@ def _service_rules(
         f"$JS.ACK.{work}.{naming.WORK_CONSUMER}.>",
     )
     for kind, stream, subjects in (
-        ("journals", naming.journal_stream(name, ns), naming.journal_subjects(name, ns)),
+        (
+            "journals (and their failure notes and start claims)",
+            naming.journal_stream(name, ns),
+            naming.journal_subjects(name, ns),
+        ),
         ("routine index", index_stream(name, ns), index_subjects(name, ns)),
-        ("claims", naming.claim_stream(name, ns), naming.claim_subjects(name, ns)),
         ("state (its message-id key, crash counts)", naming.state_stream(name, ns), None),
     ):
         why = f"own {kind}: write, read (direct get), declare the stream"
@@ -549,7 +552,6 @@ def deployment_streams(
             ("work", naming.work_stream),
             ("journal", naming.journal_stream),
             ("index", index_stream),
-            ("claims", naming.claim_stream),
             ("state", naming.state_stream),
         ):
             found.setdefault(stream_of(use.name, ns), (kind, use.name))
@@ -747,7 +749,6 @@ async def provision(
             "work": prov._work_stream,
             "journal": prov._journal_stream,
             "index": prov._index_stream,
-            "claims": prov._claim_stream,
             "state": prov._state_stream,
             "events": prov._event_stream,
             "inbox": prov._inbox_stream,

@@ -146,11 +146,6 @@ class Provisioner:
         name = index_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._index_stream(service))
 
-    async def claims(self, service: str) -> None:
-        """The claims stream of ``service`` exists (leases expire with ``max_age``)."""
-        name = naming.claim_stream(service, self.ns)
-        await self._once("stream:" + name, lambda: self._claim_stream(service))
-
     async def state(self, service: str) -> None:
         """The private state stream of ``service`` exists (its key, crash counts)."""
         name = naming.state_stream(service, self.ns)
@@ -279,21 +274,6 @@ class Provisioner:
                 "allow_direct": True,
                 "max_msgs_per_subject": 1,
                 "metadata": self.metadata("index", service),
-            }
-        )
-
-    async def _claim_stream(self, service: str) -> None:
-        await self._stream(
-            {
-                "name": naming.claim_stream(service, self.ns),
-                "description": f"dasync: leases of workers running the first step of {service} "
-                "routines (so a duplicate delivery never runs a call twice)",
-                "subjects": naming.claim_subjects(service, self.ns),
-                "retention": "limits",
-                "allow_direct": True,
-                "max_msgs_per_subject": 1,
-                "max_age": _ns(self.options.ack_wait),
-                "metadata": self.metadata("claims", service),
             }
         )
 

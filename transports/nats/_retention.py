@@ -6,7 +6,7 @@ messages: the pass reads the stream from its first sequence (batched direct
 gets) until it meets a message newer than the cut-off. For each subject it
 meets, the subject's last message says whether the routine finished and when;
 a finished one older than the cut-off is purged (``STREAM.PURGE`` with a
-subject filter), with its failure note. A running routine's early entries are
+subject filter), with its failure note and its start claim. A running routine's early entries are
 read again by each pass: that is the price of not keeping an index.
 
 JetStream's own ``max_age`` cannot do this: it would also drop the first
@@ -29,7 +29,7 @@ from dasync.transports._contract import PurgeReport
 from . import _naming as naming
 from ._connection import ApiError, Connection, NoResponders, RawMsg
 
-__all__ = ["purge_finished"]
+__all__ = ["purge_finished", "stored_at"]
 
 _BATCH = 256
 _PARALLEL = 32
@@ -73,7 +73,7 @@ async def purge_finished(
         page = await _page(conn, stream, seq)
         if not page:
             break
-        old = [raw for raw in page if _time(raw) < work.cutoff]
+        old = [raw for raw in page if stored_at(raw) < work.cutoff]
         subjects = dict.fromkeys(raw.headers.get("Nats-Subject", raw.subject) for raw in old)
         for i in range(0, len(subjects), _PARALLEL):
             batch = list(subjects)[i : i + _PARALLEL]
@@ -91,18 +91,23 @@ async def _judge(work: _Pass, subject: str) -> None:
         return  # judged already (also while a batch judges a journal and its note at once)
     work.seen.add(journal)
     tip = await _last(work.conn, work.stream, journal)
-    if tip is None:  # a note of a routine whose start was set aside before it had a journal
-        note = await _last(work.conn, work.stream, naming.note_of(journal))
-        if note is not None and _time(note) < work.cutoff:
-            await _purge(work, naming.note_of(journal))
-            work.purged += 1
+    if tip is None:
+        # a note of a routine whose start was set aside before it had a journal, or the
+        # claim of a first step that never committed (its worker died): old ones go
+        for orphan in (naming.note_of(journal), naming.claim_of(journal)):
+            left = await _last(work.conn, work.stream, orphan)
+            if left is not None and stored_at(left) < work.cutoff:
+                await _purge(work, orphan)
+                if orphan == naming.note_of(journal):
+                    work.purged += 1
         return
     if not work.finished(tip.data):
         work.running += 1
-    elif _time(tip) >= work.cutoff:
+    elif stored_at(tip) >= work.cutoff:
         work.recent += 1
     else:
         await _purge(work, journal)
+        await _purge(work, naming.claim_of(journal))  # every journal began with a claim
         if await _last(work.conn, work.stream, naming.note_of(journal)) is not None:
             await _purge(work, naming.note_of(journal))  # rare: a read costs less than a purge
         work.purged += 1
@@ -157,7 +162,7 @@ async def _last(conn: Connection, stream: str, subject: str) -> RawMsg | None:
     return raw
 
 
-def _time(raw: RawMsg) -> float:
+def stored_at(raw: RawMsg) -> float:
     """When the server stored a message (``Nats-Time-Stamp``, RFC 3339 with nanoseconds)."""
     stamp = raw.headers.get("Nats-Time-Stamp", "")
     if not stamp:

@@ -29,7 +29,7 @@ from . import _naming as naming
 from ._connection import WRONG_LAST_SEQUENCE, ApiError, Connection, NoResponders, RawMsg
 from ._index import NatsIndex
 from ._provision import Provisioner
-from ._retention import purge_finished
+from ._retention import purge_finished, stored_at
 
 __all__ = ["NatsStore"]
 
@@ -175,35 +175,39 @@ class NatsStore:
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         """Lease the first step of a routine to ``owner`` for ``ack_wait`` seconds.
 
-        True if the lease is ``owner``'s (new, or already held: then renewed); False
-        while another worker holds it. A lease that outlives its worker expires with
-        the stream's ``max_age``.
+        True if the lease is ``owner``'s (new, taken over from a holder that let it lapse,
+        or already held: then renewed); False while another worker holds it.
+        """
+        return await self.claim_start(service, routine_id, owner) != "busy"
+
+    async def claim_start(self, service: str, routine_id: str, owner: str) -> str:
+        """``StartClaims``: ``new`` if this is the first claim ever of the routine (so it has
+        no journal: the claim sits next to it and goes with it), ``held`` if ``owner``
+        holds the lease now (renewed, or taken over from a holder that let it lapse; the
+        journal may exist), ``busy`` while another worker holds it.
+
+        The claim is one message on ``naming.claim_subject`` in the journal stream, written
+        with an expected last sequence: create-if-absent, then compare-and-swap.
         """
         self._check_open()
-        await self.provisioner.claims(service)
-        stream = naming.claim_stream(service, self._ns)
+        await self.provisioner.journal(service)
+        stream = naming.journal_stream(service, self._ns)
         subject = naming.claim_subject(service, routine_id, self._ns)
         headers = {"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Expected-Stream": stream}
         try:
             await self.conn.publish(subject, owner.encode(), headers)
-            return True
+            return "new"
         except ApiError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
-        try:
-            holder = await self.conn.request(f"$JS.API.DIRECT.GET.{stream}.{subject}")
-        except NoResponders:
-            return False
-        if holder.status == "404":  # expired in between: try once more
-            try:
-                await self.conn.publish(subject, owner.encode(), headers)
-                return True
-            except ApiError:
-                return False
-        if holder.status or holder.data != owner.encode():
-            return False
-        # ours already (a redelivery to the same worker): renew it, or it would expire
-        # ack_wait after the *first* claim, in the middle of this run
+        holder = await self._last_on(service, subject)
+        if holder is None:
+            return "busy"  # purged in between (a retention pass): the next delivery decides
+        lapsed = time.time() - stored_at(holder) > self.conn.options.ack_wait
+        if holder.data != owner.encode() and not lapsed:
+            return "busy"
+        # ours (a redelivery to the same worker) or lapsed: renew or take it over, unless it
+        # changed hands in between
         renew = dict(headers)
         renew["Nats-Expected-Last-Subject-Sequence"] = holder.headers.get("Nats-Sequence", "0")
         try:
@@ -211,8 +215,8 @@ class NatsStore:
         except ApiError as exc:
             if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise
-            return False  # it changed hands in between
-        return True
+            return "busy"
+        return "held"
 
     # --- a service's private state ---------------------------------------------------------
 
