@@ -123,6 +123,8 @@ class Inbox:
 
     async def get(self, wait: float | None) -> RawMsg | _Reconnected | None:
         """The next message, ``RECONNECTED``, or ``None`` after ``wait`` seconds."""
+        if not self._queue.empty():  # under load most are here already: no timer, no future
+            return self._queue.get_nowait()
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
         # that races with the queue delivering, and a stopped pull loop would run on
         try:
