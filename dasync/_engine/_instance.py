@@ -390,6 +390,11 @@ class RoutineInstance:
             self._signal_waiters.setdefault(name, deque()).append(fut)
         return fut
 
+    @property
+    def waiting_for_signal(self) -> bool:
+        """Whether some task of the routine awaits ``dasync.signal`` now."""
+        return any(not f.done() for waiting in self._signal_waiters.values() for f in waiting)
+
     def _deliver_signal(self, inp: Signal) -> None:
         waiters = self._signal_waiters.get(inp.name)
         while waiters:

@@ -14,6 +14,7 @@ from ._replay import replay as replay
 from ._unit import clock_of as clock_of
 from ._unit import fired as fired
 from ._unit import instantiate as instantiate
+from ._unit import send_signal as send_signal
 
 __all__ = [
     "Backend",
@@ -28,4 +29,5 @@ __all__ = [
     "load_journals",
     "replay",
     "runtime",
+    "send_signal",
 ]

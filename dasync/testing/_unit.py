@@ -23,10 +23,11 @@ import heapq
 import itertools
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
-from .._codec import decode_event, encode_event
+from .._codec import decode_event, encode_event, encode_value
 from .._contract import ServiceSpec
 from .._engine import (
     Call,
@@ -35,6 +36,7 @@ from .._engine import (
     Input,
     Resolve,
     RoutineInstance,
+    Signal,
     Start,
     StartTimer,
     current_instance,
@@ -77,6 +79,9 @@ class _Harness:
         self.spec = spec
         self.obj = obj
         self.fired: list[tuple[str, Any]] = []
+        self.signals: deque[tuple[str, bytes]] = deque()
+        """Sent by the test (``send_signal``), not taken yet."""
+        self._signalled: asyncio.Event | None = None
         self.clock = VirtualClock(time.time(), poll=0)
         self._calls = itertools.count(1)
         self._active = 0
@@ -116,28 +121,46 @@ class _Harness:
                 inp = Cancel(self.clock.now(), f"test-{cancels}")
             elif calls:
                 inp = Resolve(calls[0].seq, False, _no_fake(calls[0]), self.clock.now())
+            elif self.signals:  # sent by the test: taken now, before any later timer
+                signal, payload = self.signals.popleft()
+                inp = Signal(signal, f"test-{next(self._calls)}", payload, self.clock.now())
             else:
                 while timers and not inst.wants(FireTimer(timers[0][1], 0.0)):
                     heapq.heappop(timers)
-                if not timers:
+                if not timers and not inst.waiting_for_signal:
                     inst.evict()
                     raise RuntimeError(
                         f"{self.spec.name}.{name} waits for something that cannot happen here: "
-                        f"no timer, call or real I/O is pending (an asyncio.Event nobody sets?)"
+                        f"no timer, call, signal or real I/O is pending (an asyncio.Event "
+                        f"nobody sets?)"
                     )
-                deadline, seq = timers[0]
+                signalled = self._signalled = self._signalled or asyncio.Event()
+                signalled.clear()
+                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(signalled.wait())]
+                if timers:
+                    waits.append(asyncio.ensure_future(self.clock.sleep_until(timers[0][0])))
                 try:
-                    await self.clock.sleep_until(deadline)
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 except asyncio.CancelledError:
                     cancels += 1
                     inp = Cancel(self.clock.now(), f"test-{cancels}")
                     continue
-                heapq.heappop(timers)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+                if self.signals or not timers or timers[0][0] > self.clock.now():
+                    continue  # a signal came first (or the wait ended for nothing): look again
+                _, seq = heapq.heappop(timers)
                 inp = FireTimer(seq, self.clock.now())
         failure = inst.failure
         if failure is not None:
             raise failure
         return outcome[0]
+
+    def send(self, name: str, value: Any) -> None:
+        self.signals.append((name, encode_value(value, what=f"signal {name!r}")))
+        if self._signalled is not None:
+            self._signalled.set()
 
     def record(self, event: EventSpec, payload: bytes) -> None:
         self.fired.append((event.name, decode_event(event, payload)))
@@ -261,3 +284,12 @@ def clock_of(svc: object) -> VirtualClock:
     the methods have slept, and ``advance()`` moves it by hand.
     """
     return _harness_of(svc).clock
+
+
+def send_signal(svc: object, name: str, value: Any) -> None:
+    """Send signal ``name`` to the routine of ``svc`` (from ``instantiate``) that waits for
+    it, or will: run the method as a task, send, then await the task. A signal is taken
+    before any timer that is due later, so send it before the deadline passes (the clock
+    jumps to the next timer as soon as nothing else can happen: hold it with
+    ``clock_of(svc).held()`` while a test acts in between)."""
+    _harness_of(svc).send(name, value)

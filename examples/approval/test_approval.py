@@ -69,3 +69,34 @@ async def test_a_rejection_pays_nothing() -> None:
             await handle.signal("approval", False)
         assert await handle.result(timeout=5) == "rejected"
         assert rt.instance_of(LedgerPayouts).paid == {}
+
+
+@pytest.mark.dasync
+async def test_the_service_alone_with_fakes() -> None:
+    """``instantiate``: the service's own code, its collaborators faked, under a virtual
+    clock; the hour passes at once, signals come from the test."""
+    import asyncio
+
+    from dasync.testing import clock_of, instantiate, send_signal
+
+    notes: list[tuple[str, str]] = []
+    paid: list[str] = []
+
+    class Notes:
+        async def notify(self, to: str, text: str) -> None:
+            notes.append((to, text))
+
+    class Pay:
+        async def pay(self, expense_id: str, employee: str, amount: Decimal) -> str:
+            paid.append(expense_id)
+            return f"r-{expense_id}"
+
+    svc = instantiate(ExpenseService, notifier=Notes(), payouts=Pay())
+    began = clock_of(svc).now()
+    running = asyncio.ensure_future(svc.submit(EXPENSE, HOUR))
+    while len(notes) < 2:  # noqa: ASYNC110 - the manager is asked, an hour passes, finance
+        await asyncio.sleep(0)
+    assert clock_of(svc).now() - began >= HOUR
+    send_signal(svc, "approval", True)
+    assert await running == "paid"
+    assert [to for to, _ in notes] == ["meg", "finance"] and paid == ["exp-7"]
