@@ -251,7 +251,7 @@ async def run(args: argparse.Namespace) -> int:
                 async def committed() -> bool:
                     workers.check()
                     stored, pending, unacked = await js.state()
-                    return stored == n and pending == 0 and unacked == 0
+                    return stored >= n and pending == 0 and unacked == 0
 
                 await until("starts committed", committed, args.first)
                 done = time.time() - t0
