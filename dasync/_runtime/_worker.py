@@ -961,23 +961,41 @@ class Worker:
         me = Origin.service(own)
         key = self._keys.get(own, b"")
         depth = int(meta.get("depth", "0") or 0)
-        for command in commands:
-            if isinstance(command, Call | StartTimer | Postpone):
+
+        async def call(command: Call) -> None:
+            queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
+            msg, span = _traced(trace, carrier, queue, msg, "call", command.method)
+            with span:
+                try:
+                    await self.transport.send(queue, msg, me)
+                except UnknownService:
+                    # a callee whose workers never started: its calls wait for it (services
+                    # start in any order), in its queue, declared as its workers would
+                    await self.transport.declare(queue)
+                    await self.transport.send(queue, msg, me)
+
+        calls: list[Call] = []
+        for command in (*commands, None):
+            if isinstance(command, Call):
+                calls.append(command)  # a run of calls (a gather's) is sent at once
+                continue
+            if len(calls) == 1:
+                await call(calls[0])
+            elif calls:
+                # concurrently: one round trip for the run instead of one per call; all are
+                # sent before the input is acknowledged, and a failure has it redelivered
+                try:
+                    async with asyncio.TaskGroup() as sending:
+                        for each in calls:
+                            sending.create_task(call(each))
+                except BaseExceptionGroup as group:
+                    raise group.exceptions[0] from None
+            calls = []
+            if command is None:
+                break
+            if isinstance(command, StartTimer | Postpone):
                 queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
-                span: AbstractContextManager[None] = _UNTRACED
-                if isinstance(command, Call):
-                    msg, span = _traced(trace, carrier, queue, msg, "call", command.method)
-                with span:
-                    try:
-                        await self.transport.send(queue, msg, me)
-                    except UnknownService:
-                        if not isinstance(command, Call):
-                            raise
-                        # a callee whose workers never started: its calls wait for it
-                        # (services start in any order), in its queue, declared as its
-                        # workers would
-                        await self.transport.declare(queue)
-                        await self.transport.send(queue, msg, me)
+                await self.transport.send(queue, msg, me)
             elif isinstance(command, CancelCall):
                 callee = _wire.callee_of(routine_id, command)
                 message = _wire.cancel_message(callee, f"s{command.seq}", key)

@@ -171,17 +171,25 @@ async def test_retries_are_span_events(spans: InMemorySpanExporter, broker: Memo
 
 
 class LoadsOnceBadly(MemoryStore):
-    """The first load of one routine's journal fails, as a restarting server would."""
+    """The first read of one routine's state (its start claim, or its journal) fails, as a
+    restarting server would."""
 
     def __init__(self, broker: MemoryBroker, routine_id: str) -> None:
         super().__init__(broker)
         self.routine_id = routine_id
         self.failed = False
 
-    async def load(self, service: str, routine_id: str) -> list[bytes]:
+    def _fail_once(self, routine_id: str) -> None:
         if routine_id == self.routine_id and not self.failed:
             self.failed = True
             raise TransportError("store unavailable")
+
+    async def claim_start(self, service: str, routine_id: str, owner: str) -> str:
+        self._fail_once(routine_id)
+        return await super().claim_start(service, routine_id, owner)
+
+    async def load(self, service: str, routine_id: str) -> list[bytes]:
+        self._fail_once(routine_id)
         return await super().load(service, routine_id)
 
 
