@@ -319,8 +319,14 @@ class PullConsumer:
 
     def _dispatch(self, raw: RawMsg) -> None:
         delivery = NatsDelivery(raw, self)
-        task = asyncio.get_running_loop().create_task(self._handle(delivery))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._handle(delivery))
         self.inflight[delivery] = task
+        # the server's ack_wait runs from now, not from when a busy loop starts the task:
+        # kept alive from receipt, a delivery waiting for its turn is not handed to another
+        self._started[delivery] = time.monotonic()
+        if self._keeper is None or self._keeper.done():
+            self._keeper = loop.create_task(self._keep_alive())
 
     async def _handle(self, delivery: NatsDelivery) -> None:
         try:
@@ -328,9 +334,6 @@ class PullConsumer:
             if due is not None and (wait := due - time.time()) > 0:
                 await delivery.nak(wait)  # early (no server scheduler, or clock skew)
                 return
-            self._started[delivery] = time.monotonic()
-            if self._keeper is None or self._keeper.done():
-                self._keeper = asyncio.get_running_loop().create_task(self._keep_alive())
             await self.handler(delivery)
         except Exception:
             _log.exception("handler failed on %s", delivery.message.msg_id)
@@ -341,10 +344,13 @@ class PullConsumer:
             self._freed.set()
 
     async def _keep_alive(self) -> None:
-        """One sweep for all deliveries: those running longer than ``keepalive`` are kept."""
+        """One sweep for all deliveries, twice per ``keepalive``: each one held longer than
+        half of it is kept, so its first ``in_progress`` leaves at most ``keepalive`` after
+        it arrived (a third of ``ack_wait``)."""
+        half = self.keepalive / 2
         while self._started:
-            await asyncio.sleep(self.keepalive)
-            due = time.monotonic() - self.keepalive
+            await asyncio.sleep(half)
+            due = time.monotonic() - half
             for delivery, started in list(self._started.items()):
                 if started <= due and not delivery.settled:
                     await delivery.in_progress()
