@@ -251,6 +251,9 @@ class Cell:
     """process label (client, Flow, Leaf, Leaf#2, ..., server) -> CPU seconds"""
     ops: dict[str, float] = field(default_factory=dict)
     ops_loaded: dict[str, float] = field(default_factory=dict)
+    ops_by: dict[str, dict[str, float]] = field(default_factory=dict)
+    """process label -> kind -> per routine (sequential pass)"""
+    ops_loaded_by: dict[str, dict[str, float]] = field(default_factory=dict)
     profiles: list[tuple[str, str]] = field(default_factory=list)
     """(process label, path)"""
     rounds: list[Round] = field(default_factory=list)
@@ -273,6 +276,8 @@ class Cell:
         self.rounds += other.rounds
         self.ops = self.ops or other.ops
         self.ops_loaded = self.ops_loaded or other.ops_loaded
+        self.ops_by = self.ops_by or other.ops_by
+        self.ops_loaded_by = self.ops_loaded_by or other.ops_loaded_by
         self.profiles += other.profiles
 
     @property
@@ -372,16 +377,18 @@ class System:
     run: Run
     children: list[Child]
 
-    async def counted(self, phase: Callable[[], Awaitable[int]]) -> tuple[Counter[str], int]:
-        """Run ``phase`` counting every publish of every process; (counts, routines)."""
+    async def counted(
+        self, phase: Callable[[], Awaitable[int]]
+    ) -> tuple[dict[str, Counter[str]], int]:
+        """Run ``phase`` counting every publish of every process; ({process: counts}, routines)."""
         for child in self.children:
             await asyncio.to_thread(child.command, "count")
         with COUNTER.counting() as counts:
             n = await phase()
-        total = Counter(counts)
+        by: dict[str, Counter[str]] = {"client": Counter(counts)}
         for child in self.children:
-            total.update(json.loads(await asyncio.to_thread(child.command, "counts")))
-        return total, n
+            by[child.label] = Counter(json.loads(await asyncio.to_thread(child.command, "counts")))
+        return by, n
 
 
 def _roles(workload: str, leaf_procs: int) -> list[str]:
@@ -543,16 +550,18 @@ async def measure(
             run = sysm.run
             await sequential(run, workload, 5)  # provisioning, codecs, caches
             if cfg.count:
-                counts, n = await sysm.counted(lambda: sequential(run, workload, cfg.count_runs))
-                cell.ops = {k: v / n for k, v in counts.items()}
+                by, n = await sysm.counted(lambda: sequential(run, workload, cfg.count_runs))
+                cell.ops = {k: v / n for k, v in sum(by.values(), Counter()).items()}
+                cell.ops_by = {p: {k: v / n for k, v in c.items()} for p, c in by.items()}
             await sequential(run, workload, cfg.samples, cell.latencies)
 
             async def warm() -> int:
                 return (await loaded(run, workload, [], cfg.warmup))[0]
 
             if cfg.count:
-                counts, n = await sysm.counted(warm)
-                cell.ops_loaded = {k: v / n for k, v in counts.items()}
+                by, n = await sysm.counted(warm)
+                cell.ops_loaded = {k: v / n for k, v in sum(by.values(), Counter()).items()}
+                cell.ops_loaded_by = {p: {k: v / n for k, v in c.items()} for p, c in by.items()}
             else:
                 await warm()
             pids = {"server": server.pid, **{c.label: c.pid for c in sysm.children}}
@@ -765,6 +774,16 @@ def report_ops(cells: list[Cell]) -> None:
             total = [t + v for t, v in zip(total, values, strict=True)]
             print(f"  {label:<56}" + "".join(f"{v:{width}.2f}" for v in values))
         print(f"  {'every publish':<56}" + "".join(f"{v:{width}.2f}" for v in total))
+        print("  ... by process (requests: every publish but acks), per routine:")
+        for c in with_ops:
+            by = getattr(c, attr + "_by") if attr == "ops_loaded" else c.ops_by
+            parts = []
+            for proc, kinds in by.items():
+                detail = ", ".join(
+                    f"{k} {v:.2f}" for k, v in sorted(kinds.items()) if k not in ("ack",) and v
+                )
+                parts.append(f"{proc}: {detail}")
+            print(f"    {c.label} {c.mode} {c.system}: " + "; ".join(parts))
 
 
 async def main(args: argparse.Namespace) -> list[Cell]:
