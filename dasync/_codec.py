@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 
+_MISSING: Any = object()
+
+
 def encode_json(value: Any) -> bytes:
     return orjson.dumps(value)
 
@@ -346,13 +349,7 @@ def encode_event(event: EventSpec, value: Any) -> bytes:
     try:
         return wire.dump_json(wire.validator.validate_python(value))
     except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        at = f", field {where!r}" if where else ""
-        raise InvalidArguments(
-            f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
-            f"{err['msg']} (got {_short(value)})"
-        ) from None
+        raise _mismatch(f"event {event.topic}: payload", event.payload, exc, value) from None
     except PydanticSerializationError as exc:
         raise InvalidArguments(f"event {event.topic}: payload cannot be encoded: {exc}") from None
 
@@ -367,12 +364,7 @@ def decode_event(event: EventSpec, data: bytes) -> Any:
             raise MalformedMessage(
                 f"event {event.topic}: payload is not valid JSON ({err['msg']})"
             ) from None
-        where = ".".join(str(x) for x in err["loc"])
-        at = f", field {where!r}" if where else ""
-        raise InvalidArguments(
-            f"event {event.topic}: payload does not match {_type_name(event.payload)}{at}: "
-            f"{err['msg']} (got {_short(err.get('input'))})"
-        ) from None
+        raise _mismatch(f"event {event.topic}: payload", event.payload, exc) from None
 
 
 def encode_value(value: Any, annotation: Any = None, *, what: str = "value") -> bytes:
@@ -392,13 +384,20 @@ def decode_value(annotation: Any, data: bytes, *, what: str = "value") -> Any:
     try:
         return _type_wire(annotation).validator.validate_json(data)
     except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        at = f", field {where!r}" if where else ""
-        raise InvalidArguments(
-            f"{what} does not match {_type_name(annotation)}{at}: {err['msg']} "
-            f"(got {_short(err.get('input'))})"
-        ) from None
+        raise _mismatch(what, annotation, exc) from None
+
+
+def _mismatch(
+    what: str, annotation: Any, exc: pydantic.ValidationError, value: Any = _MISSING
+) -> InvalidArguments:
+    """``InvalidArguments`` naming what did not match ``annotation``, the field and why."""
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err["loc"])
+    at = f", field {where!r}" if where else ""
+    got = err.get("input") if value is _MISSING else value
+    return InvalidArguments(
+        f"{what} does not match {_type_name(annotation)}{at}: {err['msg']} (got {_short(got)})"
+    )
 
 
 def args_json_schema(method: MethodSpec) -> dict[str, Any]:

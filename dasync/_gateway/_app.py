@@ -106,11 +106,15 @@ class Gateway:
                 headers={"Retry-After": RETRY_AFTER},
             ) from None
 
-    def _method(self, service: str, name: str) -> MethodSpec:
+    def _service(self, service: str) -> ServiceSpec:
         spec = self.services.get(service)
         if spec is None:
             known = ", ".join(sorted(self.services)) or "none"
             raise HttpProblem("unknown-service", f"no service {service!r} here (services: {known})")
+        return spec
+
+    def _method(self, service: str, name: str) -> MethodSpec:
+        spec = self._service(service)
         method = spec.methods.get(name)
         if method is None:
             known = ", ".join(sorted(spec.methods)) or "none"
@@ -251,10 +255,7 @@ class Gateway:
         return Response(orjson.dumps(accepted), 202, _JSON)
 
     def _event(self, service: str, name: str) -> EventSpec:
-        spec = self.services.get(service)
-        if spec is None:
-            known = ", ".join(sorted(self.services)) or "none"
-            raise HttpProblem("unknown-service", f"no service {service!r} here (services: {known})")
+        spec = self._service(service)
         event = spec.events.get(name)
         if event is None or not event.external:
             known = ", ".join(sorted(e.name for e in spec.events.values() if e.external))
