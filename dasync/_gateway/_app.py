@@ -106,6 +106,19 @@ class Gateway:
                 headers={"Retry-After": RETRY_AFTER},
             ) from None
 
+    async def _principal(self, request: Request) -> Any:
+        """Who sent the request (``Access.principal``), asked of the hook once per request."""
+        if "dasync_principal" not in request.scope:
+            request.scope["dasync_principal"] = await self.access.principal(request.headers)
+        return request.scope["dasync_principal"]
+
+    def _keyed_id(self, key: str | None, principal: Any, service: str, what: str) -> str:
+        """A fresh id, or the one an ``Idempotency-Key`` of the same principal always gets
+        (two principals' keys never meet)."""
+        if key is None:
+            return self.ids.fresh()
+        return self.ids.keyed("" if principal is None else str(principal), service, what, key)
+
     def _service(self, service: str) -> ServiceSpec:
         spec = self.services.get(service)
         if spec is None:
@@ -131,7 +144,7 @@ class Gateway:
     ) -> tuple[PublicId, MethodSpec, RoutineRecord | None]:
         """The routine a ``/routines/{id}`` request names, once its caller may ``action`` it;
         ``404`` for an id that names no routine."""
-        principal = await self.access.principal(request.headers)
+        principal = await self._principal(request)
         text = request.path_params["id"]
         found = self.ids.parse(text)
         unknown = HttpProblem("unknown-routine", f"no routine has the id {text!r}")
@@ -176,7 +189,7 @@ class Gateway:
 
     async def call(self, request: Request) -> Response:
         """``POST /{Service}/{method}``: start, wait as ``Prefer`` says, answer."""
-        principal = await self.access.principal(request.headers)
+        principal = await self._principal(request)
         service, name = request.path_params["service"], request.path_params["method"]
         method = self._method(service, name)
         await self.access.check(principal, service, name, "call")
@@ -190,11 +203,8 @@ class Gateway:
         key = _idempotency_key(request.headers.get(http.IDEMPOTENCY_KEY))
         handle: RoutineHandle[Any] | None = None
         outcome: tuple[bool, bytes] | None = None
-        if key is None:
-            routine_id = self.ids.fresh()
-        else:
-            scope = "" if principal is None else str(principal)
-            routine_id = self.ids.keyed(scope, service, name, key)
+        routine_id = self._keyed_id(key, principal, service, name)
+        if key is not None:
             record = await self._nats(client.routine(service, routine_id), "reading")
             if record is not None and record.method is not None:
                 if record.method != name or record.args != payload:
@@ -234,7 +244,7 @@ class Gateway:
     async def fire(self, request: Request) -> Response:
         """``POST /{Service}/events/{event}``: ask the service to publish an ``ExternalEvent``
         with the body as its payload; ``202`` once the request is stored."""
-        principal = await self.access.principal(request.headers)
+        principal = await self._principal(request)
         service, name = request.path_params["service"], request.path_params["event"]
         event = self._event(service, name)
         await self.access.check(principal, service, name, "fire")
@@ -245,11 +255,7 @@ class Gateway:
             request.headers.get("content-type"),
         )
         key = _idempotency_key(request.headers.get(http.IDEMPOTENCY_KEY))
-        if key is None:
-            fire_id = self.ids.fresh()
-        else:  # the same key (of the same principal) is the same fire: one event
-            fire_id = self.ids.keyed("" if principal is None else str(principal), service,
-                                     f"events/{name}", key)  # fmt: skip
+        fire_id = self._keyed_id(key, principal, service, f"events/{name}")  # one key, one event
         await self._nats(client.fire_encoded(event, payload, fire_id=fire_id), "firing")
         accepted = {"event": event.topic, "fire_id": fire_id, "status": "accepted"}
         return Response(orjson.dumps(accepted), 202, _JSON)
@@ -339,12 +345,8 @@ class Gateway:
             raise HttpProblem("invalid-value", f"the body is not JSON ({exc})") from None
         key = _idempotency_key(request.headers.get(http.IDEMPOTENCY_KEY))
         public = self.ids.public(found.service, found.method, found.routine_id)
-        if key is None:
-            signal_id = self.ids.fresh()
-        else:  # the same key (of the same principal) is the same signal: taken once
-            principal = await self.access.principal(request.headers)
-            scope = "" if principal is None else str(principal)
-            signal_id = self.ids.keyed(scope, found.service, f"signals/{name}/{public}", key)
+        principal = await self._principal(request)  # asked already by _routine
+        signal_id = self._keyed_id(key, principal, found.service, f"signals/{name}/{public}")
         try:
             await self._nats(
                 client.signal(found.service, found.routine_id, name, value, signal_id=signal_id),
