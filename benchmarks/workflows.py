@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import os
 import platform
@@ -81,6 +82,7 @@ import nats.aio.client
 
 import dasync
 from dasync.transports.nats import NatsServer, connect_nats
+from dasync.transports.nats import _connection as _nats_connection
 
 INFLIGHT = 64
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -146,6 +148,8 @@ class OpCounter:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self._original = nats.aio.client.Client.publish
+        self._emit = _nats_connection.Connection._emit
+        """dasync's lean path publishes here, not through nats-py's ``publish``."""
 
     def start(self) -> None:
         """Count every publish from now on (until ``stop``)."""
@@ -157,10 +161,18 @@ class OpCounter:
             return await original(self, subject, payload, reply, headers)
 
         nats.aio.client.Client.publish = publish  # type: ignore[method-assign]
+        emit_original = self._emit
+
+        async def emit(self, subject, reply, headers, data):  # type: ignore[no-untyped-def]
+            note(counts, subject, data, reply)
+            return await emit_original(self, subject, reply, headers, data)
+
+        _nats_connection.Connection._emit = emit  # type: ignore[method-assign]
 
     def stop(self) -> dict[str, int]:
         """Remove the patch (costing nothing afterwards); the counts since ``start``."""
         nats.aio.client.Client.publish = self._original  # type: ignore[method-assign]
+        _nats_connection.Connection._emit = self._emit  # type: ignore[method-assign]
         return dict(self.counts)
 
     @contextlib.contextmanager
@@ -194,6 +206,8 @@ class OpCounter:
             kind = "purge"
         elif subject.startswith("$JS.API."):
             kind = "api"
+        elif reply and ".journal._claim_" in subject:
+            kind = "claim"
         elif reply and (subject.startswith("$KV.") or ".journal." in subject):
             kind = "journal_write"
         elif reply and ".claim." in subject:
@@ -472,6 +486,19 @@ async def serve(system: str, role: str, url: str) -> None:
             else:
                 print(f"unknown command {cmd!r}", flush=True)
 
+    prefix = os.environ.get("BENCH_CPROFILE")  # a deterministic profile of this process
+    profiler = cProfile.Profile() if prefix else None
+    if profiler is not None:
+        profiler.enable()
+    try:
+        await _serve(system, role, url, commands)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{prefix}.{system}.{role}.{os.getpid()}.prof")
+
+
+async def _serve(system: str, role: str, url: str, commands: Callable[[], Awaitable[None]]) -> None:
     if system == "dasync":
         transport, store = await connect_nats(url)
         async with dasync.Runtime([DASYNC_SERVICE[role]], transport=transport, store=store):

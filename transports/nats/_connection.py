@@ -21,12 +21,14 @@ from typing import Any
 
 import nats
 import nats.errors
+import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from dasync._errors import TransportError, TransportRefused
 
+from . import _requests as lean
 from ._options import NatsOptions
 
 __all__ = [
@@ -112,11 +114,23 @@ class Inbox:
         self._sub: NatsSubscription | None = None
 
     async def _start(self) -> None:
-        async def on_msg(msg: Msg) -> None:
-            self._queue.put_nowait(_raw(msg))
+        queue = self._queue
 
+        def receive(msg: Msg) -> None:
+            queue.put_nowait(_raw(msg))
+
+        nc = self._conn.nc
         with self._conn.mapped(f"subscribe {self.subject}"):
-            self._sub = await self._conn.nc.subscribe(self.subject, cb=on_msg)
+            if self._conn.lean:  # straight from the read loop: no task between
+                self._sub = await nc.subscribe(self.subject, pending_bytes_limit=0)
+                if lean.install(self._sub, lean.Forward(receive)):
+                    return
+                await self._sub.unsubscribe()
+
+            async def on_msg(msg: Msg) -> None:
+                receive(msg)
+
+            self._sub = await nc.subscribe(self.subject, cb=on_msg)
 
     def _reconnected(self) -> None:
         self._queue.put_nowait(RECONNECTED)
@@ -164,6 +178,10 @@ class Connection:
         self._closing: asyncio.Task[None] | None = None
         self._denied: dict[str, tuple[str, float]] = {}
         """Subjects (lower case, as nats-py reports them) the server recently refused us."""
+        self.lean = lean.lean_supported(nc)
+        """Requests and publishes take ``_requests``' path (else nats-py's public API)."""
+        self._answers: lean.Answers | None = None
+        self._answers_lock = asyncio.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -237,7 +255,7 @@ class Connection:
             kwargs["tls"] = context
         kwargs.update(options.extra)
         where = ", ".join(_redact(s) for s in options.servers)
-        nc = NatsClient()
+        nc = lean.LeanClient()
         connecting: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**kwargs))
         waiting: set[asyncio.Future[Any]] = {connecting, refused}
         try:
@@ -275,6 +293,8 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        if self._answers is not None:
+            self._answers.fail_all(nats.errors.ConnectionClosedError())
         for inbox in list(self._inboxes):
             await inbox.close()
         if self.nc.is_closed:
@@ -338,9 +358,7 @@ class Connection:
     ) -> PubAck:
         """Persist a message in the stream that owns ``subject`` and return its ack."""
         with self.mapped(f"publish to {subject}", subject):
-            msg = await self.nc.request(
-                subject, data, timeout=self.options.request_timeout, headers=dict(headers or {})
-            )
+            msg = await self._request(subject, data, headers, self.options.request_timeout)
         resp = _json(msg, subject)
         if "error" in resp:
             raise _api_error(resp["error"])
@@ -358,13 +376,17 @@ class Connection:
     ) -> None:
         """Fire-and-forget core publish (acks, pull requests)."""
         with self.mapped(f"publish to {subject}"):
-            await self.nc.publish(
-                subject, data, reply=reply, headers=dict(headers) if headers else None
-            )
+            if self.lean:
+                block = lean.header_block(headers) if headers else None
+                await self._emit(subject, reply, block, data)
+            else:
+                await self.nc.publish(
+                    subject, data, reply=reply, headers=dict(headers) if headers else None
+                )
 
     async def request(self, subject: str, data: bytes = b"") -> RawMsg:
         with self.mapped(f"request {subject}", subject):
-            msg = await self.nc.request(subject, data, timeout=self.options.request_timeout)
+            msg = await self._request(subject, data, None, self.options.request_timeout)
         return _raw(msg)
 
     async def api(self, endpoint: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -373,7 +395,7 @@ class Connection:
         data = json.dumps(payload).encode() if payload is not None else b""
         try:
             with self.mapped(f"JetStream {endpoint}", subject):
-                msg = await self.nc.request(subject, data, timeout=self.options.request_timeout)
+                msg = await self._request(subject, data, None, self.options.request_timeout)
         except NoResponders as exc:
             raise TransportError(
                 f"JetStream is not enabled on this NATS server ({endpoint})"
@@ -382,6 +404,46 @@ class Connection:
         if "error" in resp:
             raise _api_error(resp["error"])
         return resp
+
+    async def _request(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None, wait: float
+    ) -> Msg:
+        """One request and its answer; nats-py's errors (mapped by the caller's ``mapped``)."""
+        if not self.lean:
+            return await self.nc.request(
+                subject, data, timeout=wait, headers=dict(headers) if headers else None
+            )
+        answers = self._answers or await self._open_answers()
+        if answers is None:  # this nats-py keeps its subscription queue elsewhere
+            return await self._request(subject, data, headers, wait)
+        block = lean.header_block(headers) if headers else None
+        token, answer = answers.expect(wait)
+        try:
+            await self._emit(subject, answers.prefix + token, block, data)
+        except BaseException:
+            answers.forget(token)
+            raise
+        msg = await answer
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            raise nats.errors.NoRespondersError
+        return msg
+
+    async def _emit(self, subject: str, reply: str, headers: bytes | None, data: bytes) -> None:
+        """Every publish of the lean path passes here (benchmarks count them here)."""
+        await lean.write(self.nc, lean.pub_command(subject, reply, headers, data), len(data))
+
+    async def _open_answers(self) -> lean.Answers | None:
+        async with self._answers_lock:
+            if self._answers is None and self.lean:
+                answers = lean.Answers(self.nc.new_inbox() + ".")
+                with self.mapped("subscribe to the answers inbox"):
+                    sub = await self.nc.subscribe(answers.prefix + "*", pending_bytes_limit=0)
+                if lean.install(sub, answers):
+                    self._answers = answers
+                else:
+                    self.lean = False
+                    await sub.unsubscribe()
+        return self._answers
 
     async def subscribe(self, subject: str | None = None) -> Inbox:
         inbox = Inbox(self, subject or self.nc.new_inbox())
@@ -475,8 +537,8 @@ def _raw(msg: Msg) -> RawMsg:
 
 def _json(msg: Msg, subject: str) -> dict[str, Any]:
     try:
-        resp = json.loads(msg.data)
-    except ValueError as exc:
+        resp = orjson.loads(msg.data)
+    except orjson.JSONDecodeError as exc:
         raise TransportError(f"unexpected answer from {subject}: {msg.data[:200]!r}") from exc
     if not isinstance(resp, dict):
         raise TransportError(f"unexpected answer from {subject}: {msg.data[:200]!r}")

@@ -25,7 +25,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -91,7 +91,7 @@ def index_subjects(service: str, namespace: str = "") -> list[str]:
 
 
 def encode_entry(entry: RoutineEntry) -> bytes:
-    return orjson.dumps(asdict(entry))
+    return orjson.dumps(entry)  # a dataclass, field by field (as ``asdict`` would, faster)
 
 
 def decode_entry(data: bytes) -> RoutineEntry | None:

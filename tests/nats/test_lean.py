@@ -1,0 +1,130 @@
+"""The lean request path (``transports/nats/_requests.py``) against a real server: it is
+the one in use with the installed nats-py, answers each request with its own answer,
+times out, maps errors as nats-py's path did, and refuses bytes that would pose as
+protocol; its header parser gives nats-py's dict."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nats.aio.client import Client as NatsClient
+
+from dasync._errors import TransportError
+from dasync.testing._nats_server import NatsServer
+from dasync.transports.nats import NatsOptions
+from dasync.transports.nats import _requests as lean
+from dasync.transports.nats._connection import Connection, NoResponders
+
+
+@pytest.fixture
+async def conn(nats_server: NatsServer) -> Connection:
+    connection = await Connection.open(NatsOptions(servers=(nats_server.url,), request_timeout=1.0))
+    yield connection  # type: ignore[misc]
+    await connection.close()
+
+
+async def _stream(conn: Connection, name: str) -> None:
+    config = {"name": name, "subjects": [f"{name}.>"], "allow_direct": True}
+    await conn.api(f"STREAM.CREATE.{name}", config)
+
+
+async def test_the_installed_nats_py_takes_the_lean_path(conn: Connection) -> None:
+    assert conn.lean, "nats-py lacks a member the lean path needs: see _requests.py"
+    await conn.api("INFO")
+    assert conn._answers is not None  # the wildcard inbox with its direct queue is in place
+
+
+async def test_concurrent_publishes_each_get_their_own_ack(conn: Connection) -> None:
+    await _stream(conn, "LEAN_ACKS")
+    acks = await asyncio.gather(
+        *(conn.publish(f"LEAN_ACKS.{i}", b"x", {"Nats-Msg-Id": f"m{i}"}) for i in range(300))
+    )
+    assert sorted(a.seq for a in acks) == list(range(1, 301))
+    again = await conn.publish("LEAN_ACKS.7", b"x", {"Nats-Msg-Id": "m7"})
+    assert again.duplicate and again.seq == next(a.seq for a in acks if a.seq == again.seq)
+    assert not conn._answers._waiting  # type: ignore[union-attr]
+
+
+async def test_headers_arrive_as_sent(conn: Connection) -> None:
+    await _stream(conn, "LEAN_HDR")
+    sent = {"dasync-kind": "reply", "dasync-routine": "r-1", "x-empty": "", "x-uni": "née ✓"}
+    ack = await conn.publish("LEAN_HDR.a", b"body", sent)
+    raw = await conn.request("$JS.API.DIRECT.GET.LEAN_HDR", b'{"seq": %d}' % ack.seq)
+    assert raw.data == b"body"
+    assert {k: raw.headers[k] for k in sent} == sent
+
+
+async def test_an_unanswered_request_times_out_and_is_forgotten(conn: Connection) -> None:
+    sub = await conn.subscribe("lean.silent")  # a responder that never answers
+    with pytest.raises(TransportError, match="TimeoutError"):
+        await conn.request("lean.silent")
+    assert not conn._answers._waiting  # type: ignore[union-attr]
+    await sub.close()
+
+
+async def test_a_cancelled_request_leaves_nothing_behind(conn: Connection) -> None:
+    sub = await conn.subscribe("lean.slow")
+    task = asyncio.ensure_future(conn.request("lean.slow"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(40):  # its token is dropped when its deadline passes
+        if not conn._answers._waiting:  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.05)
+    assert not conn._answers._waiting  # type: ignore[union-attr]
+    await sub.close()
+
+
+async def test_no_stream_is_no_responders(conn: Connection) -> None:
+    with pytest.raises(NoResponders):
+        await conn.publish("lean.nostream.here", b"x")
+
+
+async def test_a_closed_connection_fails_waiting_requests(nats_server: NatsServer) -> None:
+    conn = await Connection.open(NatsOptions(servers=(nats_server.url,), request_timeout=5.0))
+    sub = await conn.subscribe("lean.never")
+    waiting = asyncio.ensure_future(conn.request("lean.never"))
+    await asyncio.sleep(0.05)
+    await sub.close()
+    await conn.close()
+    with pytest.raises(TransportError):
+        await asyncio.wait_for(waiting, 2)
+
+
+@pytest.mark.parametrize("value", ["a\r\nPUB x 1", "line\nbreak", "cr\r"])
+def test_a_header_value_with_a_line_break_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="line break"):
+        lean.header_block({"ok": "fine", "bad": value})
+
+
+@pytest.mark.parametrize("name", ["has space", "colon:", "", "tab\t", "nl\n"])
+def test_an_invalid_header_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="header name"):
+        lean.header_block({name: "v"})
+
+
+@pytest.mark.parametrize("subject", ["a b", "a\r\nPUB", "", "tab\tx"])
+def test_a_subject_that_would_split_the_line_is_refused(subject: str) -> None:
+    with pytest.raises(ValueError, match="subject"):
+        lean.pub_command(subject, "", None, b"")
+
+
+_header_bytes = st.lists(
+    st.tuples(
+        st.binary(max_size=12) | st.sampled_from([b"Name", b" Pad ", b"a\x1cb", b"n\xc3\xa9", b""]),
+        st.sampled_from([b":", b": ", b":\t", b""]),
+        st.binary(max_size=12) | st.sampled_from([b"v", b" v ", b"\xff\xfe", "é".encode()]),
+    ),
+    max_size=6,
+).map(lambda lines: b"\r\n".join(k + s + v for k, s, v in lines))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_header_bytes)
+def test_the_header_parser_gives_nats_pys_dict(raw: bytes) -> None:
+    assert lean.LeanClient._parse_header_lines(raw) == NatsClient._parse_header_lines(raw)
