@@ -8,6 +8,7 @@ from ._contract import INBOX_PREFIX as INBOX_PREFIX
 from ._contract import UNKNOWN_ORIGIN as UNKNOWN_ORIGIN
 from ._contract import Backlog as Backlog
 from ._contract import Claims as Claims
+from ._contract import Continuity as Continuity
 from ._contract import CrashCounter as CrashCounter
 from ._contract import DeadLetter as DeadLetter
 from ._contract import DeadLetters as DeadLetters
@@ -39,6 +40,7 @@ __all__ = [
     "CrashCounter",
     "DeadLetter",
     "Backlog",
+    "Continuity",
     "DeadLetters",
     "Delivery",
     "FailureNotes",

@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "Backlog",
+    "Continuity",
     "Claims",
     "CrashCounter",
     "DeadLetter",
@@ -382,6 +383,19 @@ Handler = Callable[[Delivery], Awaitable[None]]
 class Subscription(Protocol):
     async def stop(self) -> None:
         """Stop fetching; in-flight deliveries may still be settled."""
+
+
+@runtime_checkable
+class Continuity(Protocol):
+    """Optional subscription capability: a count of the times it may have missed messages.
+
+    ``breaks`` grows when the subscription lost its place (its connection came back, its
+    consumer or stream had to be created again): a client that waits on its inbox reads
+    a routine's journal only then (and rarely besides), not on a timer (issue 14).
+    """
+
+    @property
+    def breaks(self) -> int: ...
 
 
 @runtime_checkable

@@ -25,6 +25,7 @@ from .._event import EventSpec
 from .._failures import decode_failure
 from .._proxy import make_proxy
 from ..transports import (
+    Continuity,
     DeadLetters,
     Delivery,
     FailureNotes,
@@ -47,6 +48,11 @@ from ._versions import journal_export
 __all__ = ["Client", "RoutineHandle", "RoutineRecord"]
 
 _log = logging.getLogger("dasync.client")
+
+_CONFIRM = 4
+"""A reply not in after this many ``poll_interval``s: read the journal once (whose is it?)."""
+_SAFETY = 60
+"""A routine of ours whose inbox had no break: its journal is read this rarely (polls)."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -493,22 +499,39 @@ class Client:
         await delivery.ack()
 
     async def _outcome(self, handle: RoutineHandle[Any]) -> tuple[bool, bytes]:
+        """Wait for the reply in our inbox; read the journal only where it may not come.
+
+        The reply of a routine we started reaches our inbox (a durable consumer) unless
+        the inbox lost its place (``Continuity.breaks``) or the routine is not ours (its
+        id was started by another client first, whose inbox gets the reply): so the
+        journal is read once when the wait grows long, to see whose the routine is, then
+        for a routine of ours only after a break (and every ``_SAFETY`` polls besides),
+        for another's with backoff. Started elsewhere (no waiter): with backoff.
+        """
         key = _waiter_key(handle.service, handle.routine_id)
         fut = self._waiters.get(key)
-        poll = self._poll
+        loop = asyncio.get_running_loop()
+        backoff = self._poll
+        breaks = self._breaks()
+        mine = False  # the journal's start names our inbox
+        read_at = loop.time() + self._poll * _CONFIRM  # when to look at the journal first
         try:
             while True:
-                if fut is not None:  # our own start: the reply comes to our inbox
+                if fut is not None:
                     try:
-                        ok, payload = await asyncio.wait_for(asyncio.shield(fut), poll)
+                        ok, payload = await asyncio.wait_for(asyncio.shield(fut), self._poll)
                         break
                     except TimeoutError:
-                        # the journal is the fallback if a reply went astray: look less often
-                        poll = min(poll * 2, self._poll * 16)
-                # started elsewhere, or the reply went astray: read the journal (through an
-                # outage too: only the caller's own timeout ends the wait)
+                        now = self._breaks()
+                        if now == breaks and loop.time() < read_at:
+                            continue  # the inbox works: the reply comes there
+                        breaks = now
+                # the reply may not come to the inbox: read the journal (through an outage
+                # too: only the caller's own timeout ends the wait)
                 try:
-                    done = await self._stored_completion(handle)
+                    entries = await self._store.load(handle.service, handle.routine_id)
+                    done = await self._completion_in(handle.service, handle.routine_id, entries)
+                    mine = mine or self._started_here(entries)
                 except TransportRefused:
                     raise
                 except (TransportError, TimeoutError, OSError) as exc:
@@ -517,12 +540,25 @@ class Client:
                 if done is not None:
                     ok, payload = done.ok, done.payload
                     break
+                backoff = min(backoff * 2, self._poll * 16)
+                read_at = loop.time() + (self._poll * _SAFETY if mine else backoff)
                 if fut is None:
                     await asyncio.sleep(self._poll)
         finally:
             if fut is not None and fut.done():
                 self._waiters.pop(key, None)
         return ok, payload
+
+    def _breaks(self) -> int:
+        sub = self._subscription
+        return sub.breaks if isinstance(sub, Continuity) else 0
+
+    def _started_here(self, entries: list[bytes]) -> bool:
+        """Whether the journal's start names our inbox for the reply."""
+        if not entries:
+            return False
+        start = decode_step(entries[0]).input
+        return isinstance(start, Start) and start.meta.get("reply_to") == self._inbox
 
     async def raw_outcome(self, service: str, routine_id: str) -> tuple[bool, bytes]:
         """``(ok, payload)`` of a routine started anywhere, read from its journal when it
@@ -540,9 +576,6 @@ class Client:
                 return done.ok, done.payload
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._poll * 4)
-
-    async def _stored_completion(self, handle: RoutineHandle[Any]) -> Complete | None:
-        return await self._completion_of(handle.service, handle.routine_id)
 
     async def _completion_of(self, service: str, routine_id: str) -> Complete | None:
         entries = await self._store.load(service, routine_id)

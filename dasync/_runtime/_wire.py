@@ -191,9 +191,13 @@ def reply_message(
     key: bytes,
     *,
     variant: str = "",
+    run: str = "",
 ) -> Message:
     """The reply of routine ``callee_id``; ``variant`` distinguishes replies that are not
-    its outcome (a failure the worker reports for a message it set aside)."""
+    its outcome (a failure the worker reports for a message it set aside), ``run`` the
+    run of the routine id (journaled with its start): a re-send of a reply keeps its id,
+    but the reply of a routine id started again after its journal was removed is not
+    dropped by the server's dedupe as the earlier run's."""
     headers = {
         VERSION: WIRE_VERSION,
         KIND: "reply",
@@ -202,7 +206,9 @@ def reply_message(
         OK: "1" if done.ok else "0",
         CALLEE: callee_id,
     }
-    base = f"reply:{callee_id}:{variant}" if variant else f"reply:{callee_id}"
+    base = f"reply:{callee_id}@{run}" if run else f"reply:{callee_id}"
+    if variant:
+        base = f"{base}:{variant}"
     return Message(message_id(base, key), headers, done.payload)
 
 

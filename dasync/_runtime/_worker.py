@@ -194,9 +194,7 @@ class Worker:
         self.store = store
         # checked once: isinstance() against a runtime-checkable Protocol is slow
         self._claims: Claims | None = store if isinstance(store, Claims) else None
-        self._start_claims: StartClaims | None = (
-            store if isinstance(store, StartClaims) else None
-        )
+        self._start_claims: StartClaims | None = store if isinstance(store, StartClaims) else None
         self.clock = clock
         self.cache_size = cache_size
         self.force_replay = force_replay
@@ -485,6 +483,8 @@ class Worker:
                 await self._resend(hosted, env.routine_id, None, "start")
                 return
             meta = _start_meta(env)
+            if "reply_to" in meta:  # this run's replies are not taken for an earlier run's
+                meta["run"] = secrets.token_hex(4)
             if _tracing.enabled():  # journaled: every later activation continues the caller's trace
                 meta.update(_tracing.journal_fields(message.headers))
             if (
@@ -1057,6 +1057,7 @@ class Worker:
             done,
             self._keys.get(own, b""),
             variant=variant,
+            run=meta.get("run", ""),
         )
         message, span = _traced(trace, carrier, reply_to, message, "reply")
         with span:

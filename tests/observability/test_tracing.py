@@ -261,7 +261,7 @@ async def test_without_a_provider_nothing_is_traced(no_tracing: None, broker: Me
             handle = await rt.client.start(Front.run, 1, routine_id="plain")
         assert await handle.result(timeout=WAIT) == 32
         start = decode_step((await rt.store.load("Front", "plain"))[0]).input
-    assert set(start.meta) == {"method", "caller", "reply_to", "reply_routine", "reply_seq"}
+    assert set(start.meta) == {"method", "caller", "reply_to", "reply_routine", "reply_seq", "run"}
     assert transport.sent and not [m for m in transport.sent if "traceparent" in m.headers]
     message = _wire.call_message("r", "m", b"{}", "", 0, msg_id="x")
     assert "traceparent" not in message.headers

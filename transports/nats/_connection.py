@@ -531,8 +531,8 @@ def _redact(url: str) -> str:
 
 
 def _raw(msg: Msg) -> RawMsg:
-    headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
-    return RawMsg(msg.subject, msg.data or b"", headers, msg.reply or "")
+    # nats-py parses the headers into a fresh dict of str for each message: taken as it is
+    return RawMsg(msg.subject, msg.data or b"", msg.headers or {}, msg.reply or "")
 
 
 def _json(msg: Msg, subject: str) -> dict[str, Any]:

@@ -125,6 +125,9 @@ class PullConsumer:
         self.keepalive = max(0.2, opts.ack_wait / 3)
         self.inflight: dict[NatsDelivery, asyncio.Task[None]] = {}
         self.killed = False
+        self.breaks = 0
+        """Times this loop may have lost its place (reconnected, consumer re-created): the
+        ``Continuity`` capability."""
         self._freed = asyncio.Event()
         self._requests = 0
         self._stopping = False
@@ -248,6 +251,7 @@ class PullConsumer:
                         self.provisioner.forget(self.queue)
                         try:
                             await self.provisioner.queue(self.queue)
+                            self.breaks += 1
                             pause = 0.0
                         except TransportError as err:
                             _log.warning("recreating %s/%s: %s", self.stream, self.consumer, err)
@@ -294,6 +298,7 @@ class PullConsumer:
                 if item is None:
                     continue
                 if not isinstance(item, RawMsg):
+                    self.breaks += 1
                     return  # reconnected: the server forgot our pull request
                 heard = loop.time()
                 status = item.status

@@ -83,6 +83,9 @@ class Provisioner:
         self.options = conn.options
         self.ns = conn.options.namespace
         self._done: dict[str, asyncio.Future[None]] = {}
+        self._journals: set[str] = set()
+        """Services whose journal stream is known to exist (``forget_journal`` drops one)."""
+        self._indexes: set[str] = set()
 
     @property
     def schedules(self) -> bool:
@@ -128,8 +131,11 @@ class Provisioner:
 
     async def journal(self, service: str) -> None:
         """The journal stream of ``service`` exists (with direct get enabled)."""
+        if service in self._journals:
+            return  # the hot path: every claim and append asks
         name = naming.journal_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._journal_stream(service))
+        self._journals.add(service)
 
     def forget(self, queue: str) -> None:
         """Provision again next time (the consumer or stream was deleted under us)."""
@@ -143,8 +149,11 @@ class Provisioner:
 
     async def index(self, service: str) -> None:
         """The routine index stream of ``service`` exists (``_index.py``)."""
+        if service in self._indexes:
+            return
         name = index_stream(service, self.ns)
         await self._once("stream:" + name, lambda: self._index_stream(service))
+        self._indexes.add(service)
 
     async def state(self, service: str) -> None:
         """The private state stream of ``service`` exists (its key, crash counts)."""
@@ -152,6 +161,7 @@ class Provisioner:
         await self._once("stream:" + name, lambda: self._state_stream(service))
 
     def forget_journal(self, service: str) -> None:
+        self._journals.discard(service)
         self._done.pop("stream:" + naming.journal_stream(service, self.ns), None)
 
     def known(self, stream: str) -> bool:
