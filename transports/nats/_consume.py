@@ -28,6 +28,7 @@ from . import _envelope as env
 from . import _naming as naming
 from ._connection import Connection, Inbox, RawMsg
 from ._provision import Provisioner
+from ._requests import valid_header_name
 
 __all__ = ["NatsDelivery", "PullConsumer"]
 
@@ -206,7 +207,13 @@ class PullConsumer:
         """Store a copy of a poison message with its reason (the dead-letter subject)."""
         if self.dead_subject is None or self.killed:
             return True
-        headers = {k: v for k, v in raw.headers.items() if not k.startswith("Nats-")}
+        # a sender's own names are kept if they can be sent again (a name nats-py would
+        # refuse must not keep the letter from being recorded: it would come back forever)
+        headers = {
+            k: v
+            for k, v in raw.headers.items()
+            if not k.startswith("Nats-") and valid_header_name(k)
+        }
         headers.update(
             {
                 env.MSG_ID: message.msg_id,

@@ -44,13 +44,15 @@ __all__ = [
     "install",
     "lean_supported",
     "pub_command",
+    "valid_header_name",
     "write",
 ]
 
-_KEY = re.compile(r"[!-9;-~]+")
-"""A header name: printable ASCII without ':' (RFC 7230 tokens are a subset)."""
+_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A header name: an RFC 7230 token (what nats-py's ``publish`` accepts)."""
 _known_keys: set[str] = set()
 _KEYS_KEPT = 512
+_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _CLIENT_MEMBERS = ("_send_command", "_flush_queue", "_flush_pending", "_max_pending_size")
 
 
@@ -59,25 +61,30 @@ def lean_supported(nc: NatsClient) -> bool:
     return all(hasattr(nc, name) for name in _CLIENT_MEMBERS)
 
 
+def valid_header_name(name: str) -> bool:
+    """Whether ``name`` may be sent as a header name (a token: no space, colon, quote...)."""
+    return name in _known_keys or _KEY.fullmatch(name) is not None
+
+
 def _check_key(name: str) -> None:
-    if name not in _known_keys:
-        if not _KEY.fullmatch(name):
-            raise ValueError(f"invalid NATS header name {name!r}")
-        if len(_known_keys) < _KEYS_KEPT:  # a dead letter copies a sender's names: bounded
-            _known_keys.add(name)
+    if not _KEY.fullmatch(name):
+        raise nats.errors.BadHeaderError(name)
+    if len(_known_keys) < _KEYS_KEPT:  # a dead letter copies a sender's names: bounded
+        _known_keys.add(name)
 
 
 def header_block(headers: Mapping[str, str]) -> bytes:
-    """``NATS/1.0`` and the header lines; a value's CR or LF (which would end the line and
-    let the rest pose as protocol) is refused."""
+    """``NATS/1.0`` and the header lines, as nats-py's ``publish`` writes them: a name must
+    be a token (else ``BadHeaderError``), a value's CR or LF (which would end the line and
+    let the rest pose as protocol) becomes a space."""
     for name in headers:
         if name not in _known_keys:
             _check_key(name)
     text = "NATS/1.0\r\n" + "".join([f"{k}: {v}\r\n" for k, v in headers.items()]) + "\r\n"
     lines = len(headers) + 2  # one CR LF per header, the version line's and the last
-    if text.count("\n") != lines or text.count("\r") != lines:
-        bad = [k for k, v in headers.items() if "\r" in v or "\n" in v]
-        raise ValueError(f"NATS header {bad[0] if bad else '?'!r} holds a line break")
+    if text.count("\n") != lines or text.count("\r") != lines:  # rare: a value had one
+        safe = {k: v.translate(_NEWLINES) for k, v in headers.items()}
+        text = "NATS/1.0\r\n" + "".join([f"{k}: {v}\r\n" for k, v in safe.items()]) + "\r\n"
     return text.encode()
 
 
