@@ -5,16 +5,17 @@ append, the index write, the messages of its outbox) and each costs, through
 nats-py's ``request``: a NUID plus two random bytes for its token, the headers
 checked key by key with a regex, a future with a done-callback, a ``wait_for``
 (a wrapper future and a timer) and, for the answer, a hop through a queue and a
-task of the response subscription before the future is set. Measured on a
-JetStream publish, that is about 37 us of this process's CPU per request with 64
-in flight against 13 us here (docs/benchmarks.md, "The request path").
+task of the response subscription before the future is set. With 64 publishes in
+flight that is 58-63 us of this process's CPU per JetStream publish against 26-31 us
+here (``benchmarks/requests.py``, docs/benchmarks.md).
 
-Here a request is a decimal counter token on our own wildcard inbox, its PUB or
-HPUB bytes built in one go, and a future the connection's read loop resolves
-directly: the inbox's subscription has no callback (so no task), and its queue
-is an ``_Answers``, whose ``put_nowait`` is that resolution. Timeouts are one
-timer per connection, armed for the oldest outstanding request of each timeout
-value (their deadlines come in order), not one per request.
+Here a request's token is a counter with a keyed tag (unique, and unguessable by
+whoever saw an earlier reply subject) on our own wildcard inbox, its PUB or HPUB bytes
+are built in one go, and its future is resolved by the connection's read loop
+directly: the inbox's subscription has no callback (so no task), and its queue is an
+``Answers``, whose ``put_nowait`` is that resolution. Timeouts are one timer per
+connection, armed for the oldest outstanding request of each timeout value (their
+deadlines come in order), not one per request.
 
 Only ``_connection`` uses this module: with it, it is the one place that knows
 nats-py, including the few private members used here (``_send_command``,
@@ -26,9 +27,11 @@ connection keeps to nats-py's public API (tests pin which path runs).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import deque
 from collections.abc import Callable, Mapping
+from hashlib import blake2b
 from typing import Any
 
 import nats.errors
@@ -185,6 +188,7 @@ class Answers(DirectQueue):
         self._cut = len(prefix)
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._count = 0
+        self._key = os.urandom(16)
         self._deadlines: dict[float, deque[tuple[float, str]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -201,7 +205,10 @@ class Answers(DirectQueue):
         ``timeout`` s)."""
         loop = asyncio.get_running_loop()
         self._count += 1
-        token = str(self._count)
+        count = self._count.to_bytes(8, "little")
+        # the count keeps tokens unique, the keyed tag unguessable: whoever sees one reply
+        # subject cannot answer the next request before the server does
+        token = f"{self._count:x}{blake2b(count, key=self._key, digest_size=6).hexdigest()}"
         future: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = future
         deadline = loop.time() + timeout
