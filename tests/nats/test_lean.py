@@ -50,7 +50,7 @@ async def test_concurrent_publishes_each_get_their_own_ack(conn: Connection) -> 
     assert sorted(a.seq for a in acks) == list(range(1, 301))
     again = await conn.publish("LEAN_ACKS.7", b"x", {"Nats-Msg-Id": "m7"})
     assert again.duplicate and again.seq == next(a.seq for a in acks if a.seq == again.seq)
-    assert not conn._answers._waiting  # type: ignore[union-attr]
+    assert conn._answers.outstanding == 0  # type: ignore[union-attr]
 
 
 async def test_headers_arrive_as_sent(conn: Connection) -> None:
@@ -64,9 +64,15 @@ async def test_headers_arrive_as_sent(conn: Connection) -> None:
 
 async def test_an_unanswered_request_times_out_and_is_forgotten(conn: Connection) -> None:
     sub = await conn.subscribe("lean.silent")  # a responder that never answers
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     with pytest.raises(TransportError, match="TimeoutError"):
         await conn.request("lean.silent")
-    assert not conn._answers._waiting  # type: ignore[union-attr]
+    took = loop.time() - began
+    assert 1.0 <= took <= 1.0 + lean._TICK + 0.2  # request_timeout, at most one sweep late
+    answers = conn._answers
+    assert answers is not None and answers.outstanding == 0
+    assert answers._timer is None  # nothing outstanding: no sweep scheduled
     await sub.close()
 
 
@@ -78,10 +84,10 @@ async def test_a_cancelled_request_leaves_nothing_behind(conn: Connection) -> No
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(40):  # its token is dropped when its deadline passes
-        if not conn._answers._waiting:  # type: ignore[union-attr]
+        if conn._answers.outstanding == 0:  # type: ignore[union-attr]
             break
         await asyncio.sleep(0.05)
-    assert not conn._answers._waiting  # type: ignore[union-attr]
+    assert conn._answers.outstanding == 0  # type: ignore[union-attr]
     await sub.close()
 
 

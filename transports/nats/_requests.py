@@ -14,8 +14,8 @@ whoever saw an earlier reply subject) on our own wildcard inbox, its PUB or HPUB
 are built in one go, and its future is resolved by the connection's read loop
 directly: the inbox's subscription has no callback (so no task), and its queue is an
 ``Answers``, whose ``put_nowait`` is that resolution. Timeouts are one timer per
-connection, armed for the oldest outstanding request of each timeout value (their
-deadlines come in order), not one per request.
+connection, sweeping every quarter second while requests are outstanding, not one
+per request.
 
 Only ``_connection`` uses this module: with it, it is the one place that knows
 nats-py, including the few private members used here (``_send_command``,
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections import deque
 from collections.abc import Callable, Mapping
 from hashlib import blake2b
 from typing import Any
@@ -56,6 +55,8 @@ _KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _known_keys: set[str] = set()
 _KEYS_KEPT = 512
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+_TICK = 0.25
+"""Seconds between sweeps for requests past their timeout (while any are outstanding)."""
 _CLIENT_MEMBERS = ("_send_command", "_flush_queue", "_flush_pending", "_max_pending_size")
 
 
@@ -180,23 +181,25 @@ class Forward(DirectQueue):
 
 class Answers(DirectQueue):
     """The queue of our wildcard inbox's subscription: each answer resolves the future
-    waiting on its token as nats-py's read loop hands it over."""
+    waiting on its token as nats-py's read loop hands it over.
+
+    Requests that outlive their timeout are failed by one sweep every ``_TICK`` s, which
+    runs only while some are outstanding: memory and work follow the requests in flight,
+    not the request rate, and a timeout fires at most ``_TICK`` late."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         """``<inbox prefix>.<nuid>.``: a request's reply subject is this and its token."""
         self._cut = len(prefix)
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._waiting: dict[str, tuple[asyncio.Future[Msg], float]] = {}
         self._count = 0
         self._key = os.urandom(16)
-        self._deadlines: dict[float, deque[tuple[float, str]]] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
 
     def put_nowait(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[self._cut :], None)
-        if future is not None and not future.done():
-            future.set_result(msg)
+        waiting = self._waiting.pop(msg.subject[self._cut :], None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(msg)
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -210,58 +213,39 @@ class Answers(DirectQueue):
         # subject cannot answer the next request before the server does
         token = f"{self._count:x}{blake2b(count, key=self._key, digest_size=6).hexdigest()}"
         future: asyncio.Future[Msg] = loop.create_future()
-        self._waiting[token] = future
-        deadline = loop.time() + timeout
-        line = self._deadlines.get(timeout)
-        if line is None:
-            line = self._deadlines[timeout] = deque()
-        line.append((deadline, token))
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(loop, deadline)
+        self._waiting[token] = (future, loop.time() + timeout)
+        if self._timer is None:
+            self._timer = loop.call_later(_TICK, self._sweep)
         return token, future
 
     def forget(self, token: str) -> None:
         """The request was never sent: nothing will answer it."""
-        future = self._waiting.pop(token, None)
-        if future is not None and not future.done():
-            future.cancel()
+        waiting = self._waiting.pop(token, None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].cancel()
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._waiting)
 
     def fail_all(self, exc: BaseException) -> None:
         waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
+        for future, _ in waiting.values():
             if not future.done():
                 future.set_exception(exc)
-        self._deadlines.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = loop.call_at(when, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
+    def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        nearest: float | None = None
-        for timeout, line in list(self._deadlines.items()):
-            while line and line[0][0] <= now:
-                _, token = line.popleft()
-                future = self._waiting.pop(token, None)
-                if future is not None and not future.done():
-                    future.set_exception(TimeoutError())
-            # answered requests stay in line until their deadline passes: skip them now
-            while line and line[0][1] not in self._waiting:
-                line.popleft()
-            if not line:
-                del self._deadlines[timeout]
-            elif nearest is None or line[0][0] < nearest:
-                nearest = line[0][0]
-        if nearest is not None:
-            self._arm(loop, nearest)
+        expired = [t for t, (f, deadline) in self._waiting.items() if deadline <= now or f.done()]
+        for token in expired:
+            future, _ = self._waiting.pop(token)
+            if not future.done():  # (a done one was cancelled by its waiter)
+                future.set_exception(TimeoutError())
+        self._timer = loop.call_later(_TICK, self._sweep) if self._waiting else None
 
 
 _SPACE = re.compile(rb"[\t\n\x0b\x0c\r\x1c-\x1f ]")
