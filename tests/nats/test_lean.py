@@ -69,7 +69,7 @@ async def test_an_unanswered_request_times_out_and_is_forgotten(conn: Connection
     with pytest.raises(TransportError, match="TimeoutError"):
         await conn.request("lean.silent")
     took = loop.time() - began
-    assert 1.0 <= took <= 1.0 + lean._TICK + 0.2  # request_timeout, at most one sweep late
+    assert 1.0 <= took <= 1.0 + lean._TICK + 1.0  # request_timeout, a sweep late (and a busy loop)
     answers = conn._answers
     assert answers is not None and answers.outstanding == 0
     assert answers._timer is None  # nothing outstanding: no sweep scheduled
