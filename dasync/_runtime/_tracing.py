@@ -14,6 +14,7 @@ is false and the worker skips all of this: one check per delivery.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -61,8 +62,19 @@ TRACER_NAME = "dasync"
 _NO_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
+_UNKNOWN = object()
+_FROM_ENVIRONMENT = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+"""A provider named in the environment is loaded by the API on first use."""
+
+
 def enabled() -> bool:
-    """Whether a tracer provider was configured (``trace.set_tracer_provider``)."""
+    """Whether a tracer provider was configured (``trace.set_tracer_provider``).
+
+    Asked several times per step: with no provider set (the API's global still ``None``)
+    and none named in the environment, it answers without ``get_tracer_provider``, which
+    reads ``os.environ`` on every call."""
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _FROM_ENVIRONMENT:
+        return False
     return not isinstance(trace.get_tracer_provider(), _NO_PROVIDERS)
 
 

@@ -9,7 +9,7 @@ task of the response subscription before the future is set. With 64 publishes in
 flight that is 58-63 us of this process's CPU per JetStream publish against 26-31 us
 here (``benchmarks/requests.py``, docs/benchmarks.md).
 
-Here a request's token is a counter with a keyed tag (unique, and unguessable by
+Here a request's token is a counter with a random tag (unique, and unguessable by
 whoever saw an earlier reply subject) on our own wildcard inbox, its PUB or HPUB bytes
 are built in one go, and its future is resolved by the connection's read loop
 directly: the inbox's subscription has no callback (so no task), and its queue is an
@@ -18,10 +18,11 @@ connection, sweeping every quarter second while requests are outstanding, not on
 per request.
 
 Only ``_connection`` uses this module: with it, it is the one place that knows
-nats-py, including the few private members used here (``_send_command``,
-``_flush_queue``, ``_flush_pending``, ``_max_pending_size``, a subscription's
-``_pending_queue``). ``lean_supported`` checks they exist; without them the
-connection keeps to nats-py's public API (tests pin which path runs).
+nats-py, including the few private members used here (the client's ``_status``,
+``_pending``, ``_pending_data_size``, ``_max_payload``, ``_flush_queue``,
+``_flush_pending``, ``_max_pending_size``, a subscription's ``_pending_queue``).
+``lean_supported`` checks they exist; without them the connection keeps to nats-py's
+public API (tests pin which path runs).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import asyncio
 import os
 import re
 from collections.abc import Callable, Mapping
-from hashlib import blake2b
 from typing import Any
 
 import nats.errors
@@ -57,7 +57,13 @@ _KEYS_KEPT = 512
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _TICK = 0.25
 """Seconds between sweeps for requests past their timeout (while any are outstanding)."""
-_CLIENT_MEMBERS = ("_send_command", "_flush_queue", "_flush_pending", "_max_pending_size")
+_TAGS = 256
+"""Random tags drawn at a time (one ``os.urandom`` per 256 requests)."""
+_CLIENT_MEMBERS = (
+    "_status", "_pending", "_pending_data_size", "_max_payload", "_flush_queue",
+    "_flush_pending", "_max_pending_size",
+)  # fmt: skip
+_CONNECTED = NatsClient.CONNECTED
 
 
 def lean_supported(nc: NatsClient) -> bool:
@@ -120,19 +126,23 @@ def _splits(subject: str) -> bool:
 async def write(nc: NatsClient, command: bytes, payload_size: int) -> None:
     """Queue ``command`` for the connection's flusher, with the checks nats-py's
     ``publish`` makes (closed, draining, buffer full while reconnecting, too large)."""
-    if nc.is_closed:
-        raise nats.errors.ConnectionClosedError
-    if nc.is_draining_pubs:
-        raise nats.errors.ConnectionDrainingError
-    if not nc.is_connected:
-        limit = nc._max_pending_size
-        if limit <= 0 or len(command) + nc._pending_data_size > limit:
-            raise nats.errors.OutboundBufferLimitError
-    if payload_size > nc.max_payload:
+    if nc._status != _CONNECTED:  # the hot path is connected: one comparison
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        if nc.is_draining_pubs:
+            raise nats.errors.ConnectionDrainingError
+        if not nc.is_connected:
+            limit = nc._max_pending_size
+            if limit <= 0 or len(command) + nc._pending_data_size > limit:
+                raise nats.errors.OutboundBufferLimitError
+    if payload_size > nc._max_payload:
         raise nats.errors.MaxPayloadError
-    await nc._send_command(command)
-    queue = nc._flush_queue
-    if queue is not None and queue.empty():
+    # nats-py's _send_command, without a coroutine per command
+    nc._pending.append(command)
+    nc._pending_data_size += len(command)
+    if 0 < nc._max_pending_size < nc._pending_data_size:
+        await nc._flush_pending(force_flush=True)
+    elif (queue := nc._flush_queue) is not None and queue.empty():
         await nc._flush_pending()
 
 
@@ -193,7 +203,7 @@ class Answers(DirectQueue):
         self._cut = len(prefix)
         self._waiting: dict[str, tuple[asyncio.Future[Msg], float]] = {}
         self._count = 0
-        self._key = os.urandom(16)
+        self._tags = os.urandom(6 * _TAGS).hex()
         self._timer: asyncio.TimerHandle | None = None
 
     def put_nowait(self, msg: Msg) -> None:
@@ -208,10 +218,12 @@ class Answers(DirectQueue):
         ``timeout`` s)."""
         loop = asyncio.get_running_loop()
         self._count += 1
-        count = self._count.to_bytes(8, "little")
-        # the count keeps tokens unique, the keyed tag unguessable: whoever sees one reply
+        # the count keeps tokens unique, 48 random bits unguessable: whoever saw one reply
         # subject cannot answer the next request before the server does
-        token = f"{self._count:x}{blake2b(count, key=self._key, digest_size=6).hexdigest()}"
+        at = (self._count % _TAGS) * 12
+        if at == 0:
+            self._tags = os.urandom(6 * _TAGS).hex()
+        token = f"{self._count:x}{self._tags[at : at + 12]}"
         future: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = (future, loop.time() + timeout)
         if self._timer is None:
