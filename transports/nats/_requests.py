@@ -61,7 +61,7 @@ _TAGS = 256
 """Random tags drawn at a time (one ``os.urandom`` per 256 requests)."""
 _CLIENT_MEMBERS = (
     "_status", "_pending", "_pending_data_size", "_max_payload", "_flush_queue",
-    "_flush_pending", "_max_pending_size",
+    "_flush_pending", "_max_pending_size", "stats",
 )  # fmt: skip
 _CONNECTED = NatsClient.CONNECTED
 
@@ -137,6 +137,9 @@ async def write(nc: NatsClient, command: bytes, payload_size: int) -> None:
                 raise nats.errors.OutboundBufferLimitError
     if payload_size > nc._max_payload:
         raise nats.errors.MaxPayloadError
+    stats = nc.stats  # what nats-py's publish counts
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += payload_size
     # nats-py's _send_command, without a coroutine per command
     nc._pending.append(command)
     nc._pending_data_size += len(command)
