@@ -6,6 +6,7 @@ in-process; the NATS JetStream implementation lives in ``dasync.transports.nats`
 
 from ._contract import INBOX_PREFIX as INBOX_PREFIX
 from ._contract import UNKNOWN_ORIGIN as UNKNOWN_ORIGIN
+from ._contract import Affinity as Affinity
 from ._contract import Backlog as Backlog
 from ._contract import Claims as Claims
 from ._contract import Continuity as Continuity
@@ -36,6 +37,7 @@ from .memory import MemoryStore as MemoryStore
 from .memory import MemoryTransport as MemoryTransport
 
 __all__ = [
+    "Affinity",
     "Claims",
     "CrashCounter",
     "DeadLetter",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
 __all__ = [
+    "Affinity",
     "Backlog",
     "Continuity",
     "Claims",
@@ -383,6 +384,27 @@ Handler = Callable[[Delivery], Awaitable[None]]
 class Subscription(Protocol):
     async def stop(self) -> None:
         """Stop fetching; in-flight deliveries may still be settled."""
+
+
+@runtime_checkable
+class Affinity(Protocol):
+    """Optional transport capability: a lane per worker, for the routines it holds.
+
+    A routine's concurrent calls answer at once; on a shared queue their replies reach
+    different workers of its service, and each one that finds the routine elsewhere costs
+    a journal conflict and a replay. A worker names its lane in the calls it sends (and
+    its timers use it); the replies go there. When the lane's worker is gone, the others
+    take its lane over, so nothing waits on a dead worker for longer than that takes.
+    """
+
+    def lane_of(self, queue: str) -> str:
+        """This transport's own lane for the service ``queue`` it consumes (``""``: none,
+        send to the shared queue)."""
+        ...
+
+    async def send_at(self, queue: str, lane: str, message: Message, origin: Origin) -> None:
+        """``send`` to worker ``lane`` of ``queue`` (the shared queue if that lane cannot be
+        reached: a stream without lanes)."""
 
 
 @runtime_checkable

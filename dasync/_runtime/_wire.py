@@ -29,7 +29,7 @@ from .._engine import (
     legacy_event_id,
 )
 from .._errors import MalformedMessage
-from ..transports import INBOX_PREFIX, UNKNOWN_ORIGIN, Message, Origin
+from ..transports import INBOX_PREFIX, UNKNOWN_ORIGIN, Message, Origin, check_name
 from . import _tracing
 
 __all__ = [
@@ -52,6 +52,8 @@ METHOD = "dasync-method"
 REPLY_TO = "dasync-reply-to"
 REPLY_ROUTINE = "dasync-reply-routine"
 REPLY_SEQ = "dasync-reply-seq"
+REPLY_AT = "dasync-reply-at"
+"""A call's: the lane of the caller's worker (``Affinity``), where its reply should go."""
 SEQ = "dasync-seq"
 OK = "dasync-ok"
 DEPTH = "dasync-depth"
@@ -81,6 +83,9 @@ class Envelope:
     reply_to: str = ""
     reply_routine: str = ""
     reply_seq: int = 0
+    reply_at: str = ""
+    """A call's: the caller's worker lane, where the reply goes (a routing hint: the
+    reply's origin and the caller's service do not depend on it)."""
     seq: int = 0
     ok: bool = True
     depth: int = 0
@@ -120,6 +125,12 @@ def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN) -> Envelope:
             f"this worker reads version {WIRE_VERSION} (deploy the same dasync release "
             f"everywhere, or drain the queue before upgrading)"
         )
+    reply_at = h.get(REPLY_AT, "")
+    if reply_at:
+        try:
+            check_name("worker lane", reply_at)
+        except ValueError as exc:
+            raise MalformedMessage(f"message {message.msg_id!r}: {exc}") from None
     try:
         return Envelope(
             kind=kind,
@@ -128,6 +139,7 @@ def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN) -> Envelope:
             reply_to=h.get(REPLY_TO, ""),
             reply_routine=h.get(REPLY_ROUTINE, ""),
             reply_seq=int(h.get(REPLY_SEQ, "0")),
+            reply_at=reply_at,
             seq=int(h.get(SEQ, "0")),
             ok=h.get(OK, "1") == "1",
             depth=int(h.get(DEPTH, "0")),
@@ -156,6 +168,7 @@ def call_message(
     depth: int = 0,
     context: bytes = b"",
     propagate: bool = True,
+    reply_at: str = "",
 ) -> Message:
     """A call (``start``). A service's reply goes to its caller's own queue, which the
     callee learns from the message's origin; only a client names its inbox (``reply_to``).
@@ -174,6 +187,8 @@ def call_message(
         headers[REPLY_TO] = reply_to
     if reply_routine:
         headers.update({REPLY_ROUTINE: reply_routine, REPLY_SEQ: str(reply_seq)})
+    if reply_at:
+        headers[REPLY_AT] = reply_at
     return Message(msg_id, headers, args)
 
 
@@ -218,10 +233,12 @@ def outgoing(
     command: Call | StartTimer | Postpone,
     key: bytes,
     depth: int = 0,
+    lane: str = "",
 ) -> tuple[str, Message]:
     """The (queue, message) that a call, timer or retry command sends.
 
-    ``depth`` is the sending routine's call depth; its callees are one deeper.
+    ``depth`` is the sending routine's call depth; its callees are one deeper. ``lane``:
+    the sending worker's (``Affinity``), where a call asks its reply to go.
     """
     if isinstance(command, Call):
         callee = callee_of(routine_id, command)
@@ -235,6 +252,7 @@ def outgoing(
             depth=depth + 1,
             context=command.context,
             propagate=False,
+            reply_at=lane,
         )
     if isinstance(command, Postpone):
         headers = {VERSION: WIRE_VERSION, KIND: "retry", ROUTINE: routine_id}

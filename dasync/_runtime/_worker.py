@@ -67,6 +67,7 @@ from .._event import split_topic
 from .._failures import decode_failure, encode_failure
 from .._retry import RetryPolicy, policy_of
 from ..transports import (
+    Affinity,
     Backlog,
     Claims,
     CrashCounter,
@@ -140,6 +141,12 @@ class WorkerStats:
     """Routines with no caller (event handlers, fire-and-forget) that raised: id and error."""
 
 
+LANE_TIMERS = 60.0
+"""Seconds: a timer due sooner goes to this worker's lane (``Affinity``); a later one to the
+shared queue, since its worker may be gone by then (a deploy) and a lane taken over costs
+a pass of the take-over."""
+
+
 class Worker:
     """Runs the routines of some services on one transport and store."""
 
@@ -195,6 +202,10 @@ class Worker:
         # checked once: isinstance() against a runtime-checkable Protocol is slow
         self._claims: Claims | None = store if isinstance(store, Claims) else None
         self._start_claims: StartClaims | None = store if isinstance(store, StartClaims) else None
+        self._affinity: Affinity | None = transport if isinstance(transport, Affinity) else None
+        self._lanes: dict[str, str] = {}
+        """This worker's lane per hosted service (``Affinity``): where the replies and timers
+        of the routines it holds go, so they find them in its cache."""
         self.clock = clock
         self.cache_size = cache_size
         self.force_replay = force_replay
@@ -226,6 +237,8 @@ class Worker:
             )
             self._subscriptions.append(sub)
             self._lagging.append((name, sub))
+            if self._affinity is not None and (lane := self._affinity.lane_of(name)):
+                self._lanes[name] = lane
         for subscription in self.event_subscriptions:
             hosted = self._hosting(subscription.subscriber)
             topic = subscription.event.topic
@@ -961,9 +974,10 @@ class Worker:
         me = Origin.service(own)
         key = self._keys.get(own, b"")
         depth = int(meta.get("depth", "0") or 0)
+        lane = self._lanes.get(own, "")
 
         async def call(command: Call) -> None:
-            queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
+            queue, msg = _wire.outgoing(routine_id, own, command, key, depth, lane)
             msg, span = _traced(trace, carrier, queue, msg, "call", command.method)
             with span:
                 try:
@@ -995,7 +1009,9 @@ class Worker:
                 break
             if isinstance(command, StartTimer | Postpone):
                 queue, msg = _wire.outgoing(routine_id, own, command, key, depth)
-                await self.transport.send(queue, msg, me)
+                due = msg.deliver_at or 0.0
+                near = due - self.clock.now() <= LANE_TIMERS
+                await self._deliver(queue, lane if near else "", msg, me)
             elif isinstance(command, CancelCall):
                 callee = _wire.callee_of(routine_id, command)
                 message = _wire.cancel_message(callee, f"s{command.seq}", key)
@@ -1062,11 +1078,19 @@ class Worker:
         message, span = _traced(trace, carrier, reply_to, message, "reply")
         with span:
             try:
-                await self.transport.send(reply_to, message, Origin.service(own))
+                lane = meta.get("reply_at", "")
+                await self._deliver(reply_to, lane, message, Origin.service(own))
             except UnknownService:
                 if not reply_to.startswith(_wire.INBOX_PREFIX):
                     raise
                 # the client went away; its result stays readable in the journal
+
+    async def _deliver(self, queue: str, lane: str, message: Message, origin: Origin) -> None:
+        """Send to worker ``lane`` of ``queue`` when there is one (``Affinity``)."""
+        if lane and self._affinity is not None:
+            await self._affinity.send_at(queue, lane, message, origin)
+        else:
+            await self.transport.send(queue, message, origin)
 
     async def _resend(
         self,
@@ -1170,6 +1194,8 @@ def _start_meta(env: _wire.Envelope) -> dict[str, str]:
         meta.update(
             reply_to=reply_to, reply_routine=env.reply_routine, reply_seq=str(env.reply_seq)
         )
+        if env.reply_at and env.origin.kind == Origin.SERVICE:
+            meta["reply_at"] = env.reply_at  # the caller's worker: its reply goes there
     return meta
 
 

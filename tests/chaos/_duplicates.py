@@ -70,6 +70,12 @@ class Duplicating:
             await self.inner.send(queue, copy, origin)
             self._record("copy", message.msg_id)
 
+    async def send_at(self, queue: str, lane: str, message: Message, origin: Origin) -> None:
+        await self.inner.send_at(queue, lane, message, origin)
+        if (copy := self._copy(message)) is not None:
+            await self.inner.send_at(queue, lane, copy, origin)
+            self._record("copy", message.msg_id)
+
     async def publish(self, topic: str, message: Message) -> None:
         await self.inner.publish(topic, message)
         if (copy := self._copy(message)) is not None:

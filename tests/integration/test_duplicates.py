@@ -61,6 +61,13 @@ class Duplicating:
             await self.inner.send(queue, copy, origin)
             self.sent[message.headers.get("dasync-kind", "?")] += 1
 
+    async def send_at(self, queue: str, lane: str, message: Message, origin: Origin) -> None:
+        await self.inner.send_at(queue, lane, message, origin)
+        if self.how == "copies":
+            copy = dataclasses.replace(message, msg_id=message.msg_id + "#dup")
+            await self.inner.send_at(queue, lane, copy, origin)
+            self.sent[message.headers.get("dasync-kind", "?")] += 1
+
     async def consume(self, queue: str, handler: Handler, **kw: Any) -> Subscription:
         if self.how == "twice":
             inner_handler = handler

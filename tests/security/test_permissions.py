@@ -48,6 +48,9 @@ from ._deploy import SHOP, VAULT, WAIT, options_for, password, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
+LANE = "0123456789abcdef"
+"""A worker lane of some other worker."""
+
 
 def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> str:
     parser = argparse.ArgumentParser(prog="dasync")
@@ -83,11 +86,17 @@ def test_rules_follow_the_calls_events_and_lanes() -> None:
     assert "$JS.API.CONSUMER.MSG.NEXT.DASYNC_Billing_EVENTS.Orders__on_charged__charged" in (
         orders.publish_allow
     )
-    # replies: Billing answers Orders on Orders' svc.Billing lane, clients as itself
+    # replies: Billing answers Orders on Orders' svc.Billing lane (shared, or the lane of
+    # the worker of Orders that called), clients as itself
     assert [s for s in billing.publish_allow if "Orders" in s] == [
         "dasync.Orders.in.svc.Billing",
+        "dasync.Orders.at.*.svc.Billing",
         "$JS.API.STREAM.INFO.DASYNC_Orders_WORK",
     ]
+    # its own worker lanes: timers, a consumer per worker, presence; nobody else's
+    assert {"dasync.Billing.at.*.work", "dasync.Billing.alive.*"} <= set(billing.publish_allow)
+    assert not [s for s in orders.publish_allow if s.startswith("dasync.Billing.at.")]
+    assert billing.subscribe_allow == ["_INBOX_Billing.>", "dasync.Billing.alive.*"]
     assert "dasync._inbox.*.*.Billing" in billing.publish_allow
     assert "dasync.Billing.event.charged" in billing.publish_allow
     # by default nobody but the provisioner changes a stream, its own included
@@ -107,7 +116,8 @@ def test_rules_follow_the_calls_events_and_lanes() -> None:
         assert inboxes == {f"DASYNC__INBOX_{user.identity}"}, user.user
         assert not [s for s in user.publish_allow if "STREAM.DELETE" in s]
         assert not [s for s in user.publish_allow if s in (">", "$JS.API.>", "dasync.>")]
-        assert user.subscribe_allow == [f"{user.inbox_prefix}.>"]
+        presence = [f"dasync.{name}.alive.*" for name in user.services]
+        assert user.subscribe_allow == [f"{user.inbox_prefix}.>", *presence]
     # the client starts on its own lane, reads journals, never writes them nor fires events
     assert {"dasync.Orders.in.client.dasync-client", "dasync.Billing.in.client.dasync-client"} <= (
         set(client.publish_allow)
@@ -146,13 +156,15 @@ def test_namespace_shared_inbox_combined_and_provisioned() -> None:
     assert "dasync-prod._inbox.*.*.Billing" in billing.publish_allow
     assert "$JS.API.STREAM.CREATE.DASYNC-prod_Billing_WORK" in billing.publish_allow
     assert "$JS.API.STREAM.CREATE.DASYNC-prod__INBOX_Billing" in billing.publish_allow
-    assert billing.subscribe_allow == ["_INBOX.>"]
+    assert billing.subscribe_allow == ["_INBOX.>", "dasync-prod.Billing.alive.*"]
 
     per_service = service_users(uses)
     process = combine(per_service, "dasync-run-shop")
     assert process.services == ("Billing", "Orders")
     assert process.identity == "dasync-run-shop"
-    assert process.subscribe_allow == ["_INBOX_dasync-run-shop.>"]
+    assert process.subscribe_allow == [
+        "_INBOX_dasync-run-shop.>", "dasync.Billing.alive.*", "dasync.Orders.alive.*"
+    ]  # fmt: skip
     # the services' rules, with the process's own inbox stream instead of theirs
     own = {s for u in per_service for s in u.publish_allow if "INBOX_" not in s}
     assert own <= set(process.publish_allow)
@@ -188,7 +200,9 @@ def test_json_format_names_prefix_and_identity(capsys: pytest.CaptureFixture[str
         "DASYNC_NATS_IDENTITY": "Orders",
     }
     assert "dasync.Billing.in.svc.Orders" in orders["permissions"]["publish"]["allow"]
-    assert orders["permissions"]["subscribe"]["allow"] == ["_INBOX_Orders.>"]
+    assert orders["permissions"]["subscribe"]["allow"] == [
+        "_INBOX_Orders.>", "dasync.Orders.alive.*"
+    ]  # fmt: skip
     text = cli(str(SHOP), capsys=capsys)
     assert "# client identity: Orders" in text
     assert "DASYNC_NATS_IDENTITY=dasync-client" in text
@@ -361,9 +375,15 @@ async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
         (billing, naming.operator_subject("Orders")),
         (billing, naming.client_subject("Orders", "Billing")),
         (billing, "dasync._inbox.dasync-client.x.Orders"),  # answering as another service
+        # ... nor on a worker lane of Orders: its own, as another sender, pulling one
+        (billing, naming.lane_subject(naming.work_subject("Orders"), LANE)),
+        (billing, naming.lane_subject(naming.call_subject("Orders", "Shipping"), LANE)),
+        (billing, f"$JS.API.CONSUMER.MSG.NEXT.DASYNC_Orders_WORK.{naming.lane_consumer(LANE)}"),
+        (billing, naming.alive_subject("Orders", LANE)),
         # the client: a service's lane, another client's lane, events, journals, state
         (client, naming.call_subject("Orders", "Billing")),
         (client, naming.client_subject("Orders", "someone-else")),
+        (client, naming.lane_subject(naming.call_subject("Orders", "Billing"), LANE)),
         (client, "dasync.Billing.event.charged"),
         (client, naming.journal_subject("Orders", "o1")),
         (client, "$JS.API.DIRECT.GET.DASYNC_Orders_STATE.dasync.Orders.state.secret"),
@@ -384,10 +404,12 @@ async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
     for (_, subject), outcome in zip(refused, outcomes, strict=True):
         assert isinstance(outcome, PermissionDenied), (subject, outcome)
 
-    # nor listen to another user's inbox (where its pulled messages arrive)
-    spy = await d.raw("Billing")
-    await spy.subscribe(f"{d.users['Orders']['inbox_prefix']}.>")
-    await wait_for(lambda: spy.denial(None) is not None, "the server refused the subscription")
+    # nor listen to another user's inbox (where its pulled messages arrive), nor pretend to
+    # be a worker of another service (so that its lane is never taken over)
+    for subject in (f"{d.users['Orders']['inbox_prefix']}.>", naming.alive_subject("Orders", LANE)):
+        spy = await d.raw("Billing")
+        await spy.subscribe(subject)
+        await wait_for(lambda: spy.denial(None) is not None, f"the server refused {subject}")
 
 
 async def test_journal_retention_is_each_services_own_and_the_operators(deploy: Any) -> None:

@@ -15,7 +15,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -453,6 +453,38 @@ class Connection:
 
     def new_inbox(self) -> str:
         return self.nc.new_inbox()
+
+    async def listen(self, subject: str) -> Callable[[], Awaitable[None]]:
+        """Subscribe to ``subject`` without reading it (a presence: see ``present``); returns
+        what unsubscribes. nats-py subscribes again after a reconnect."""
+
+        async def ignore(msg: Msg) -> None:
+            return None
+
+        with self.mapped(f"subscribe {subject}"):
+            sub = await self.nc.subscribe(subject, cb=ignore)
+
+        async def unsubscribe() -> None:
+            if not self.nc.is_closed:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+
+        return unsubscribe
+
+    async def present(self, subject: str, wait: float = 0.5) -> bool:
+        """Whether anyone subscribes to ``subject``: the server answers "no responders" at
+        once when nobody does; a subscriber never answers, so the request times out.
+        ``PermissionDenied`` when this user may not publish there (nothing can be known)."""
+        try:
+            with self.mapped(f"look for {subject}", subject):
+                await self._request(subject, b"", None, wait)
+        except NoResponders:
+            return False
+        except PermissionDenied:
+            raise
+        except TransportError:
+            return True  # timed out: someone holds it (or the server is away: assume so)
+        return True
 
 
 class _Mapped:

@@ -108,6 +108,7 @@ class PullConsumer:
         dead_subject: str | None,
         delete_on_stop: bool = False,
         origin: Origin | None = None,
+        lane: str = "",
     ) -> None:
         self.conn = conn
         self.provisioner = provisioner
@@ -120,6 +121,8 @@ class PullConsumer:
         self.origin = origin
         """The sender of every message here (an event stream's publisher), if fixed."""
         self.delete_on_stop = delete_on_stop
+        self.lane = lane
+        """The worker lane this consumer pulls (``""``: the shared queue)."""
         opts = conn.options
         self.expires = max(1.0, opts.pull_expires)
         self.heartbeat = max(0.5, min(5.0, self.expires / 4))
@@ -161,7 +164,7 @@ class PullConsumer:
                 await self.conn.api(f"CONSUMER.DELETE.{self.stream}.{self.consumer}")
             except TransportError as exc:
                 _log.debug("deleting consumer %s/%s: %s", self.stream, self.consumer, exc)
-            self.provisioner.forget(self.queue)
+            self._forget()
 
     async def drain(self, grace: float) -> None:
         """Stop, give handlers ``grace`` seconds, hand the rest back for redelivery now."""
@@ -183,6 +186,18 @@ class PullConsumer:
             self._task = None
         for task in self.inflight.values():
             task.cancel()
+
+    def _forget(self) -> None:
+        if self.lane:
+            self.provisioner.forget_lane(self.queue, self.lane)
+        else:
+            self.provisioner.forget(self.queue)
+
+    async def _provision(self) -> None:
+        if self.lane:
+            await self.provisioner.lane(self.queue, self.lane)
+        else:
+            await self.provisioner.queue(self.queue)
 
     # --- settling -------------------------------------------------------------------------
 
@@ -255,9 +270,9 @@ class PullConsumer:
                             "consumer %s/%s does not answer (%s); recreating",
                             self.stream, self.consumer, exc,
                         )  # fmt: skip
-                        self.provisioner.forget(self.queue)
+                        self._forget()
                         try:
-                            await self.provisioner.queue(self.queue)
+                            await self._provision()
                             self.breaks += 1
                             pause = 0.0
                         except TransportError as err:

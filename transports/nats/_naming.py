@@ -30,7 +30,16 @@ __all__ = [
     "INBOX_CONSUMER_PREFIX",
     "INBOX_PREFIX",
     "INBOX_TOKEN",
+    "alive_subject",
+    "alive_subjects",
     "any_inputs_filter",
+    "check_lane",
+    "lane_consumer",
+    "lane_filter",
+    "lane_of_subject",
+    "lane_subject",
+    "lanes_filter",
+    "shared_lane",
     "call_subject",
     "client_subject",
     "inbox_filter",
@@ -172,7 +181,79 @@ def dead_subject(service: str, namespace: str = "") -> str:
 
 def work_subjects(service: str, namespace: str = "") -> list[str]:
     base = _service_root(service, namespace)
-    return [f"{base}.in.>", f"{base}.schedule.*", f"{base}.dead"]
+    return [f"{base}.in.>", f"{base}.schedule.*", f"{base}.dead", lanes_filter(service, namespace)]
+
+
+# --- worker lanes ----------------------------------------------------------------------------
+#
+# The messages of a routine that one worker holds (its calls' replies, its timers) go to
+# that worker's own lane, ``<root>.<svc>.at.<lane>.<sender lane>``: the sender lane after
+# ``at.<lane>`` is the one of ``in.`` (``work``, ``svc.<P>``), so the server's permissions
+# authenticate the sender there too. Each lane has its own consumer (``at_<lane>``), pulled
+# by its worker; a lane whose worker is gone (no subscriber on ``<root>.<svc>.alive.<lane>``)
+# is pulled by the others. ``at.`` and ``in.`` never overlap, as a work-queue stream needs.
+
+LANE_TOKEN = "at"
+_LANE_ID = re.compile(r"[0-9a-f]{8,32}")
+
+
+def check_lane(lane: str) -> str:
+    """``lane`` if it can name a worker lane (8-32 lowercase hex digits), else ``ValueError``."""
+    if not _LANE_ID.fullmatch(lane):
+        raise ValueError(f"invalid worker lane {lane!r}: 8-32 lowercase hex digits")
+    return lane
+
+
+def lane_subject(shared_subject: str, lane: str) -> str:
+    """The subject of worker ``lane`` that stands for the shared lane ``shared_subject``
+    (``<root>.<svc>.in.<sender lane>`` becomes ``<root>.<svc>.at.<lane>.<sender lane>``)."""
+    root, svc, kind, rest = shared_subject.split(".", 3)
+    if kind != "in":
+        raise ValueError(f"not a service input subject: {shared_subject!r}")
+    if lane != "*":  # the wildcard: every lane, in permissions
+        check_lane(lane)
+    return f"{root}.{svc}.{LANE_TOKEN}.{lane}.{rest}"
+
+
+def shared_lane(subject: str) -> str:
+    """The shared lane a worker lane's subject stands for; any other subject as it is."""
+    parts = subject.split(".", 4)
+    if len(parts) == 5 and parts[2] == LANE_TOKEN and parts[1] != INBOX_TOKEN:
+        return f"{parts[0]}.{parts[1]}.in.{parts[4]}"
+    return subject
+
+
+def lane_of_subject(subject: str) -> str:
+    """The worker lane a subject of ``<root>.<svc>.at.<lane>.>`` belongs to, else ``""``."""
+    parts = subject.split(".", 4)
+    laned = len(parts) == 5 and parts[2] == LANE_TOKEN and parts[1] != INBOX_TOKEN
+    return parts[3] if laned else ""
+
+
+def lane_filter(service: str, lane: str, namespace: str = "") -> str:
+    """Every subject of one worker lane: the filter of its consumer. ``lane`` is one token
+    of a stored subject (a lane this worker made, or one found in the stream)."""
+    return f"{_service_root(service, namespace)}.{LANE_TOKEN}.{lane}.>"
+
+
+def lanes_filter(service: str, namespace: str = "") -> str:
+    """Every worker lane of ``service``."""
+    return f"{_service_root(service, namespace)}.{LANE_TOKEN}.>"
+
+
+def lane_consumer(lane: str) -> str:
+    """The durable consumer of one worker lane (any token a sender put there made safe)."""
+    return f"{LANE_TOKEN}_{token(lane, 32)}"
+
+
+def alive_subject(service: str, lane: str, namespace: str = "") -> str:
+    """A core subject the worker of ``lane`` subscribes to while it lives: the server
+    answers "no responders" to a request on it once the worker is gone."""
+    return f"{_service_root(service, namespace)}.alive.{lane}"
+
+
+def alive_subjects(service: str, namespace: str = "") -> str:
+    return f"{_service_root(service, namespace)}.alive.*"
 
 
 def origin_of(subject: str, namespace: str = "") -> tuple[str, str] | None:
@@ -182,7 +263,7 @@ def origin_of(subject: str, namespace: str = "") -> tuple[str, str] | None:
     ``operator``. An inbox subject's last token is the replying service.
     """
     root = _root(namespace)
-    parts = subject.split(".")
+    parts = shared_lane(subject).split(".")
     if len(parts) < 4 or parts[0] != root:
         return None
     if parts[1] == INBOX_TOKEN:
@@ -208,14 +289,16 @@ def sender_lane(subject: str, scheduler: str | None, namespace: str = "") -> str
     published on (the server sets it; no client may). A schedule may target any subject
     of its stream, so for such a message the arrival subject proves nothing; the
     schedule's does: ``<root>.<svc>.schedule.*`` is the service's own (its timers,
-    ``<root>.<svc>.in.work``), any other is a lane and names its sender.
+    ``<root>.<svc>.in.work``), any other is a lane and names its sender. A worker lane's
+    subject stands for its shared lane (``shared_lane``): a dead letter retried from it goes
+    to any worker.
     """
     if not scheduler:
-        return subject
+        return shared_lane(subject)
     parts = scheduler.split(".")
     if len(parts) == 4 and parts[0] == _root(namespace) and parts[2] == "schedule":
         return f"{_root(namespace)}.{parts[1]}.in.{LANE_SELF}"
-    return scheduler
+    return shared_lane(scheduler)
 
 
 # --- journals ------------------------------------------------------------------------------

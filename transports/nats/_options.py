@@ -80,6 +80,15 @@ class NatsOptions:
     """Replies to a client that never reads them are dropped after this."""
     inbox_inactive: float = 300.0
     """A client inbox's consumer is deleted after this long without a pull (client gone)."""
+    lanes: bool = True
+    """Give each worker its own lane, so that the replies and timers of a routine reach the
+    worker that holds it (no journal conflict, no replay), as long as that worker lives."""
+    lane_rescue: float = 2.0
+    """How often a worker looks for lanes with messages whose worker is gone, and pulls
+    them: what a reply to a dead worker waits, at most, besides ``ack_wait``."""
+    lane_inactive: float = 300.0
+    """A lane's consumer is deleted after this long without a pull (its worker gone and
+    the lane drained)."""
     journal_cache: int = 10_000
     """Routines whose last journal (count, sequence) is remembered, saving a read per append."""
     use_schedules: bool = True
@@ -96,6 +105,8 @@ class NatsOptions:
         check_name("client identity", self.identity)
         if not 1 <= self.replicas <= 5:
             raise ValueError(f"replicas must be 1 to 5, not {self.replicas}")
+        if self.lane_rescue <= 0 or self.lane_inactive <= 0:
+            raise ValueError("lane_rescue and lane_inactive must be positive (seconds)")
         if self.ack_wait <= 0 or self.duplicate_window <= 0:
             raise ValueError("ack_wait and duplicate_window must be positive (seconds)")
         if not _INBOX_PREFIX.fullmatch(self.inbox_prefix):

@@ -249,6 +249,11 @@ def _subscribe_rules(prefix: str) -> tuple[Rule, ...]:
     return (Rule(f"{prefix}.>", why),)
 
 
+def _presence_rules(services: Iterable[str], namespace: str) -> tuple[Rule, ...]:
+    why = "own presence: the other workers take over its lane once it is gone"
+    return tuple(Rule(naming.alive_subjects(name, namespace), why) for name in services)
+
+
 def _identity_rules(rules: _Rules, identity: str, namespace: str, provisioned: bool) -> None:
     """A ``Client`` (every ``Runtime`` opens one): the inbox stream of its own identity."""
     stream = naming.inbox_stream(identity, namespace)
@@ -289,6 +294,16 @@ def _service_rules(
         _api("CONSUMER", "INFO", work, naming.WORK_CONSUMER),
         _api("CONSUMER", "MSG", "NEXT", work, naming.WORK_CONSUMER),
         f"$JS.ACK.{work}.{naming.WORK_CONSUMER}.>",
+    )
+    rules.add(
+        "own worker lanes: timers and self-calls of the routines a worker holds, a consumer "
+        "per worker (its own, or a gone worker's it takes over), presence of the others",
+        naming.lane_subject(naming.work_subject(name, ns), "*"),
+        _api("CONSUMER", "CREATE", work, "*"),
+        _api("CONSUMER", "INFO", work, "*"),
+        _api("CONSUMER", "MSG", "NEXT", work, "*"),
+        f"$JS.ACK.{work}.*.>",
+        naming.alive_subjects(name, ns),
     )
     for kind, stream, subjects in (
         (
@@ -348,8 +363,9 @@ def _service_rules(
     for caller in callers:
         if caller != name:
             rules.add(
-                f"reply to its caller {caller}",
+                f"reply to its caller {caller} (on the lane of the caller's worker, or shared)",
                 naming.call_subject(caller, name, ns),
+                naming.lane_subject(naming.call_subject(caller, name, ns), "*"),
                 _api("STREAM", "INFO", naming.work_stream(caller, ns)),
             )
     rules.add(
@@ -419,7 +435,7 @@ def service_permissions(
         identity=identity,
         inbox_prefix=prefix,
         publish=rules.freeze(),
-        subscribe=_subscribe_rules(prefix),
+        subscribe=(*_subscribe_rules(prefix), *_presence_rules([use.name], namespace)),
         summary=tuple(_summary(use, callers)),
         notes=use.notes,
         sources=((use, callers),),
@@ -500,9 +516,10 @@ def operator_permissions(
         rules.add(why, _api("STREAM", "INFO", index_stream(name, ns)))
         _direct_get(rules, index_stream(name, ns), why)
         rules.add(
-            f"{name}: purge old journals (dasync purge), drop the failure note of a "
-            "retried dead letter",
+            f"{name}: purge old journals (dasync purge) and their index entries, drop the "
+            "failure note of a retried dead letter",
             _api("STREAM", "PURGE", journal),
+            _api("STREAM", "PURGE", index_stream(name, ns)),
         )
     summary = (
         "operator of: " + (", ".join(names) or "-"),
@@ -719,7 +736,10 @@ def combine(
         identity=identity,
         inbox_prefix=prefix,
         publish=rules.freeze(),
-        subscribe=_subscribe_rules(prefix),
+        subscribe=(
+            *_subscribe_rules(prefix),
+            *_presence_rules([s for p in parts for s in p.services], namespace),
+        ),
         summary=tuple(summary),
         notes=tuple(dict.fromkeys(n for p in parts for n in p.notes)),
         sources=tuple(sources),

@@ -129,6 +129,19 @@ class Provisioner:
             if consumer:
                 await self._once("consumer:" + queue, lambda: self._work_consumer(queue))
 
+    async def lane(self, queue: str, lane: str) -> None:
+        """The consumer of worker ``lane`` of service ``queue`` exists (its stream does)."""
+        await self._once(f"lane:{queue}:{lane}", lambda: self._lane_consumer(queue, lane))
+
+    def forget_lane(self, queue: str, lane: str) -> None:
+        self._done.pop(f"lane:{queue}:{lane}", None)
+
+    async def has_lanes(self, queue: str) -> bool:
+        """Whether the work stream of ``queue`` takes worker lanes: a stream created before
+        them keeps its subjects until ``dasync nats-provision`` updates it."""
+        config = await self.stream_config(naming.work_stream(queue, self.ns))
+        return naming.lanes_filter(queue, self.ns) in ((config or {}).get("subjects") or ())
+
     async def journal(self, service: str) -> None:
         """The journal stream of ``service`` exists (with direct get enabled)."""
         if service in self._journals:
@@ -356,6 +369,21 @@ class Provisioner:
                 "durable_name": naming.WORK_CONSUMER,
                 "description": f"dasync: the workers of service {service} (competing consumers)",
                 "filter_subject": naming.inputs_filter(service, self.ns),
+                "max_ack_pending": self.options.max_ack_pending,
+            },
+        )
+
+    async def _lane_consumer(self, service: str, lane: str) -> None:
+        # deleted by the server once nobody pulls it (its worker gone, its lane drained);
+        # a worker taking over a lane that still holds messages creates it again
+        await self._consumer(
+            naming.work_stream(service, self.ns),
+            {
+                "durable_name": naming.lane_consumer(lane),
+                "description": f"dasync: one worker of service {service} (its routines' replies "
+                "and timers)",
+                "filter_subject": naming.lane_filter(service, lane, self.ns),
+                "inactive_threshold": _ns(self.options.lane_inactive),
                 "max_ack_pending": self.options.max_ack_pending,
             },
         )

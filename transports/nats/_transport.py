@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 
 from dasync._errors import TransportError, TransportRefused, UnknownService
@@ -21,6 +22,7 @@ from . import _naming as naming
 from ._connection import ApiError, Connection, NoResponders
 from ._consume import PullConsumer
 from ._dead import list_dead_letters, redeliver_dead_letter, retry_dead_letter
+from ._lanes import LanedSubscription
 from ._provision import Provisioner
 
 __all__ = ["NatsTransport"]
@@ -49,6 +51,15 @@ def _subject(queue: str, origin: Origin | None, ns: str) -> str:
 _log = logging.getLogger("dasync.nats")
 
 
+def _schedule_target(headers: dict[str, str], subject: str, target: str) -> str:
+    """The subject to publish on once ``target`` replaces a worker lane: a schedule's stays
+    (its target header changes), a direct publish's is the target itself."""
+    if "Nats-Schedule-Target" in headers:
+        headers["Nats-Schedule-Target"] = target
+        return subject
+    return target
+
+
 class NatsTransport:
     """Durable queues on JetStream; see ``docs/nats.md`` for every name and setting."""
 
@@ -59,7 +70,11 @@ class NatsTransport:
         long first steps well within it."""
         self.conn = conn.retain()
         self.provisioner = provisioner or Provisioner(conn)
-        self._consumers: list[PullConsumer] = []
+        self._consumers: list[PullConsumer | LanedSubscription] = []
+        self.lane = secrets.token_hex(8) if conn.options.lanes else ""
+        """This transport's worker lane (``Affinity``), the same for every service it consumes."""
+        self._laned: dict[str, str] = {}
+        """The services consumed here whose stream takes worker lanes: their lane."""
         self._closed = False
         self._fallback_logged = False
         self._seen: set[str] = set()
@@ -70,11 +85,30 @@ class NatsTransport:
         self._check_open()
         await self.provisioner.queue(queue, consumer=False)
 
+    def lane_of(self, queue: str) -> str:
+        """``Affinity``: the lane this worker pulls for ``queue`` (``""`` if none)."""
+        return self._laned.get(queue, "")
+
+    async def send_at(self, queue: str, lane: str, message: Message, origin: Origin) -> None:
+        """``Affinity``: send to worker ``lane`` of service ``queue``; its shared queue if
+        its stream has no lanes (created by an older release)."""
+        self._check_open()
+        try:
+            naming.check_lane(lane)
+        except ValueError:  # not a lane this release makes (a caller's own doing): shared
+            lane = ""
+        await self._send(queue, message, origin, "" if is_inbox(queue) else lane)
+
     async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
         self._check_open()
+        await self._send(queue, message, origin, "")
+
+    async def _send(self, queue: str, message: Message, origin: Origin | None, lane: str) -> None:
+        """Publish until stored: a worker lane's target falls back to its shared lane."""
         ns = self.conn.options.namespace
         inbox = is_inbox(queue)
-        target = _subject(queue, origin, ns)
+        shared = _subject(queue, origin, ns)
+        target = naming.lane_subject(shared, lane) if lane else shared
         stream = self.provisioner.stream_of(queue)
         headers = dict(message.headers)
         headers[env.NATS_MSG_ID] = message.msg_id
@@ -97,7 +131,10 @@ class NatsTransport:
                 self._seen.add(stream)
                 return
             except NoResponders:
-                pass
+                if target != shared:  # a stream without worker lanes: its shared queue
+                    target = shared
+                    subject = _schedule_target(headers, subject, shared)
+                    continue
             # nobody answered for the stream: it does not exist, or (on a cluster) it is
             # electing a leader. A stream known to exist is retried by the caller at once;
             # an inbox's stream (its client's alone: no one else may look it up) a while here
@@ -126,25 +163,52 @@ class NatsTransport:
                 headers.pop(key, None)
             await self.conn.publish(target, body, headers)
 
-    async def consume(self, queue: str, handler: Handler, *, concurrency: int = 64) -> PullConsumer:
+    async def consume(
+        self, queue: str, handler: Handler, *, concurrency: int = 64
+    ) -> PullConsumer | LanedSubscription:
         self._check_open()
         await self.provisioner.queue(queue)
         inbox = is_inbox(queue)
         ns = self.conn.options.namespace
-        consumer = PullConsumer(
-            self.conn,
-            self.provisioner,
+
+        def pull(lane: str = "") -> PullConsumer:
+            return PullConsumer(
+                self.conn,
+                self.provisioner,
+                queue,
+                handler,
+                concurrency,
+                stream=self.provisioner.stream_of(queue),
+                consumer=naming.lane_consumer(lane)
+                if lane
+                else naming.inbox_consumer(queue)
+                if inbox
+                else naming.WORK_CONSUMER,
+                dead_subject=None if inbox else naming.dead_subject(queue, ns),
+                delete_on_stop=inbox,
+                lane=lane,
+            )
+
+        shared = pull()
+        if inbox or not self.lane or not await self._lanes_for(queue):
+            shared.start()
+            self._consumers.append(shared)
+            return shared
+        laned = LanedSubscription(self.conn, self.provisioner, shared, self.lane, pull)
+        await laned.start()
+        self._consumers.append(laned)
+        self._laned[queue] = self.lane
+        return laned
+
+    async def _lanes_for(self, queue: str) -> bool:
+        if await self.provisioner.has_lanes(queue):
+            return True
+        _log.warning(
+            "the stream of %s has no worker lanes (it was created by an older dasync): "
+            "replies reach any of its workers; run 'dasync nats-provision' to add them",
             queue,
-            handler,
-            concurrency,
-            stream=self.provisioner.stream_of(queue),
-            consumer=naming.inbox_consumer(queue) if inbox else naming.WORK_CONSUMER,
-            dead_subject=None if inbox else naming.dead_subject(queue, ns),
-            delete_on_stop=inbox,
         )
-        consumer.start()
-        self._consumers.append(consumer)
-        return consumer
+        return False
 
     async def services(self) -> list[str]:
         """The services of this namespace whose queue exists (needs ``STREAM.LIST``)."""
