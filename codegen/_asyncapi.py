@@ -163,6 +163,22 @@ class _Builder:
         address = _template(address, *params, *receiver_params)
         return f"{receiver}.from.{ident}", address, {**receiver_params, **params}
 
+    def _worker_lane(self, service: str, sender: str) -> tuple[str, str, dict[str, Any]]:
+        """``_lane`` for one worker of ``service``: ``<root>.<service>.at.{lane}.svc.<sender>``."""
+        ident, token, params = self._participant(sender)
+        receiver, receiver_token, receiver_params = self._participant(service)
+        shared = naming.call_subject(receiver_token, token, self.namespace)
+        every = f".{naming.LANE_TOKEN}.*."
+        address = naming.lane_subject(shared, "*").replace(every, every.replace("*", "{lane}"))
+        address = _template(address, *params, *receiver_params)
+        lane = {
+            "lane": {
+                "description": f"a worker's lane (8-32 hex digits): the `{wire.REPLY_AT}` "
+                "header of the call"
+            }
+        }
+        return f"{receiver}.from.{ident}.at", address, {**receiver_params, **params, **lane}
+
     # --- the document -----------------------------------------------------------------------
 
     def build(self) -> None:
@@ -288,6 +304,19 @@ class _Builder:
         replies_id, replies_address, replies_params = self._lane(caller, callee.name)
         back = self._channel(replies_id, replies_address, replies_params, caller, callee.name)
         back["messages"].update(self._reply_messages(methods))
+        laned_id, laned_address, laned_params = self._worker_lane(caller, callee.name)
+        laned = self._channel(laned_id, laned_address, laned_params, caller, callee.name)
+        laned["title"] = (
+            f"what {self._label(callee.name)} sends to one worker of {self._label(caller)}"
+        )
+        laned["description"] = (
+            f"The replies of {self._label(callee.name)} to a call that named the caller's "
+            f"worker lane (`{wire.REPLY_AT}`): the same messages as on `{replies_id}`, "
+            f"delivered to the worker of {self._label(caller)} that holds the routine while "
+            "it lives (to another once it is gone). Only "
+            f"{self._label(callee.name)} may publish here."
+        )
+        laned["messages"].update(self._reply_messages(methods))
         caller_id = self._participant(caller)[0]
         for method in methods:
             self.operations[f"{method.qualname}.call.from.{caller_id}"] = {
@@ -468,6 +497,12 @@ def _call_headers(method: MethodSpec) -> dict[str, Any]:
                 "description": f"the caller's routine, repeated in the reply's {wire.ROUTINE}",
             },
             wire.REPLY_SEQ: {**_DIGITS, "description": "the call's sequence number in the caller"},
+            wire.REPLY_AT: {
+                "type": "string",
+                "pattern": "^[0-9a-f]{8,32}$",
+                "description": "the calling worker's lane: the reply goes to that worker "
+                "(`<root>.<caller>.at.<lane>.svc.<callee>`) rather than the caller's shared lane",
+            },
             wire.DEPTH: {**_DIGITS, "description": "how deep in a chain of calls"},
             wire.CONTEXT: {
                 "type": "string",

@@ -409,7 +409,7 @@ async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
     for subject in (f"{d.users['Orders']['inbox_prefix']}.>", naming.alive_subject("Orders", LANE)):
         spy = await d.raw("Billing")
         await spy.subscribe(subject)
-        await wait_for(lambda: spy.denial(None) is not None, f"the server refused {subject}")
+        await wait_for(lambda s=spy: s.denial(None) is not None, f"the server refused {subject}")
 
 
 async def test_journal_retention_is_each_services_own_and_the_operators(deploy: Any) -> None:
