@@ -298,3 +298,25 @@ def test_message_ids_carry_the_senders_key():
     assert a.startswith("call:r/Shop.place.1#") and a != b
     assert a == _wire.message_id("call:r/Shop.place.1", b"k" * 32)  # stable for re-sends
     assert _wire.client_start_id("r") != _wire.client_start_id("r")
+
+
+async def test_a_call_naming_a_malformed_worker_lane_is_refused_with_the_reason(make_runtime):
+    """``dasync-reply-at`` only routes a reply; a value that cannot be a lane is refused
+    (named in the reason) and the worker goes on serving."""
+    async with make_runtime([HoldService, GuardService, VaultService]) as rt:
+        headers = {
+            _wire.VERSION: _wire.WIRE_VERSION,
+            _wire.KIND: "start",
+            _wire.ROUTINE: "lane-1",
+            _wire.METHOD: "check",
+            _wire.REPLY_ROUTINE: "r1",
+            _wire.REPLY_SEQ: "1",
+            _wire.REPLY_AT: "../../other",
+        }
+        call = Message("lane-1", headers, b'["eve"]')
+        await publish_raw(rt, "Guard", call, Origin.service("Vault"))
+        reason = await _refused(rt, "Guard", "worker lane", "../../other")
+        assert "lane-1" in reason
+        GATE["gina"] = asyncio.Event()
+        GATE["gina"].set()
+        assert await rt.client.proxy(Vault).open("gina") == "vault says OPENED"

@@ -108,3 +108,41 @@ def test_stream_settings_come_from_the_environment_too():
     for bad in ({"DASYNC_NATS_REPLICAS": "three"}, {"DASYNC_NATS_REPLICAS": "7"}):
         with pytest.raises(ValueError, match="REPLICAS|replicas"):
             NatsOptions.from_env(bad)
+
+
+LANE = "0123456789abcdef"
+
+
+def test_a_worker_lane_stands_for_its_shared_lane():
+    """``<svc>.at.<lane>.<sender lane>`` names the same sender as ``<svc>.in.<sender lane>``,
+    and a dead letter retried from it goes back to the shared lane (any worker)."""
+    for shared in (
+        naming.work_subject("Shop"),
+        naming.call_subject("Shop", "Orders"),
+        naming.call_subject("Shop", "Orders", "ns"),
+    ):
+        laned = naming.lane_subject(shared, LANE)
+        assert laned != shared and f".at.{LANE}." in laned
+        assert naming.shared_lane(laned) == shared
+        assert naming.sender_lane(laned, None, "ns" if "-ns" in shared else "") == shared
+        assert naming.lane_of_subject(laned) == LANE
+    assert naming.origin_of(naming.lane_subject(naming.call_subject("Shop", "Orders"), LANE)) == (
+        "service",
+        "Orders",
+    )
+    # an inbox of a client identity named "at" is not a lane
+    inbox = naming.inbox_subject("_inbox.at.abc", "Shop")
+    assert naming.shared_lane(inbox) == inbox and naming.lane_of_subject(inbox) == ""
+    assert naming.origin_of(inbox) == ("service", "Shop")
+    # lanes live in the work stream, apart from the shared consumer's filter
+    assert naming.lanes_filter("Shop") in naming.work_subjects("Shop")
+    assert not naming.lanes_filter("Shop").startswith(naming.inputs_filter("Shop")[:-1])
+
+
+@pytest.mark.parametrize("lane", ["", "abc", "0123456789ABCDEF", "a.b", "x" * 16, "0" * 33])
+def test_a_lane_is_hex_digits_only(lane):
+    with pytest.raises(ValueError, match="worker lane"):
+        naming.lane_subject(naming.work_subject("Shop"), lane)
+    # a consumer for whatever a sender wrote there is still a valid consumer name
+    name = naming.lane_consumer(lane or "x")
+    assert "." not in name and "*" not in name and ">" not in name
