@@ -18,6 +18,7 @@ Exceptions have no annotation: ``_failures`` encodes them (re-exported here).
 
 from __future__ import annotations
 
+import inspect
 import re
 import typing
 from datetime import UTC, datetime, timedelta, timezone
@@ -275,8 +276,33 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_POSITIONAL: dict[int, tuple[MethodSpec, tuple[str, ...] | None, int]] = {}
+"""Per method (by id, with the spec itself, so that a reused id is noticed): its parameter
+names and how many have no default when every parameter may be given by position (else
+None)."""
+_BY_POSITION = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _positional(method: MethodSpec) -> tuple[tuple[str, ...] | None, int]:
+    known = _POSITIONAL.get(id(method))
+    if known is None or known[0] is not method:
+        names = None
+        if all(p.kind in _BY_POSITION for p in method.params):
+            names = tuple(p.name for p in method.params)
+        required = sum(1 for p in method.params if not p.has_default)
+        known = _POSITIONAL[id(method)] = (method, names, required)
+    return known[1], known[2]
+
+
 def bind_args(method: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Bind a Python call to the contract's parameters (without ``self``)."""
+    """Bind a Python call to the contract's parameters (without ``self``).
+
+    A call by position only, to parameters that all take positions, binds without
+    ``inspect`` (every proxied call passes here); anything else as ``Signature.bind``."""
+    if not kwargs:
+        names, required = _positional(method)
+        if names is not None and required <= len(args) <= len(names):
+            return dict(zip(names, args, strict=False))
     try:
         bound = method.signature.bind(None, *args, **kwargs)
     except TypeError as exc:

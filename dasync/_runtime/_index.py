@@ -16,6 +16,7 @@ entry.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -203,10 +204,16 @@ def _with(entry: RoutineEntry, status: str, rank: int, **changes: object) -> Rou
     return _replace(entry, status=status, rank=rank, **changes)
 
 
-def _replace(entry: RoutineEntry, **changes: object) -> RoutineEntry:
-    from dataclasses import replace
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(RoutineEntry))
 
-    return replace(entry, **changes)  # type: ignore[arg-type]
+
+def _replace(entry: RoutineEntry, **changes: object) -> RoutineEntry:
+    """``dataclasses.replace`` without its per-call introspection (two per commit)."""
+    values = [changes.pop(name) if name in changes else getattr(entry, name)
+              for name in _ENTRY_FIELDS]  # fmt: skip
+    if changes:
+        raise TypeError(f"RoutineEntry has no fields {sorted(changes)}")
+    return RoutineEntry(*values)  # type: ignore[arg-type]
 
 
 # --- reading the index --------------------------------------------------------------------

@@ -146,3 +146,11 @@ def test_a_lane_is_hex_digits_only(lane):
     # a consumer for whatever a sender wrote there is still a valid consumer name
     name = naming.lane_consumer(lane or "x")
     assert "." not in name and "*" not in name and ">" not in name
+
+
+def test_lanes_switch_from_env():
+    assert NatsOptions.from_env({}).lanes is True
+    assert NatsOptions.from_env({"DASYNC_NATS_LANES": "0"}).lanes is False
+    assert NatsOptions.from_env({"DASYNC_NATS_LANES": "On"}).lanes is True
+    with pytest.raises(ValueError, match="DASYNC_NATS_LANES='maybe'"):
+        NatsOptions.from_env({"DASYNC_NATS_LANES": "maybe"})

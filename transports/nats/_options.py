@@ -125,7 +125,7 @@ class NatsOptions:
         ``DASYNC_NATS_NKEY_SEED``, ``DASYNC_NATS_INBOX_PREFIX``, ``DASYNC_NATS_IDENTITY``,
         ``DASYNC_NATS_NAMESPACE``, and the provisioning settings ``DASYNC_NATS_REPLICAS``,
         ``_ACK_WAIT``, ``_DUPLICATE_WINDOW``, ``_MAX_ACK_PENDING``, ``_INBOX_MAX_AGE``,
-        ``_EVENT_MAX_AGE`` (seconds).
+        ``_EVENT_MAX_AGE`` (seconds), ``DASYNC_NATS_LANES`` (``0`` turns worker lanes off).
         """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -156,6 +156,10 @@ class NatsOptions:
         for key in keys:
             if value := env.get(f"DASYNC_NATS_{key.upper()}"):
                 values[key] = value
+        if lanes := env.get("DASYNC_NATS_LANES", "").strip().lower():
+            if lanes not in _SWITCH:
+                raise ValueError(f"DASYNC_NATS_LANES={lanes!r}: expected one of {sorted(_SWITCH)}")
+            values["lanes"] = _SWITCH[lanes]
         for key, given in overrides.items():
             convert = _PROVISIONING.get(key)
             values[key] = convert(given) if convert and isinstance(given, str) else given
@@ -193,6 +197,10 @@ _PROVISIONING: dict[str, type[int] | type[float]] = {
 }
 """Stream and consumer settings read from ``DASYNC_NATS_<NAME>``: every process of a
 deployment must use the same (a process never changes a stream that exists)."""
+
+
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True,
+           "0": False, "false": False, "no": False, "off": False}  # fmt: skip
 
 
 def split_servers(url: str) -> tuple[str, ...]:
