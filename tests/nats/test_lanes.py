@@ -18,6 +18,7 @@ import dasync
 from dasync.transports import Delivery, Message, Origin
 from dasync.transports.nats import NatsTransport, connect_nats, naming
 from dasync.transports.nats._lanes import LanedSubscription
+from dasync.transports.nats._provision import Provisioner
 
 from ..conftest import delete_namespace, nats_options
 
@@ -143,6 +144,29 @@ async def test_a_stream_without_lanes_keeps_the_shared_queue(nats: Any, caplog: 
     await caller.send_at("Old", "0123456789abcdef", Message("m", {}, b""), Origin.service("C"))
     await until(lambda: len(inbox.got) == 1, what="the message on the shared queue")
     assert inbox.got[0][1] == Origin.service("C")
+
+
+async def test_nats_provision_gives_an_old_stream_its_lanes(nats: Any) -> None:
+    """What the warning says to do: the provisioner (``update=True``) adds the lanes'
+    subjects to a stream made before them, and its workers then use lanes."""
+    old = await nats()
+    ns = nats.namespace
+    stream = naming.work_stream("Old", ns)
+    await old.conn.api(
+        f"STREAM.CREATE.{stream}",
+        {
+            "name": stream,
+            "subjects": naming.work_subjects("Old", ns)[:3],
+            "retention": "workqueue",
+            "storage": "file",
+        },
+    )
+    assert not await old.provisioner.has_lanes("Old")
+    await Provisioner(old.conn, update=True).queue("Old", consumer=False)
+    assert await old.provisioner.has_lanes("Old")
+    worker = await nats()
+    await worker.consume("Old", Inbox())
+    assert worker.lane_of("Old")
 
 
 async def test_lanes_can_be_turned_off(nats: Any) -> None:
