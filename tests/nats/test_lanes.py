@@ -104,17 +104,21 @@ async def test_a_live_workers_lane_is_left_alone_and_a_dead_ones_taken(nats: Any
     holder.kill()  # kill -9: connection gone, the delivery unacknowledged
     await caller.send_at("Svc", lane, Message("second", {}, b""), Origin.service("Caller"))
     for _ in range(100):  # until the server has seen the connection go (a few ms)
-        await sub.rescue()
+        await asyncio.gather(sub.rescue(), sub.rescue())  # passes at once take it once
         if sub.taken:
             break
         await asyncio.sleep(0.05)
     assert list(sub.taken) == [lane] and sub.takeovers == 1
     # the undelivered message at once, the unacknowledged one after ack_wait (5 s here)
     await until(lambda: {m for m, _ in rescued.got} == {"first", "second"}, within=15)
-    # drained: the next pass lets the lane go
+    # drained: a pass after the server has removed the acknowledged messages lets it go
     await until(lambda: _drained(sub), what="the taken lane drained")
-    await sub.rescue()
-    assert sub.taken == {}
+    for _ in range(100):
+        await sub.rescue()
+        if not sub.taken:
+            break
+        await asyncio.sleep(0.05)
+    assert sub.taken == {} and len(sub.released) <= 1
 
 
 def _drained(sub: LanedSubscription) -> bool:

@@ -60,6 +60,8 @@ class LanedSubscription:
         self._rescuer: asyncio.Task[None] | None = None
         self._stopped = False
         self._denied_logged = False
+        self._passing = asyncio.Lock()
+        """One pass at a time: two would both take a lane, and one consumer would be lost."""
 
     @property
     def consumer(self) -> str:
@@ -127,6 +129,10 @@ class LanedSubscription:
 
     async def rescue(self) -> None:
         """One pass: release taken lanes that are empty, take those whose worker is gone."""
+        async with self._passing:
+            await self._pass()
+
+    async def _pass(self) -> None:
         waiting = await self._lanes_with_messages()
         self.released = [c for c in self.released if c.inflight]
         for lane in [lane for lane in self.taken if lane not in waiting]:
