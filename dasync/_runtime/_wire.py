@@ -52,9 +52,6 @@ METHOD = "dasync-method"
 REPLY_TO = "dasync-reply-to"
 REPLY_ROUTINE = "dasync-reply-routine"
 REPLY_SEQ = "dasync-reply-seq"
-FORWARDED = "dasync-forwarded"
-"""On a message one worker of a service hands to the worker that holds its routine: who
-really sent it (``kind:name``). Believed only from the service itself (its own lane)."""
 REPLY_AT = "dasync-reply-at"
 """A call's: the lane of the caller's worker (``Affinity``), where its reply should go."""
 SEQ = "dasync-seq"
@@ -101,9 +98,7 @@ class Envelope:
     signal_id: str = ""
     """A signal's own id (chosen by its sender: the same id twice is one signal)."""
     origin: Origin = field(default=UNKNOWN_ORIGIN)
-    """Who sent it, as the transport vouches; for a message the service's own worker
-    forwarded, the sender it names (``FORWARDED``: only the service itself may)."""
-    forwarded: bool = False
+    """Who sent it, as the transport vouches (never read from headers)."""
 
 
 def message_id(base: str, key: bytes) -> str:
@@ -115,9 +110,7 @@ def message_id(base: str, key: bytes) -> str:
     return f"{base}#{tag}"
 
 
-def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN, own: str = "") -> Envelope:
-    """The envelope of ``message``; ``own``: the receiving service, whose own workers alone
-    may forward a message in another sender's name."""
+def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN) -> Envelope:
     h = message.headers
     kind = h.get(KIND)
     routine = h.get(ROUTINE)
@@ -132,15 +125,6 @@ def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN, own: str = "") -> E
             f"this worker reads version {WIRE_VERSION} (deploy the same dasync release "
             f"everywhere, or drain the queue before upgrading)"
         )
-    forwarded = h.get(FORWARDED)
-    if forwarded is not None:
-        if not own or origin != Origin.service(own):
-            raise MalformedMessage(
-                f"message {message.msg_id!r}: {FORWARDED} from {origin}, not from the "
-                f"service {own or '(none)'} itself"
-            )
-        sender_kind, _, sender_name = forwarded.partition(":")
-        origin = Origin(sender_kind, sender_name)
     reply_at = h.get(REPLY_AT, "")
     if reply_at:
         try:
@@ -165,7 +149,6 @@ def parse(message: Message, origin: Origin = UNKNOWN_ORIGIN, own: str = "") -> E
             signal=h.get(SIGNAL, ""),
             signal_id=h.get(SIGNAL_ID, ""),
             origin=origin,
-            forwarded=forwarded is not None,
         )
     except ValueError as exc:
         raise MalformedMessage(
@@ -207,13 +190,6 @@ def call_message(
     if reply_at:
         headers[REPLY_AT] = reply_at
     return Message(msg_id, headers, args)
-
-
-def forwarded_message(message: Message, origin: Origin, key: bytes) -> Message:
-    """``message`` as a worker hands it to the worker holding its routine, naming its sender
-    (the id derives from the original's, so a repeated hand-over is one message)."""
-    headers = {**message.headers, FORWARDED: f"{origin.kind}:{origin.name}"}
-    return Message(message_id(f"fwd:{message.msg_id}", key), headers, message.body)
 
 
 def client_start_id(routine_id: str) -> str:

@@ -128,8 +128,6 @@ class WorkerStats:
     replayed_steps: int = 0
     conflicts: int = 0
     redeliveries_resent: int = 0
-    forwarded: int = 0
-    """Messages handed to the worker holding their routine (``Affinity``) instead of run here."""
     retries: int = 0
     append_retries: int = 0
     """Journal writes tried again after an infrastructure failure (the step kept)."""
@@ -320,7 +318,7 @@ class Worker:
 
     async def _on_delivery(self, hosted: HostedService, delivery: Delivery) -> None:
         try:
-            env = _wire.parse(delivery.message, delivery.origin, hosted.spec.name)
+            env = _wire.parse(delivery.message, delivery.origin)
         except MalformedMessage as exc:
             self._reject(hosted, delivery.message, str(exc))
             await delivery.term(str(exc))
@@ -465,8 +463,6 @@ class Worker:
                 return
             if completion_of(records) is not None:
                 return  # news for a finished routine (a late timer or reply) changes nothing
-            if records and await self._forward(hosted, env, message, records):
-                return
             if records and records[-1].postponed is not None:
                 marker = records[-1]
             if records:
@@ -500,8 +496,6 @@ class Worker:
                 await self._resend(hosted, env.routine_id, None, "start")
                 return
             meta = _start_meta(env)
-            if lane := self._lanes.get(name):  # where the messages of its callers find it
-                meta["lane"] = lane
             if "reply_to" in meta:  # this run's replies are not taken for an earlier run's
                 meta["run"] = secrets.token_hex(4)
             if _tracing.enabled():  # journaled: every later activation continues the caller's trace
@@ -1090,36 +1084,6 @@ class Worker:
                 if not reply_to.startswith(_wire.INBOX_PREFIX):
                     raise
                 # the client went away; its result stays readable in the journal
-
-    async def _forward(
-        self,
-        hosted: HostedService,
-        env: _wire.Envelope,
-        message: Message,
-        records: Sequence[StepRecord],
-    ) -> bool:
-        """Hand a message for a routine this worker does not hold to the worker that does
-        (the lane journaled with its start), so that no copy of it runs out of date: a
-        cancel or signal arrives on the shared queue, its timers on the holder's lane.
-        Once only (a forwarded message is run where it lands: a lane taken over after its
-        worker died); retries always run from the journal."""
-        own = self._lanes.get(hosted.spec.name, "")
-        first = records[0].input
-        holder = first.meta.get("lane", "") if isinstance(first, Start) else ""
-        if (
-            not own
-            or not holder
-            or holder == own
-            or env.forwarded
-            or env.kind == "retry"
-            or self._affinity is None
-        ):
-            return False
-        name = hosted.spec.name
-        handed = _wire.forwarded_message(message, env.origin, self._keys.get(name, b""))
-        await self._affinity.send_at(name, holder, handed, Origin.service(name))
-        self.stats.forwarded += 1
-        return True
 
     async def _deliver(self, queue: str, lane: str, message: Message, origin: Origin) -> None:
         """Send to worker ``lane`` of ``queue`` when there is one (``Affinity``)."""

@@ -320,20 +320,3 @@ async def test_a_call_naming_a_malformed_worker_lane_is_refused_with_the_reason(
         GATE["gina"] = asyncio.Event()
         GATE["gina"].set()
         assert await rt.client.proxy(Vault).open("gina") == "vault says OPENED"
-
-
-async def test_only_the_service_itself_may_forward_a_message(make_runtime):
-    """``dasync-forwarded`` names the real sender of a message one worker hands to another;
-    from anyone but the service itself it is refused, naming who sent it."""
-    async with make_runtime([HoldService, GuardService, VaultService]) as rt:
-        headers = {
-            _wire.VERSION: _wire.WIRE_VERSION,
-            _wire.KIND: "cancel",
-            _wire.ROUTINE: "r1/Vault.open.1",
-            _wire.CANCEL_ID: "x",
-            _wire.FORWARDED: "service:Vault",
-        }
-        forged = Message("fwd-1", headers, b"")
-        await publish_raw(rt, "Guard", forged, Origin.service("Intruder"))
-        reason = await _refused(rt, "Guard", "dasync-forwarded", "Intruder")
-        assert "not from the service Guard itself" in reason
