@@ -293,9 +293,11 @@ class RoutineIndex(Protocol):
     """Optional store capability: one small entry per routine, kept as routines commit, so
     that listing routines reads the index instead of every journal."""
 
-    async def index_put(self, entry: RoutineEntry) -> bool:
+    async def index_put(self, entry: RoutineEntry, *, first: bool = False) -> bool:
         """Keep ``entry`` unless the routine's kept entry has a rank as high or higher;
-        True if written. Concurrent writers of one routine: the highest rank wins."""
+        True if written. Concurrent writers of one routine: the highest rank wins.
+        ``first``: the caller wrote nothing of this routine before and expects no entry
+        (a hint: a store may try creating it before reading what is kept)."""
         ...
 
     async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None: ...

@@ -552,7 +552,7 @@ class MemoryStore:
     ) -> PurgeReport:
         return self.broker.purge_finished(service, older_than, finished, dry_run)
 
-    async def index_put(self, entry: RoutineEntry) -> bool:
+    async def index_put(self, entry: RoutineEntry, *, first: bool = False) -> bool:
         key = (entry.service, entry.routine_id)
         kept = self.broker.index.get(key)
         if kept is not None and kept.rank >= entry.rank:

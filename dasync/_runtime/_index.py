@@ -12,12 +12,21 @@ What a later write needs from the start (method, start time, parent) is
 remembered per routine in a bounded cache; on a miss it is read from the
 index, and only when the index has nothing either from the journal's first
 entry.
+
+**A first step that leaves its routine running is held back** for up to
+``hold`` s (``RoutineIndex.index_hold``; 0: never): a routine that completes, or
+changes status, within it costs one write instead of two and no purge of the
+superseded entry. The start's delivery is acknowledged only once the held entry,
+or a later one of the routine, is written, so a crash still leaves nothing
+behind: the redelivery finds the step committed and reports it at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -45,6 +54,8 @@ FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 _CANCELLED = ("asyncio.exceptions:CancelledError", "asyncio:CancelledError")
 _CACHE = 10_000
+
+_log = logging.getLogger("dasync.index")
 
 
 def rank_of_step(index: int) -> int:
@@ -96,25 +107,112 @@ def status_of_completion(done: Complete) -> str:
     return "cancelled" if failure_type(done.payload) in _CANCELLED else "failed"
 
 
+@dataclass(slots=True)
+class _Held:
+    """A routine's first entry, not written yet: ``written`` resolves once it, or a later
+    entry of the routine, is in the index (the start's delivery waits for it)."""
+
+    entry: RoutineEntry
+    due: float
+    written: asyncio.Future[None]
+
+
 class IndexObserver:
-    """Keeps the store's ``RoutineIndex`` as the worker commits (a ``RoutineObserver``)."""
+    """Keeps the store's ``RoutineIndex`` as the worker commits (a ``RoutineObserver``, and
+    an ``AlongsideObserver``: its write goes out with the step's messages)."""
 
     def __init__(
-        self, store: JournalStore, clock: Clock | None = None, cache_size: int = _CACHE
+        self,
+        store: JournalStore,
+        clock: Clock | None = None,
+        cache_size: int = _CACHE,
+        hold: float | None = None,
     ) -> None:
         if not isinstance(store, RoutineIndex):
             raise TypeError(f"{type(store).__name__} keeps no routine index")
         self.store = store
         self.index: RoutineIndex = store
         self.clock = clock or SystemClock()
+        self.hold = float(getattr(store, "index_hold", 0.0) if hold is None else hold)
+        """Seconds a first "running" entry may wait for the routine's next status."""
         self.writes = 0
         """Index entries written (for tests and benchmarks)."""
         self._known: OrderedDict[tuple[str, str], RoutineEntry] = OrderedDict()
         self._cache_size = cache_size
+        self._held: dict[tuple[str, str], _Held] = {}
+        """In the order they fell due (one ``hold`` for all)."""
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def committed(
         self, service: str, routine_id: str, index: int, record: StepRecord, *, resent: bool
     ) -> None:
+        entry = await self._entry_for(service, routine_id, index, record)
+        if entry is not None:
+            await self._put(entry)
+
+    async def committed_fresh(
+        self, service: str, routine_id: str, index: int, record: StepRecord
+    ) -> asyncio.Future[None] | None:
+        """A step committed just now: as ``committed``, but a first step that leaves its
+        routine running is held back (module docstring); the future says when it is in."""
+        entry = await self._entry_for(service, routine_id, index, record)
+        if entry is None:
+            return None
+        if self.hold > 0 and index == 0 and entry.status == "running":
+            key = (service, routine_id)
+            loop = asyncio.get_running_loop()
+            if key not in self._held:
+                self._held[key] = _Held(entry, loop.time() + self.hold, loop.create_future())
+            self._remember(entry)  # the next steps see it running and write nothing
+            if self._sweeper is None or self._sweeper.done():
+                self._sweeper = loop.create_task(self._sweep())
+            return self._held[key].written
+        await self._put(entry)
+        return None
+
+    def drop(self) -> None:
+        """Forget what is held back, as a killed process would (its starts come back)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for held in self._held.values():
+            held.written.cancel()
+        self._held.clear()
+
+    async def flush(self) -> None:
+        """Write every held entry now (the worker is stopping)."""
+        held = list(self._held.values())
+        self._held.clear()
+        if held:
+            await asyncio.gather(*(self._write_held(h) for h in held))
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._held:
+            first = next(iter(self._held.values()))
+            wait = first.due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            now = loop.time()
+            due = [k for k, h in self._held.items() if h.due <= now]
+            batch = [self._held.pop(k) for k in due]
+            await asyncio.gather(*(self._write_held(h) for h in batch))
+
+    async def _write_held(self, held: _Held) -> None:
+        try:
+            await self._put(held.entry, first=True)
+        except Exception as exc:  # the start is redelivered and reports its step again
+            _log.info("index entry of %s not written: %r", held.entry.routine_id, exc)
+            if not held.written.done():
+                held.written.set_exception(exc)
+            return
+        if not held.written.done():
+            held.written.set_result(None)
+
+    async def _entry_for(
+        self, service: str, routine_id: str, index: int, record: StepRecord
+    ) -> RoutineEntry | None:
+        """What the index should now say of the routine (None: what it says stands)."""
         rank = rank_of_step(index)
         done = record.completion
         if index == 0 and isinstance(record.input, StartInput):
@@ -132,22 +230,20 @@ class IndexObserver:
         else:
             known = await self._previous(service, routine_id)
             if known is not None and known.rank >= rank:
-                return  # reported already (a redelivery), or a later step was
+                return None  # reported already (a redelivery), or a later step was
             if done is None and record.postponed is None:
                 if known is not None and known.status == "running":
                     self._remember(known)
-                    return  # no change of status: nothing to write
+                    return None  # no change of status: nothing to write
             entry = known or await self._from_journal(service, routine_id)
         at = getattr(record.input, "at", 0.0) or self.clock.now()
         if done is not None:
             status = status_of_completion(done)
             error = "" if done.ok else failure_summary(done.payload)
-            entry = _with(entry, status, rank, error=error, ended=at, finished=True)
-        elif record.postponed is not None:
-            entry = _with(entry, "retrying", rank, error=record.postponed.error[:200])
-        else:
-            entry = _with(entry, "running", rank, error="")
-        await self._put(entry)
+            return _with(entry, status, rank, error=error, ended=at, finished=True)
+        if record.postponed is not None:
+            return _with(entry, "retrying", rank, error=record.postponed.error[:200])
+        return _with(entry, "running", rank, error="")
 
     async def set_aside(
         self, service: str, routine_id: str, entries: int, reason: str, *, told: bool
@@ -162,13 +258,28 @@ class IndexObserver:
 
     # --- internals ------------------------------------------------------------------------
 
-    async def _put(self, entry: RoutineEntry) -> None:
+    async def _put(self, entry: RoutineEntry, *, first: bool = False) -> None:
+        """Write ``entry``; a held first entry of the routine is then superseded (and its
+        start may be acknowledged): ``first``, nothing of the routine was written by us."""
+        key = (entry.service, entry.routine_id)
+        held = self._held.pop(key, None)
+        if held is not None and held.entry.rank > entry.rank:
+            self._held[key] = held  # (not expected: ranks only grow) leave it be
+            held = None
         entry = _replace(entry, updated=self.clock.now())
-        if await self.index.index_put(entry):
+        try:
+            written = await self.index.index_put(entry, first=first or held is not None)
+        except BaseException:
+            if held is not None and not held.written.done():
+                self._held[key] = held  # still to be written, at its time or with the next
+            raise
+        if written:
             self.writes += 1
             self._remember(entry)
         else:  # a newer entry is kept (another worker's): read it when next needed
-            self._known.pop((entry.service, entry.routine_id), None)
+            self._known.pop(key, None)
+        if held is not None and not held.written.done():
+            held.written.set_result(None)
 
     async def _previous(self, service: str, routine_id: str) -> RoutineEntry | None:
         known = self._known.get((service, routine_id))

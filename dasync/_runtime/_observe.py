@@ -1,7 +1,10 @@
 """What a worker tells observers of the routines it runs: a routine index, a live log.
 
 Observers hear of a step once it is in the journal, before its outbox is sent and
-its message acknowledged. A worker that dies in between hears of it again: the
+its message acknowledged; an ``AlongsideObserver`` (the routine index) hears of it
+while the outbox is sent, saving the worker a round trip per step, and may hand back
+a future for which the acknowledgement waits (a write it holds back). A worker that
+dies before the acknowledgement hears of it again: the
 redelivery finds the step committed and reports it once more (``resent``), so an
 observer sees every committed step at least once and must treat a repeat as one.
 An observer that raises makes the delivery fail like any infrastructure error
@@ -14,12 +17,13 @@ because another worker ran its previous step), not when a redelivery only re-sen
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from .._engine import StepRecord
 
-__all__ = ["Observers", "ResumeObserver", "RoutineObserver"]
+__all__ = ["AlongsideObserver", "Observers", "ResumeObserver", "RoutineObserver"]
 
 
 @runtime_checkable
@@ -53,15 +57,59 @@ class ResumeObserver(Protocol):
         ...
 
 
+@runtime_checkable
+class AlongsideObserver(Protocol):
+    """An observer whose report holds back no message: told of a fresh commit while the
+    step's outbox is sent (the routine index)."""
+
+    async def committed_fresh(
+        self, service: str, routine_id: str, index: int, record: StepRecord
+    ) -> asyncio.Future[None] | None:
+        """As ``committed`` (``resent=False``); a future, if any, is what the delivery's
+        acknowledgement waits for (what it keeps is not written yet)."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what is held back now (the worker stops)."""
+        ...
+
+
 class Observers:
     """The worker's observers, called in order (none: nothing is done)."""
 
     def __init__(self, observers: Sequence[RoutineObserver] = ()) -> None:
         self.observers = tuple(observers)
         self._resume = tuple(o for o in self.observers if isinstance(o, ResumeObserver))
+        self.alongside = tuple(o for o in self.observers if isinstance(o, AlongsideObserver))
+        """Told of a commit while its outbox is sent (they hold back no message)."""
+        self.before = tuple(o for o in self.observers if not isinstance(o, AlongsideObserver))
+        """Told of a commit before its outbox is sent (a failure holds the messages back)."""
 
     def __bool__(self) -> bool:
         return bool(self.observers)
+
+    async def committed_before(
+        self, service: str, routine_id: str, index: int, record: StepRecord
+    ) -> None:
+        """A fresh commit, to the observers that hear of it before its messages leave."""
+        for observer in self.before:
+            await observer.committed(service, routine_id, index, record, resent=False)
+
+    async def committed_alongside(
+        self, service: str, routine_id: str, index: int, record: StepRecord
+    ) -> list[asyncio.Future[None]]:
+        """A fresh commit, to the observers that hear of it while its messages leave; what
+        the delivery's acknowledgement must wait for."""
+        holds = []
+        for observer in self.alongside:
+            hold = await observer.committed_fresh(service, routine_id, index, record)
+            if hold is not None:
+                holds.append(hold)
+        return holds
+
+    async def flush(self) -> None:
+        for observer in self.alongside:
+            await observer.flush()
 
     async def committed(
         self, service: str, routine_id: str, index: int, record: StepRecord, *, resent: bool

@@ -157,6 +157,8 @@ class Runtime:
         self._started = False
         kill()
         self.worker.kill()
+        if self.index is not None:
+            self.index.drop()
         if self.sweeper is not None:
             self.sweeper.kill()
 

@@ -216,6 +216,10 @@ class Worker:
         self._subscriptions: list[Subscription] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._active: dict[int, tuple[Delivery, float, tuple[str, str] | None]] = {}
+        self._unacked: set[asyncio.Future[Any]] = set()
+        """Deliveries processed whose acknowledgement waits for a held index write."""
+        self._acking: set[asyncio.Task[None]] = set()
+        self._killed = False
         """Deliveries being processed: when each began, and the lease it may hold."""
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lagging: list[tuple[str, Subscription]] = []
@@ -280,6 +284,8 @@ class Worker:
 
     def kill(self) -> None:
         """Forget everything at once, as a crashed process would (tests)."""
+        self._killed = True  # what waited for a held write is never acknowledged
+        self._unacked.clear()
         self._stop_background()
         self._subscriptions.clear()
         # a crashed process runs nothing more: keep the dropped routines referenced, or the
@@ -304,6 +310,7 @@ class Worker:
         self._subscriptions.clear()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=grace)
+        await self._settle_held(grace)
         self._stop_background()
         for key in list(self._cache):
             self._evict(key)
@@ -411,11 +418,17 @@ class Worker:
                 # set aside: a retry of the dead letter starts counting afresh
                 await self._forget_crash(hosted, run.crash_key)
         else:
-            await delivery.ack()
+            if run.holds:
+                self._ack_after(delivery, run.holds)
+            else:
+                await delivery.ack()
         finally:
             if run.trace is not None:
                 run.trace.end()
-            self._active.pop(id(delivery), None)
+            if not run.holds:
+                self._active.pop(id(delivery), None)
+            elif id(delivery) in self._active:  # kept alive until acknowledged, no lease
+                self._active[id(delivery)] = (delivery, self._active[id(delivery)][1], None)
             if current is not None:
                 self._inflight.discard(current)
             lock, users = self._locks[key]
@@ -423,6 +436,46 @@ class Worker:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+    async def _settle_held(self, grace: float) -> None:
+        """Write what the observers hold back and acknowledge the deliveries waiting for it."""
+        if not (self._unacked or self._acking):
+            return
+        try:
+            await asyncio.wait_for(self.observers.flush(), grace)
+        except Exception as exc:  # (incl. the timeout) unacknowledged: redelivered, reported
+            _log.warning("held index writes not flushed on stop: %r", exc)
+        waiting = self._unacked | self._acking
+        if waiting:
+            await asyncio.wait(waiting, timeout=grace)
+        if self._acking:
+            await asyncio.wait(set(self._acking), timeout=grace)
+
+    def _ack_after(self, delivery: Delivery, holds: list[asyncio.Future[None]]) -> None:
+        """Acknowledge ``delivery`` once ``holds`` are done; if one fails, hand it back (its
+        redelivery finds the step committed and reports it again)."""
+        loop = asyncio.get_running_loop()
+        waited: asyncio.Future[Any] = holds[0] if len(holds) == 1 else asyncio.gather(*holds)
+
+        async def settle(done: asyncio.Future[Any]) -> None:
+            try:
+                if self._killed:
+                    return
+                if done.cancelled() or done.exception() is not None:
+                    await delivery.nak()
+                else:
+                    await delivery.ack()
+            finally:
+                self._active.pop(id(delivery), None)
+
+        def settled(done: asyncio.Future[Any]) -> None:
+            task = loop.create_task(settle(done))
+            self._acking.add(task)
+            task.add_done_callback(self._acking.discard)
+
+        waited.add_done_callback(settled)
+        self._unacked.add(waited)
+        waited.add_done_callback(self._unacked.discard)
 
     async def _handle(
         self, hosted: HostedService, env: _wire.Envelope, message: Message, run: _Run
@@ -575,25 +628,51 @@ class Worker:
     async def _commit(
         self, hosted: HostedService, inst: RoutineInstance, step: Step, run: _Run | None = None
     ) -> None:
-        """Append the step to the journal, send its outbox, keep or drop the live instance."""
+        """Append the step to the journal, send its outbox while the routine index hears of
+        it, keep or drop the live instance.
+
+        The index write and the step's messages go out together (one round trip, not two):
+        both only after the append, so neither reports a step that did not commit, and the
+        delivery is acknowledged only after both. A listing may thus trail a reply by one
+        write (docs/architecture.md, "The routine index").
+        """
         name = hosted.spec.name
         record = StepRecord(step.input, step.commands)
+        observers = self.observers
         try:
             await self._append(name, inst.routine_id, encode_step(step, hosted.code), step.index)
-            if self.observers:
-                await self.observers.committed(
-                    name, inst.routine_id, step.index, record, resent=False
-                )
+            if observers.before:
+                await observers.committed_before(name, inst.routine_id, step.index, record)
         except BaseException:
             self._evict((name, inst.routine_id))
             raise
+        reported: asyncio.Task[list[asyncio.Future[None]]] | None = None
+        if observers.alongside:
+            reported = asyncio.get_running_loop().create_task(
+                observers.committed_alongside(name, inst.routine_id, step.index, record)
+            )
         trace = None
-        if run is not None:
-            self._measure(hosted, inst, step.index, record, run)
-            trace = run.trace
-            if trace is not None:
-                _describe_step(trace, step, inst)
-        await self._send(hosted, inst.routine_id, inst.context, step.commands, trace)
+        try:
+            if run is not None:
+                self._measure(hosted, inst, step.index, record, run)
+                trace = run.trace
+                if trace is not None:
+                    _describe_step(trace, step, inst)
+            await self._send(hosted, inst.routine_id, inst.context, step.commands, trace)
+        except BaseException:
+            if reported is not None:
+                reported.cancel()  # the delivery is retried: its redelivery reports it again
+            raise
+        if reported is not None:
+            try:
+                holds = await reported
+                if holds and run is not None:
+                    run.holds += holds  # acknowledged once they are written
+                elif holds:
+                    await asyncio.gather(*holds)
+            except BaseException:
+                self._evict((name, inst.routine_id))
+                raise
         self._release(hosted, inst)
 
     def _measure(
@@ -1139,6 +1218,8 @@ class _Run:
     """Journal entries replayed to run it (0: the routine was live in the cache)."""
     trace: _tracing.Activation | None = None
     """The activation's span, ended once the delivery is settled (tracing on)."""
+    holds: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+    """Writes held back (the index's) that the acknowledgement waits for."""
 
 
 _UNTRACED: AbstractContextManager[None] = nullcontext()

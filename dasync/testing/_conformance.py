@@ -515,7 +515,12 @@ async def check_routine_index(factory: BackendFactory) -> None:
         done = RoutineEntry(service, "r1", "completed", method="run", rank=4, finished=True)
         assert await reader.index_put(done)
         assert not await writer.index_put(first), "a late report never moves it back"
+        late = RoutineEntry(service, "r1", "running", method="run", rank=3)
+        assert not await writer.index_put(late, first=True), "a wrong hint changes nothing"
         assert await writer.index_get(service, "r1") == done
+        held = RoutineEntry(_name("svc"), "r1", "completed", method="run", rank=8, finished=True)
+        assert await reader.index_put(held, first=True), "created as the hint says"
+        assert await writer.index_get(held.service, "r1") == held
         racing = [RoutineEntry(service, "r2", "running", rank=r) for r in (2, 3, 5, 4)]
         writers: list[RoutineIndex] = [writer, reader] * 2
         await asyncio.gather(*(w.index_put(e) for w, e in zip(writers, racing, strict=True)))

@@ -122,7 +122,7 @@ class NatsIndex:
         routine (usually its completion) is conditional on it without reading it first."""
         self._purges: set[asyncio.Task[None]] = set()
 
-    async def put(self, entry: RoutineEntry) -> bool:
+    async def put(self, entry: RoutineEntry, *, first: bool = False) -> bool:
         """Publish ``entry`` conditional on the last sequence over all of the routine's
         subjects (``Nats-Expected-Last-Subject-Sequence-Subject``), then purge the entry it
         replaced if that one had another status (a subject of its own)."""
@@ -133,7 +133,7 @@ class NatsIndex:
         data = encode_entry(entry)
         # most writes are a routine's first (create-if-absent) or follow one of ours
         kept = self._written.pop(mine, None)
-        if kept is None and entry.rank > 2:
+        if kept is None and entry.rank > 2 and not first:
             kept = await self._last(stream, mine)
         for _ in range(_PUT_TRIES):
             if kept is not None and kept.entry is not None and kept.entry.rank >= entry.rank:

@@ -89,6 +89,10 @@ class NatsOptions:
     lane_inactive: float = 300.0
     """A lane's consumer is deleted after this long without a pull (its worker gone and
     the lane drained)."""
+    index_hold: float = 0.5
+    """How long the index entry of a routine that is still running after its first step
+    may wait to be written (0: at once): a routine that completes within it costs one index
+    write instead of two and a purge; ``dasync ls`` may show a new routine this much late."""
     journal_cache: int = 10_000
     """Routines whose last journal (count, sequence) is remembered, saving a read per append."""
     use_schedules: bool = True

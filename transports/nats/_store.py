@@ -393,9 +393,13 @@ class NatsStore:
 
     # --- the routine index (``_index.py``) ------------------------------------------------
 
-    async def index_put(self, entry: RoutineEntry) -> bool:
+    @property
+    def index_hold(self) -> float:
+        return self.conn.options.index_hold
+
+    async def index_put(self, entry: RoutineEntry, *, first: bool = False) -> bool:
         self._check_open()
-        return await self._index.put(entry)
+        return await self._index.put(entry, first=first)
 
     async def index_get(self, service: str, routine_id: str) -> RoutineEntry | None:
         self._check_open()
