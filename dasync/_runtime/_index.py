@@ -30,6 +30,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .._clock import Clock, SystemClock
 from .._engine import Complete, StepRecord, decode_step
@@ -107,6 +108,13 @@ def status_of_completion(done: Complete) -> str:
     return "cancelled" if failure_type(done.payload) in _CANCELLED else "failed"
 
 
+class _Read:
+    """``_decide``'s answer when the routine's kept entry must be read first."""
+
+
+_READ = _Read()
+
+
 @dataclass(slots=True)
 class _Held:
     """A routine's first entry, not written yet: ``written`` resolves once it, or a later
@@ -150,25 +158,31 @@ class IndexObserver:
         if entry is not None:
             await self._put(entry)
 
-    async def committed_fresh(
+    def committed_fresh(
         self, service: str, routine_id: str, index: int, record: StepRecord
-    ) -> asyncio.Future[None] | None:
-        """A step committed just now: as ``committed``, but a first step that leaves its
-        routine running is held back (module docstring); the future says when it is in."""
-        entry = await self._entry_for(service, routine_id, index, record)
-        if entry is None:
+    ) -> asyncio.Future[Any] | None:
+        """A step committed just now, reported without holding the worker up: the future
+        (None: nothing to write) is the write, under way, that the delivery's
+        acknowledgement waits for. A first step that leaves its routine running is held
+        back (module docstring)."""
+        key = (service, routine_id)
+        decided = self._decide(service, routine_id, index, record, self._known.get(key))
+        loop = asyncio.get_running_loop()
+        if isinstance(decided, _Read):  # not cached: read the kept entry first
+            report = self.committed(service, routine_id, index, record, resent=False)
+            return loop.create_task(report)
+        if decided is None:
             return None
-        if self.hold > 0 and index == 0 and entry.status == "running":
-            key = (service, routine_id)
-            loop = asyncio.get_running_loop()
-            if key not in self._held:
-                self._held[key] = _Held(entry, loop.time() + self.hold, loop.create_future())
-            self._remember(entry)  # the next steps see it running and write nothing
+        if self.hold > 0 and index == 0 and decided.status == "running":
+            held = self._held.get(key)
+            if held is None:
+                due = loop.time() + self.hold
+                held = self._held[key] = _Held(decided, due, loop.create_future())
+            self._remember(decided)  # the next steps see it running and write nothing
             if self._sweeper is None or self._sweeper.done():
                 self._sweeper = loop.create_task(self._sweep())
-            return self._held[key].written
-        await self._put(entry)
-        return None
+            return held.written
+        return loop.create_task(self._put(decided))
 
     def drop(self) -> None:
         """Forget what is held back, as a killed process would (its starts come back)."""
@@ -213,8 +227,27 @@ class IndexObserver:
         self, service: str, routine_id: str, index: int, record: StepRecord
     ) -> RoutineEntry | None:
         """What the index should now say of the routine (None: what it says stands)."""
+        known = self._known.get((service, routine_id))
+        decided = self._decide(service, routine_id, index, record, known)
+        if not isinstance(decided, _Read):
+            return decided
+        known = await self._previous(service, routine_id)
+        decided = self._decide(service, routine_id, index, record, known)
+        if not isinstance(decided, _Read):
+            return decided
+        base = await self._from_journal(service, routine_id)
+        return self._status(base, rank_of_step(index), record)
+
+    def _decide(
+        self,
+        service: str,
+        routine_id: str,
+        index: int,
+        record: StepRecord,
+        known: RoutineEntry | None,
+    ) -> RoutineEntry | None | _Read:
+        """``_entry_for`` from what is at hand: ``_READ`` if the kept entry must be read."""
         rank = rank_of_step(index)
-        done = record.completion
         if index == 0 and isinstance(record.input, StartInput):
             start = record.input
             entry = RoutineEntry(
@@ -227,22 +260,27 @@ class IndexObserver:
                 caller=start.meta.get("caller", ""),
                 rank=rank,
             )
-        else:
-            known = await self._previous(service, routine_id)
-            if known is not None and known.rank >= rank:
-                return None  # reported already (a redelivery), or a later step was
-            if done is None and record.postponed is None:
-                if known is not None and known.status == "running":
-                    self._remember(known)
-                    return None  # no change of status: nothing to write
-            entry = known or await self._from_journal(service, routine_id)
-        at = getattr(record.input, "at", 0.0) or self.clock.now()
+            return self._status(entry, rank, record)
+        if known is None:
+            return _READ
+        if known.rank >= rank:
+            return None  # reported already (a redelivery), or a later step was
+        if record.completion is None and record.postponed is None and known.status == "running":
+            self._remember(known)
+            return None  # no change of status: nothing to write
+        return self._status(known, rank, record)
+
+    def _status(self, entry: RoutineEntry, rank: int, record: StepRecord) -> RoutineEntry:
+        done = record.completion
         if done is not None:
+            at = getattr(record.input, "at", 0.0) or self.clock.now()
             status = status_of_completion(done)
             error = "" if done.ok else failure_summary(done.payload)
             return _with(entry, status, rank, error=error, ended=at, finished=True)
         if record.postponed is not None:
             return _with(entry, "retrying", rank, error=record.postponed.error[:200])
+        if entry.status == "running" and entry.rank == rank and not entry.error:
+            return entry
         return _with(entry, "running", rank, error="")
 
     async def set_aside(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .._engine import StepRecord
 
@@ -62,11 +62,12 @@ class AlongsideObserver(Protocol):
     """An observer whose report holds back no message: told of a fresh commit while the
     step's outbox is sent (the routine index)."""
 
-    async def committed_fresh(
+    def committed_fresh(
         self, service: str, routine_id: str, index: int, record: StepRecord
-    ) -> asyncio.Future[None] | None:
-        """As ``committed`` (``resent=False``); a future, if any, is what the delivery's
-        acknowledgement waits for (what it keeps is not written yet)."""
+    ) -> asyncio.Future[Any] | None:
+        """As ``committed`` (``resent=False``) but without waiting: a future, if any, is
+        the work under way that the delivery's acknowledgement waits for (if it fails,
+        the delivery comes back and is reported again)."""
         ...
 
     async def flush(self) -> None:
@@ -95,14 +96,14 @@ class Observers:
         for observer in self.before:
             await observer.committed(service, routine_id, index, record, resent=False)
 
-    async def committed_alongside(
+    def committed_alongside(
         self, service: str, routine_id: str, index: int, record: StepRecord
-    ) -> list[asyncio.Future[None]]:
+    ) -> list[asyncio.Future[Any]]:
         """A fresh commit, to the observers that hear of it while its messages leave; what
         the delivery's acknowledgement must wait for."""
         holds = []
         for observer in self.alongside:
-            hold = await observer.committed_fresh(service, routine_id, index, record)
+            hold = observer.committed_fresh(service, routine_id, index, record)
             if hold is not None:
                 holds.append(hold)
         return holds

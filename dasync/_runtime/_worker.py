@@ -451,7 +451,7 @@ class Worker:
         if self._acking:
             await asyncio.wait(set(self._acking), timeout=grace)
 
-    def _ack_after(self, delivery: Delivery, holds: list[asyncio.Future[None]]) -> None:
+    def _ack_after(self, delivery: Delivery, holds: list[asyncio.Future[Any]]) -> None:
         """Acknowledge ``delivery`` once ``holds`` are done; if one fails, hand it back (its
         redelivery finds the step committed and reports it again)."""
         loop = asyncio.get_running_loop()
@@ -646,11 +646,12 @@ class Worker:
         except BaseException:
             self._evict((name, inst.routine_id))
             raise
-        reported: asyncio.Task[list[asyncio.Future[None]]] | None = None
-        if observers.alongside:
-            reported = asyncio.get_running_loop().create_task(
-                observers.committed_alongside(name, inst.routine_id, step.index, record)
-            )
+        # the index write starts here and leaves with the outbox, in one flush
+        holds = (
+            observers.committed_alongside(name, inst.routine_id, step.index, record)
+            if observers.alongside
+            else []
+        )
         trace = None
         try:
             if run is not None:
@@ -660,19 +661,13 @@ class Worker:
                     _describe_step(trace, step, inst)
             await self._send(hosted, inst.routine_id, inst.context, step.commands, trace)
         except BaseException:
-            if reported is not None:
-                reported.cancel()  # the delivery is retried: its redelivery reports it again
+            for hold in holds:  # the delivery is retried, and its redelivery reports again
+                hold.add_done_callback(_retrieved)
             raise
-        if reported is not None:
-            try:
-                holds = await reported
-                if holds and run is not None:
-                    run.holds += holds  # acknowledged once they are written
-                elif holds:
-                    await asyncio.gather(*holds)
-            except BaseException:
-                self._evict((name, inst.routine_id))
-                raise
+        if holds and run is not None:
+            run.holds += holds  # the delivery is acknowledged once they are done
+        elif holds:
+            await asyncio.gather(*holds)
         self._release(hosted, inst)
 
     def _measure(
@@ -1218,11 +1213,17 @@ class _Run:
     """Journal entries replayed to run it (0: the routine was live in the cache)."""
     trace: _tracing.Activation | None = None
     """The activation's span, ended once the delivery is settled (tracing on)."""
-    holds: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+    holds: list[asyncio.Future[Any]] = dataclasses.field(default_factory=list)
     """Writes held back (the index's) that the acknowledgement waits for."""
 
 
 _UNTRACED: AbstractContextManager[None] = nullcontext()
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    """Take a future's outcome that nobody waits for any more (no "never retrieved")."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _traced(
