@@ -64,6 +64,31 @@ class RecordingStore:
     async def claim(self, service: str, routine_id: str, owner: str) -> bool:
         return await self.inner.claim(service, routine_id, owner)  # type: ignore[attr-defined, no-any-return]
 
+    async def claim_start(self, service: str, routine_id: str, owner: str) -> str:
+        return await self.inner.claim_start(service, routine_id, owner)  # type: ignore[attr-defined, no-any-return]
+
+    # the routine index, as in production: its writes (and held first entries) are part
+    # of what a kill or a server restart may interrupt
+
+    @property
+    def index_hold(self) -> float:
+        return float(getattr(self.inner, "index_hold", 0.0))
+
+    async def index_put(self, entry: Any, *, first: bool = False) -> bool:
+        return await self.inner.index_put(entry, first=first)  # type: ignore[attr-defined, no-any-return]
+
+    async def index_get(self, service: str, routine_id: str) -> Any:
+        return await self.inner.index_get(service, routine_id)  # type: ignore[attr-defined]
+
+    def index_pages(self, service: str, **options: Any) -> Any:
+        return self.inner.index_pages(service, **options)  # type: ignore[attr-defined]
+
+    async def index_services(self) -> list[str]:
+        return await self.inner.index_services()  # type: ignore[attr-defined, no-any-return]
+
+    async def index_remove(self, service: str, routine_ids: list[str]) -> None:
+        await self.inner.index_remove(service, routine_ids)  # type: ignore[attr-defined]
+
     async def close(self) -> None:
         await self.inner.close()
         self._log.close()
