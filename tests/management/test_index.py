@@ -4,6 +4,8 @@ routine's later entries need from its start survives a cold cache."""
 
 from __future__ import annotations
 
+import asyncio
+
 from dasync._engine import Complete, FireTimer, Postpone, Resolve, Start, StartTimer, StepRecord
 from dasync._failures import encode_failure
 from dasync._runtime._index import IndexObserver, failure_summary
@@ -71,3 +73,33 @@ async def test_a_cold_cache_reads_the_index_then_the_journal() -> None:
     await IndexObserver(store).committed("Leaf", "old", 1, resolved, resent=False)
     entry = await store.index_get("Leaf", "old")
     assert entry is not None and entry.status == "completed", "a retried letter ran"
+
+
+async def test_a_held_first_entry_is_superseded_or_written_when_due() -> None:
+    """``committed_fresh`` with a hold: a routine that completes within it costs one write,
+    its held future resolving with it; one that keeps running is written when due; what
+    a fresh report returns is what the worker's acknowledgement waits for."""
+    store = MemoryStore(MemoryBroker())
+    assert IndexObserver(store).hold == 0.0, "the memory store writes at once"
+    index = IndexObserver(store, hold=0.2)
+
+    held = index.committed_fresh("Leaf", "quick", 0, START)
+    assert held is not None and not held.done() and await store.index_get("Leaf", "quick") is None
+    assert index.committed_fresh("Leaf", "quick", 1, FIRED) is None, "no change: nothing to do"
+    done = index.committed_fresh("Leaf", "quick", 2, DONE)
+    assert done is not None
+    await done
+    assert held.done() and held.exception() is None, "superseded by the completion"
+    entry = await store.index_get("Leaf", "quick")
+    assert entry is not None and entry.status == "completed" and index.writes == 1
+
+    slow = index.committed_fresh("Leaf", "slow", 0, START)
+    assert slow is not None
+    await asyncio.wait_for(slow, 2.0)  # written when the hold is over
+    entry = await store.index_get("Leaf", "slow")
+    assert entry is not None and entry.status == "running" and index.writes == 2
+
+    pending = index.committed_fresh("Leaf", "stopping", 0, START)
+    assert pending is not None and not pending.done()
+    await index.flush()  # a stopping worker writes what it holds
+    assert pending.done() and (await store.index_get("Leaf", "stopping")) is not None

@@ -167,3 +167,24 @@ async def test_a_worker_killed_during_the_hold_leaves_its_routine_listed(deploy:
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_stopping_worker_writes_what_it_holds_and_acknowledges_the_start(
+    deploy: Any,
+) -> None:
+    walk_rt = await deploy([WalkImpl], index_hold=60.0, ack_wait=1.0)
+    step_rt = await deploy([StepImpl])
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    step = step_rt.instance_of(StepImpl)
+    step.gate = gate
+    await walk_rt.client.start(Walk.run, 2, routine_id="parting")
+    await until(lambda: _async(bool(walk_rt.worker._unacked)), what="the entry held back")
+    await walk_rt.close()  # graceful: the held entry is written, the start acknowledged
+    later = await deploy([WalkImpl], index_hold=60.0, ack_wait=1.0)
+    entries = await later.client.list_routines("Walk", status="running")
+    assert [e.routine_id for e in entries] == ["parting"], "written on the way out"
+    gate.set_result(None)
+    assert await later.client.handle(Walk.run, "parting").result(timeout=20) == 6
+    await asyncio.sleep(1.5)  # past the test's ack_wait: an unacknowledged start would be back
+    stats = later.worker.stats
+    assert (stats.activations, stats.redeliveries_resent) == (1, 0), "the reply only"
