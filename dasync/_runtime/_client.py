@@ -159,6 +159,9 @@ class Client:
         self._inbox = inbox_queue(self.identity, uuid.uuid4().hex)
         self._waiters: dict[str, asyncio.Future[tuple[bool, bytes]]] = {}
         self._subscription: Subscription | None = None
+        self._checked: tuple[object, Continuity | None] = (None, None)
+        """The subscription last checked for ``Continuity`` (a Protocol isinstance costs
+        microseconds, and every wait asks)."""
         self._events = _ClientEvents(self)
         self.max_payload = max_payload
 
@@ -551,7 +554,11 @@ class Client:
 
     def _breaks(self) -> int:
         sub = self._subscription
-        return sub.breaks if isinstance(sub, Continuity) else 0
+        checked, continuity = self._checked
+        if checked is not sub:
+            continuity = sub if isinstance(sub, Continuity) else None
+            self._checked = (sub, continuity)
+        return continuity.breaks if continuity is not None else 0
 
     def _started_here(self, entries: list[bytes]) -> bool:
         """Whether the journal's start names our inbox for the reply."""
