@@ -143,13 +143,7 @@ async def test_a_running_routine_is_listed_after_the_hold_and_its_start_acked_th
 async def test_a_worker_killed_during_the_hold_leaves_its_routine_listed(deploy: Any) -> None:
     """The start was not acknowledged: it comes back to another worker, which finds the
     step committed, re-sends its call (deduplicated) and writes the entry at once."""
-    holder = await deploy([WalkImpl], index_hold=60.0, ack_wait=1.0)
-    step_rt = await deploy([StepImpl])
-    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    step = step_rt.instance_of(StepImpl)
-    step.gate = gate
-    await holder.client.start(Walk.run, 5, routine_id="orphan")
-    await until(lambda: _async(bool(holder.worker._unacked)), what="the entry held back")
+    holder, step, gate = await _held(deploy, 5, "orphan")
     holder.kill()
     survivor = await deploy([WalkImpl], index_hold=60.0, ack_wait=1.0)
 
@@ -169,16 +163,25 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def test_a_stopping_worker_writes_what_it_holds_and_acknowledges_the_start(
-    deploy: Any,
-) -> None:
+async def _held(
+    deploy: Any, x: int, routine_id: str
+) -> tuple[dasync.Runtime, StepImpl, asyncio.Future[None]]:
+    """A ``Walk`` runtime (hold 60 s, ack_wait 1 s) whose routine ``routine_id`` waits on a
+    gated call, its first entry held back: (the runtime, the callee, the gate)."""
     walk_rt = await deploy([WalkImpl], index_hold=60.0, ack_wait=1.0)
     step_rt = await deploy([StepImpl])
     gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     step = step_rt.instance_of(StepImpl)
     step.gate = gate
-    await walk_rt.client.start(Walk.run, 2, routine_id="parting")
+    await walk_rt.client.start(Walk.run, x, routine_id=routine_id)
     await until(lambda: _async(bool(walk_rt.worker._unacked)), what="the entry held back")
+    return walk_rt, step, gate
+
+
+async def test_a_stopping_worker_writes_what_it_holds_and_acknowledges_the_start(
+    deploy: Any,
+) -> None:
+    walk_rt, _, gate = await _held(deploy, 2, "parting")
     await walk_rt.close()  # graceful: the held entry is written, the start acknowledged
     later = await deploy([WalkImpl], index_hold=60.0, ack_wait=1.0)
     entries = await later.client.list_routines("Walk", status="running")
