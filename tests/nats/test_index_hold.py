@@ -191,3 +191,38 @@ async def test_a_stopping_worker_writes_what_it_holds_and_acknowledges_the_start
     await asyncio.sleep(1.5)  # past the test's ack_wait: an unacknowledged start would be back
     stats = later.worker.stats
     assert (stats.activations, stats.redeliveries_resent) == (1, 0), "the reply only"
+
+
+async def test_quick_and_slow_routines_each_end_with_one_entry_of_their_final_status(
+    deploy: Any,
+) -> None:
+    """Mixed: some routines complete within the hold, some wait past it (their running
+    entry written, then replaced and purged); in the end each has one entry, completed."""
+    walk_rt = await deploy([WalkImpl], index_hold=0.3)
+    step_rt = await deploy([StepImpl])
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    step = step_rt.instance_of(StepImpl)
+    quick = [await walk_rt.client.start(Walk.run, n, routine_id=f"q{n}") for n in range(10)]
+    for n, handle in enumerate(quick):
+        assert await handle.result(timeout=20) == (n + 1) * 2
+    step.gate = gate
+    slow = [await walk_rt.client.start(Walk.run, n, routine_id=f"s{n}") for n in range(10)]
+
+    async def all_running() -> bool:
+        entries = await walk_rt.client.list_routines("Walk", status="running")
+        return len(entries) == 10
+
+    await until(all_running, what="the slow routines listed as running once their hold ended")
+    gate.set_result(None)
+    for n, handle in enumerate(slow):
+        assert await handle.result(timeout=20) == (n + 1) * 2
+    entries = await walk_rt.client.list_routines("Walk", limit=None)
+    assert sorted((e.routine_id, e.status) for e in entries) == sorted(
+        [(f"q{n}", "completed") for n in range(10)] + [(f"s{n}", "completed") for n in range(10)]
+    )
+    for routine_id in ("q0", "s0", "s9"):
+        async def one_entry(rid: str = routine_id) -> bool:
+            return await _entries_on(deploy.url, deploy.namespace, "Walk", rid) == 1
+
+        await until(one_entry, what=f"{routine_id}: one entry left (the running one purged)")
+    assert walk_rt.index is not None and walk_rt.index.writes == 30, "10 quick + 2 per slow"
