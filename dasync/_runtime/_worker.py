@@ -216,11 +216,11 @@ class Worker:
         self._subscriptions: list[Subscription] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._active: dict[int, tuple[Delivery, float, tuple[str, str] | None]] = {}
+        """Deliveries being processed: when each began, and the lease it may hold."""
         self._unacked: set[asyncio.Future[Any]] = set()
-        """Deliveries processed whose acknowledgement waits for a held index write."""
+        """What processed deliveries wait for before their acknowledgement (held writes)."""
         self._acking: set[asyncio.Task[None]] = set()
         self._killed = False
-        """Deliveries being processed: when each began, and the lease it may hold."""
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lagging: list[tuple[str, Subscription]] = []
         """(service, subscription) of every consumer pulled from, for the lag gauge."""
@@ -398,6 +398,7 @@ class Worker:
         lease = key if env.kind == "start" else None
         self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time(), lease)
         run = _Run(delivery.attempt, asyncio.get_running_loop().time())
+        later = False  # acknowledged once what it waits for is done (``_ack_after``)
         try:
             try:
                 if env.kind == "start":  # by the message alone: no need to queue for the lock
@@ -420,12 +421,13 @@ class Worker:
         else:
             if run.holds:
                 self._ack_after(delivery, run.holds)
+                later = True
             else:
                 await delivery.ack()
         finally:
             if run.trace is not None:
                 run.trace.end()
-            if not run.holds:
+            if not later:
                 self._active.pop(id(delivery), None)
             elif id(delivery) in self._active:  # kept alive until acknowledged, no lease
                 self._active[id(delivery)] = (delivery, self._active[id(delivery)][1], None)
@@ -445,10 +447,9 @@ class Worker:
             await asyncio.wait_for(self.observers.flush(), grace)
         except Exception as exc:  # (incl. the timeout) unacknowledged: redelivered, reported
             _log.warning("held index writes not flushed on stop: %r", exc)
-        waiting = self._unacked | self._acking
-        if waiting:
-            await asyncio.wait(waiting, timeout=grace)
-        if self._acking:
+        if self._unacked:  # their acknowledgements start as they resolve...
+            await asyncio.wait(set(self._unacked), timeout=grace)
+        if self._acking:  # ...and are sent here
             await asyncio.wait(set(self._acking), timeout=grace)
 
     def _ack_after(self, delivery: Delivery, holds: list[asyncio.Future[Any]]) -> None:
