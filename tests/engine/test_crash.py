@@ -107,8 +107,12 @@ class YieldingStore(MemoryStore):
 
 
 def new_broker() -> MemoryBroker:
+    # A start claimed by a killed worker waits for its lease (``ack_wait``) to lapse,
+    # retried with backoff up to 1 s: each retry is a jump of the virtual clock, which
+    # costs real milliseconds. 5 s instead of 30 keeps that to a handful per routine
+    # (the test took 6-7 s of real time, and timed out on a loaded CI machine).
     clock = VirtualClock()
-    broker = MemoryBroker(clock)
+    broker = MemoryBroker(clock, ack_wait=5.0)
     clock.is_busy = broker.busy
     return broker
 

@@ -142,7 +142,8 @@ async def test_gather_of_self_subroutines_runs_them_in_parallel(make_runtime):
         handle = await rt.client.start(Fan.gather_self, 6, routine_id="fan-self")
         results, elapsed = await handle.result(timeout=30)
         assert results == [1000, 1001, 1002, 1003, 1004, 1005]
-        assert DELAY <= elapsed < 2 * DELAY
+        assert DELAY <= elapsed < 4 * DELAY  # one after the other: 6 * DELAY (NATS timers
+        # may be 250 ms late, and a loaded machine adds more: 1.13 s of 0.5 s seen on CI)
         calls = [c for s in await steps(rt, "Fan", "fan-self") for c in s.commands]
         calls = [c for c in calls if type(c).__name__ == "Call"]
         assert [(c.service, c.method) for c in calls] == [("Fan", "part")] * 6
