@@ -108,6 +108,21 @@ async def test_a_closed_connection_fails_waiting_requests(nats_server: NatsServe
         await asyncio.wait_for(waiting, 2)
 
 
+async def test_a_refused_publish_fails_only_the_requests_sent_there() -> None:
+    """The server's permissions error names a subject (in its own case): the requests to
+    it fail at once, the others keep waiting for their answers."""
+    answers = lean.Answers("_INBOX.x.")
+    _, doomed = answers.expect(5.0, "dasync.Orders.in.Billing")
+    _, doomed_too = answers.expect(5.0, "dasync.Orders.in.Billing")
+    _, other = answers.expect(5.0, "dasync.Orders.in.Shipping")
+    assert answers.refuse("dasync.orders.in.billing") == 2
+    for future in (doomed, doomed_too):
+        with pytest.raises(TimeoutError, match="refused"):
+            await future
+    assert not other.done() and answers.outstanding == 1
+    answers.fail_all(TimeoutError())
+
+
 @pytest.mark.parametrize("value", ["a\r\nPUB x 1", "line\nbreak", "cr\r"])
 def test_a_line_break_in_a_header_value_becomes_a_space(value: str) -> None:
     block = lean.header_block({"ok": "fine", "odd": value})

@@ -209,7 +209,7 @@ class Connection:
                 return
             conn = holder[0]
             if denial := _denial(exc):
-                conn._denied[denial[1].lower()] = (denial[0], time.monotonic())
+                conn._refused(*denial)
                 _log.error(
                     "NATS denied %s %s: this user lacks the permission "
                     "(see docs/security.md and 'dasync nats-permissions')",
@@ -351,6 +351,20 @@ class Connection:
                 )
         return None
 
+    def _refused(self, kind: str, subject: str) -> None:
+        """The server refused a publish to (or a subscription on) ``subject``: remembered for
+        ``denial``, and the requests it dooms fail now rather than at their timeout — every
+        one sent to a refused subject, every one when the refused subscription is our
+        answers inbox (no answer can arrive)."""
+        self._denied[subject.lower()] = (kind, time.monotonic())
+        answers = self._answers
+        if answers is None:
+            return
+        if kind == "publish":
+            answers.refuse(subject)
+        elif subject.lower() == (answers.prefix + "*").lower():
+            answers.fail_all(TimeoutError(f"the server refused the subscription {subject}"))
+
     # --- operations -----------------------------------------------------------------------
 
     async def publish(
@@ -417,7 +431,7 @@ class Connection:
         if answers is None:  # this nats-py keeps its subscription queue elsewhere
             return await self._request(subject, data, headers, wait)
         block = lean.header_block(headers) if headers else None
-        token, answer = answers.expect(wait)
+        token, answer = answers.expect(wait, subject)
         try:
             await self._emit(subject, answers.prefix + token, block, data)
         except BaseException:

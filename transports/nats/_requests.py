@@ -204,7 +204,8 @@ class Answers(DirectQueue):
         self.prefix = prefix
         """``<inbox prefix>.<nuid>.``: a request's reply subject is this and its token."""
         self._cut = len(prefix)
-        self._waiting: dict[str, tuple[asyncio.Future[Msg], float]] = {}
+        self._waiting: dict[str, tuple[asyncio.Future[Msg], float, str]] = {}
+        """token: (the future its answer resolves, deadline, the request's subject)"""
         self._count = 0
         self._tags = os.urandom(6 * _TAGS).hex()
         self._timer: asyncio.TimerHandle | None = None
@@ -216,9 +217,9 @@ class Answers(DirectQueue):
 
     # --- requests ---------------------------------------------------------------------------
 
-    def expect(self, timeout: float) -> tuple[str, asyncio.Future[Msg]]:
+    def expect(self, timeout: float, subject: str = "") -> tuple[str, asyncio.Future[Msg]]:
         """A fresh token and the future its answer resolves (``TimeoutError`` after
-        ``timeout`` s)."""
+        ``timeout`` s, or at once when the server refuses a publish to ``subject``)."""
         loop = asyncio.get_running_loop()
         self._count += 1
         # the count keeps tokens unique, 48 random bits unguessable: whoever saw one reply
@@ -228,7 +229,7 @@ class Answers(DirectQueue):
             self._tags = os.urandom(6 * _TAGS).hex()
         token = f"{self._count:x}{self._tags[at : at + 12]}"
         future: asyncio.Future[Msg] = loop.create_future()
-        self._waiting[token] = (future, loop.time() + timeout)
+        self._waiting[token] = (future, loop.time() + timeout, subject)
         if self._timer is None:
             self._timer = loop.call_later(_TICK, self._sweep)
         return token, future
@@ -243,9 +244,21 @@ class Answers(DirectQueue):
     def outstanding(self) -> int:
         return len(self._waiting)
 
+    def refuse(self, subject: str) -> int:
+        """The server refused a publish to ``subject`` (compared without case, as its error
+        reports it): the requests sent there fail now with ``TimeoutError`` instead of at
+        their timeout (the connection maps it to the denial it recorded). How many."""
+        subject = subject.lower()
+        refused = [t for t, (_, _, s) in self._waiting.items() if s.lower() == subject]
+        for token in refused:
+            future, _, _ = self._waiting.pop(token)
+            if not future.done():
+                future.set_exception(TimeoutError(f"the server refused a publish to {subject}"))
+        return len(refused)
+
     def fail_all(self, exc: BaseException) -> None:
         waiting, self._waiting = self._waiting, {}
-        for future, _ in waiting.values():
+        for future, _, _ in waiting.values():
             if not future.done():
                 future.set_exception(exc)
         if self._timer is not None:
@@ -255,9 +268,9 @@ class Answers(DirectQueue):
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        expired = [t for t, (f, deadline) in self._waiting.items() if deadline <= now or f.done()]
+        expired = [t for t, (f, due, _) in self._waiting.items() if due <= now or f.done()]
         for token in expired:
-            future, _ = self._waiting.pop(token)
+            future, _, _ = self._waiting.pop(token)
             if not future.done():  # (a done one was cancelled by its waiter)
                 future.set_exception(TimeoutError())
         self._timer = loop.call_later(_TICK, self._sweep) if self._waiting else None
