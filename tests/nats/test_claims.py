@@ -12,6 +12,8 @@ import asyncio
 import time
 import uuid
 
+import dasync
+
 ACK_WAIT = 2.0
 
 
@@ -34,3 +36,36 @@ async def test_a_lease_is_exclusive_and_renewed_by_its_holder(connect):
         assert time.monotonic() < deadline, "the lease never expired"
         await asyncio.sleep(0.1)
     assert not await first.claim("Svc", "r1", "worker-a")
+
+
+async def test_a_lease_outlives_a_server_outage_until_its_holder_could_renew_it(
+    restartable_server, connect_restartable
+):
+    """A server outage longer than ``ack_wait`` stops every renewal: the holder is alive
+    but could not reach the server. Another worker takes the lease over only once the
+    holder had a full ``ack_wait`` of a reachable server to renew it (the chaos suite saw a
+    second worker start a call 0.2 s after a restart, while its holder was committing)."""
+    namespace = f"o{uuid.uuid4().hex[:8]}"
+    _, holder = await connect_restartable(ack_wait=ACK_WAIT, namespace=namespace)
+    _, other = await connect_restartable(ack_wait=ACK_WAIT, namespace=namespace)
+    assert await holder.claim("Svc", "r1", "worker-a")
+    await asyncio.to_thread(restartable_server.stop)
+    await asyncio.sleep(ACK_WAIT * 1.2)  # longer than the lease: no renewal could land
+    await asyncio.to_thread(restartable_server.start)
+    deadline = time.monotonic() + 15
+    while True:  # both reconnect (the first requests may still time out)
+        try:
+            claimed = await other.claim("Svc", "r1", "worker-b")
+            break
+        except dasync.TransportError:
+            assert time.monotonic() < deadline, "never reconnected"
+            await asyncio.sleep(0.1)
+    back = time.monotonic()
+    assert not claimed  # the lease's own timestamp is old, but the server was away
+    assert await holder.claim("Svc", "r1", "worker-a")  # the holder renews it in time
+    assert not await other.claim("Svc", "r1", "worker-b")
+    # a holder that stays silent for a full ack_wait of a reachable server loses it
+    while not await other.claim("Svc", "r1", "worker-b"):
+        assert time.monotonic() < back + ACK_WAIT * 5, "the lease never lapsed"
+        await asyncio.sleep(0.1)
+    assert time.monotonic() - back >= ACK_WAIT * 0.9

@@ -182,6 +182,19 @@ class Connection:
         """Requests and publishes take ``_requests``' path (else nats-py's public API)."""
         self._answers: lean.Answers | None = None
         self._answers_lock = asyncio.Lock()
+        self.unavailable_at = time.time()
+        """Wall-clock time this connection last saw the server unavailable: its opening, a
+        reconnection, a JetStream publish that timed out or found no responders (a stream
+        electing a leader). A lease renewed before it may have lapsed only because its holder could
+        not reach the server either (``lease_lapsed``)."""
+
+    def lease_lapsed(self, renewed_at: float) -> bool:
+        """Whether a lease last renewed at ``renewed_at`` (the server's timestamp) has lapsed:
+        ``ack_wait`` has passed since, counted from when this connection last found the
+        server available. After an outage every holder gets a full ``ack_wait`` to renew
+        before another worker takes its lease over (a holder cut off for that long, like
+        one killed, loses it)."""
+        return time.time() - max(renewed_at, self.unavailable_at) > self.options.ack_wait
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -225,6 +238,8 @@ class Connection:
                 _log.warning("disconnected from NATS; reconnecting")
 
         async def on_reconnected() -> None:
+            if holder:
+                holder[0].unavailable_at = time.time()
             url = holder[0].nc.connected_url if holder else None
             _log.warning("reconnected to NATS at %s", url.netloc if url else "?")
             if holder:
@@ -371,8 +386,14 @@ class Connection:
         self, subject: str, data: bytes, headers: Mapping[str, str] | None = None
     ) -> PubAck:
         """Persist a message in the stream that owns ``subject`` and return its ack."""
-        with self.mapped(f"publish to {subject}", subject):
-            msg = await self._request(subject, data, headers, self.options.request_timeout)
+        try:
+            with self.mapped(f"publish to {subject}", subject):
+                msg = await self._request(subject, data, headers, self.options.request_timeout)
+        except PermissionDenied:
+            raise
+        except TransportError:  # (NoResponders too: a stream without a leader)
+            self.unavailable_at = time.time()
+            raise
         resp = _json(msg, subject)
         if "error" in resp:
             raise _api_error(resp["error"])

@@ -203,7 +203,7 @@ class NatsStore:
         holder = await self._last_on(service, subject)
         if holder is None:
             return "busy"  # purged in between (a retention pass): the next delivery decides
-        lapsed = time.time() - stored_at(holder) > self.conn.options.ack_wait
+        lapsed = self.conn.lease_lapsed(stored_at(holder))
         if holder.data != owner.encode() and not lapsed:
             return "busy"
         # ours (a redelivery to the same worker) or lapsed: renew or take it over, unless it
