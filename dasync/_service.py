@@ -54,8 +54,43 @@ def is_service_class(obj: object) -> bool:
     return any(is_contract(b) and getattr(b, "_is_protocol", False) for b in obj.__mro__[1:])
 
 
+_VALIDATED = "__dasync_validated__"
+"""Where a class keeps its validated spec, with the members it was built from."""
+
+
 def validate_service(cls: type) -> ServiceSpec:
-    """The implementation spec of ``cls``, with every problem reported at once."""
+    """The implementation spec of ``cls``, with every problem reported at once.
+
+    Kept on the class while its members stay the same objects: every ``Runtime`` of the
+    same services builds the same spec (resolving every method's type hints), and tests
+    build many; a method replaced or added afterwards makes it build anew."""
+    members = _members(cls)
+    kept = cls.__dict__.get(_VALIDATED)
+    if kept is not None and _same(kept[0], members):
+        spec: ServiceSpec = kept[1]
+        return spec
+    spec = _validate(cls)
+    try:  # the members as validation left them (it caches the contract's spec on it)
+        setattr(cls, _VALIDATED, (_members(cls), spec))
+    except (AttributeError, TypeError):  # a class that takes no attributes: not kept
+        pass
+    return spec
+
+
+def _members(cls: type) -> tuple[object, ...]:
+    return tuple(
+        value
+        for klass in cls.__mro__
+        for name, value in vars(klass).items()
+        if name != _VALIDATED
+    )
+
+
+def _same(kept: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    return len(kept) == len(now) and all(a is b for a, b in zip(kept, now, strict=True))
+
+
+def _validate(cls: type) -> ServiceSpec:
     spec = implementation_spec(cls)
     problems: list[str] = []
     contract = contract_of(cls)

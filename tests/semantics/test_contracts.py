@@ -63,6 +63,37 @@ def test_unencodable_types_are_reported():
     assert "Contract.take" in str(info.value) and "cannot be encoded" in str(info.value)
 
 
+def test_a_service_is_validated_once_and_again_when_a_method_changes():
+    """The spec is kept on the class (a Runtime per test builds the same one); replacing a
+    method afterwards is seen: a sync replacement of a routine is refused."""
+
+    class Contract(Protocol):
+        async def get(self, x: int) -> int: ...
+
+    class Impl(Contract):
+        async def get(self, x: int) -> int:
+            return x
+
+    from dasync._service import validate_service
+
+    first = validate_service(Impl)
+    assert validate_service(Impl) is first  # kept
+
+    async def extra(self, y: str) -> str:  # type: ignore[no-untyped-def]
+        return y
+
+    Impl.extra = extra  # type: ignore[attr-defined]
+    second = validate_service(Impl)
+    assert second is not first and second.methods["extra"].params[0].name == "y"
+
+    def get(self, x: int) -> int:  # type: ignore[no-untyped-def]
+        return x
+
+    Impl.get = get  # type: ignore[method-assign]
+    with pytest.raises(dasync.ContractError, match="must be implemented as 'async def'"):
+        validate_service(Impl)
+
+
 def test_a_class_that_is_no_service():
     class Plain:
         async def run(self) -> None: ...
