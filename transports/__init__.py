@@ -28,6 +28,7 @@ from ._contract import Secrets as Secrets
 from ._contract import StartClaims as StartClaims
 from ._contract import Subscription as Subscription
 from ._contract import Transport as Transport
+from ._contract import UniqueDelivery as UniqueDelivery
 from ._contract import check_name as check_name
 from ._contract import inbox_queue as inbox_queue
 from ._contract import is_inbox as is_inbox
@@ -63,6 +64,7 @@ __all__ = [
     "UNKNOWN_ORIGIN",
     "Subscription",
     "Transport",
+    "UniqueDelivery",
     "INBOX_PREFIX",
     "check_name",
     "inbox_queue",

@@ -36,7 +36,11 @@ __all__ = [
     "Secrets",
     "StartClaims",
     "Subscription",
+    "COPY",
+    "REDELIVERED",
+    "SOLE",
     "Transport",
+    "UniqueDelivery",
     "check_name",
     "inbox_queue",
     "is_inbox",
@@ -91,6 +95,11 @@ class Message:
     body: bytes = b""
     deliver_at: float | None = field(default=None, compare=False)
     """Wall-clock time (epoch seconds) before which the message must not be delivered."""
+    once: str = field(default="", compare=False)
+    """A key that no other message of this sender to this queue carries while the routine
+    it starts is kept (a call's start: its callee routine id). A transport that can keep
+    one message per key stores the first and takes a later copy as sent already, and its
+    deliveries say so (``UniqueDelivery``); any other transport ignores it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +387,35 @@ class Delivery(Protocol):
 
     async def term(self, reason: str) -> None:
         """Never deliver again (poison); ``reason`` is kept for operators."""
+
+
+SOLE = "sole"
+"""``UniqueDelivery.copy_of``: the first delivery of the only copy of a start that can
+exist while its routine is kept: no journal of the routine exists, and no other worker has
+it."""
+REDELIVERED = "redelivered"
+"""``UniqueDelivery.copy_of``: the only copy, delivered before: its first delivery ran
+without a claim and may have written the journal, or may still be running."""
+COPY = "copy"
+"""``UniqueDelivery.copy_of``: a start sent again once the kept copy was refused as stored
+already (after the dedupe window): the kept copy runs the routine; this one only has the
+journal's outcome sent again if there is one, and runs nothing."""
+
+
+@runtime_checkable
+class UniqueDelivery(Protocol):
+    """Optional delivery capability: the transport kept one copy of this start.
+
+    A message sent with ``Message.once`` is stored once per key; the first delivery of
+    that copy needs neither the claim nor the journal read that otherwise guard a start
+    against a second copy running at once or a run that happened already.
+    """
+
+    def copy_of(self, key: str) -> str:
+        """``SOLE`` or ``REDELIVERED`` if this delivery is of the one copy kept for ``key``
+        (checked against where the transport stored it, never against headers), ``COPY``
+        for a copy of a kept start sent on another way, else ``""``."""
+        ...
 
 
 Handler = Callable[[Delivery], Awaitable[None]]

@@ -169,13 +169,15 @@ def call_message(
     context: bytes = b"",
     propagate: bool = True,
     reply_at: str = "",
+    once: bool = False,
 ) -> Message:
     """A call (``start``). A service's reply goes to its caller's own queue, which the
     callee learns from the message's origin; only a client names its inbox (``reply_to``).
 
     ``propagate``: a client's start carries the caller's current trace context (W3C
     ``traceparent``), so the routine joins the caller's trace; a worker's calls get
-    theirs from the span that sends them instead."""
+    theirs from the span that sends them instead. ``once``: a call from a service, whose
+    routine id derives from its caller's, so that it has one start (``Message.once``)."""
     headers = {VERSION: WIRE_VERSION, KIND: "start", ROUTINE: routine_id, METHOD: method}
     if propagate:
         _tracing.inject_current(headers)
@@ -189,7 +191,7 @@ def call_message(
         headers.update({REPLY_ROUTINE: reply_routine, REPLY_SEQ: str(reply_seq)})
     if reply_at:
         headers[REPLY_AT] = reply_at
-    return Message(msg_id, headers, args)
+    return Message(msg_id, headers, args, once=routine_id if once else "")
 
 
 def client_start_id(routine_id: str) -> str:
@@ -253,6 +255,7 @@ def outgoing(
             context=command.context,
             propagate=False,
             reply_at=lane,
+            once=True,
         )
     if isinstance(command, Postpone):
         headers = {VERSION: WIRE_VERSION, KIND: "retry", ROUTINE: routine_id}

@@ -83,6 +83,7 @@ from ..transports import (
     Subscription,
     Transport,
 )
+from ..transports._contract import COPY, REDELIVERED, SOLE
 from . import _authority, _tracing, _wire
 from ._disposition import (
     Action,
@@ -398,6 +399,8 @@ class Worker:
         lease = key if env.kind == "start" else None
         self._active[id(delivery)] = (delivery, asyncio.get_running_loop().time(), lease)
         run = _Run(delivery.attempt, asyncio.get_running_loop().time())
+        if env.kind == "start" and (copy_of := getattr(delivery, "copy_of", None)) is not None:
+            run.copy = copy_of(env.routine_id)  # ``UniqueDelivery``
         later = False  # acknowledged once what it waits for is done (``_ack_after``)
         try:
             try:
@@ -495,16 +498,30 @@ class Worker:
                 # another worker may have taken the routine further: judge by its journal
                 self._evict((name, env.routine_id))
                 inst = None
-        claimed = False
-        if inst is None and env.kind == "start" and self._start_claims is not None:
-            # the claim first: made anew, it proves the routine has no journal to read
+        claimed = False  # (or needs no claim)
+        if inst is None and env.kind == "start" and run.copy == SOLE:
+            # the first delivery of the one copy the transport keeps of this start: no other
+            # worker has it and no journal exists (the heartbeat claims it if it runs long)
+            claimed = True
+            records = []
+        elif (
+            inst is None
+            and env.kind == "start"
+            and run.copy != COPY  # (it runs nothing: nothing to claim)
+            and self._start_claims is not None
+        ):
+            # the claim first: made anew, it proves the routine has no journal to read, unless
+            # this start's first delivery ran without one
             found = await self._start_claims.claim_start(name, env.routine_id, self.worker_id)
             if found == "busy":
                 raise ClaimedElsewhere(env.routine_id)
             claimed = True
-            records = [] if found == "new" else await self._load(hosted, env.routine_id)
+            fresh = found == "new" and run.copy != REDELIVERED
+            records = [] if fresh else await self._load(hosted, env.routine_id)
         elif inst is None:
             records = await self._load(hosted, env.routine_id)
+        if inst is None and run.copy == COPY and not records:
+            return  # the copy the transport keeps has not committed yet: it runs the routine
         if inst is None:
             if records and env.kind != "start":
                 first = records[0].input
@@ -1207,6 +1224,8 @@ class _Run:
 
     attempt: int
     began: float = 0.0
+    copy: str = ""
+    """A start's ``UniqueDelivery.copy_of`` (``""``: unknown, claim it as any start)."""
     """Event-loop time the delivery's processing began (step latency)."""
     crash_key: str | None = None
     crashed: bool = False
@@ -1240,10 +1259,9 @@ def _traced(
     if trace is None:
         if not carrier:
             return message, _UNTRACED
-        headers = {**message.headers, **carrier}
-        return Message(message.msg_id, headers, message.body, message.deliver_at), _UNTRACED
+        return dataclasses.replace(message, headers={**message.headers, **carrier}), _UNTRACED
     headers = dict(message.headers)
-    traced = Message(message.msg_id, headers, message.body, message.deliver_at)
+    traced = dataclasses.replace(message, headers=headers)
     attributes = {"dasync.message.kind": kind}
     if method:
         attributes["dasync.target.method"] = method

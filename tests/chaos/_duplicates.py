@@ -8,7 +8,9 @@ depend on timing):
   (``<id>#dup``), so JetStream's dedupe window cannot drop it: the copy is a
   second, independent delivery, possibly to another worker at the same time;
 * ``twice``: a delivery is handed to the worker's handler twice, concurrently,
-  as a redelivery racing the first one would be.
+  the second time as a redelivery racing the first one would be (``Redelivered``:
+  its attempt counts one more, and a start the transport keeps once says it was
+  delivered before).
 
 Each injection is appended to a log file at once (one line, ``kind msg_id``), so
 the count survives a ``kill -9`` of the process.
@@ -23,11 +25,32 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dasync.transports import Delivery, Handler, Message, Origin, Subscription, Transport
+from dasync.transports._contract import REDELIVERED, SOLE
 
 
 def _fraction(seed: str, msg_id: str) -> float:
     digest = hashlib.blake2b(f"{seed}:{msg_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+class Redelivered:
+    """``delivery`` as the server would hand it again: the same message and settlement,
+    one more attempt, and no longer the first delivery of a start kept once."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+
+    @property
+    def attempt(self) -> int:
+        return self._delivery.attempt + 1
+
+    def copy_of(self, key: str) -> str:
+        copy_of = getattr(self._delivery, "copy_of", None)
+        found = copy_of(key) if copy_of is not None else ""
+        return REDELIVERED if found == SOLE else str(found)
+
+    def __getattr__(self, name: str) -> Any:  # message, origin, ack, nak, term...
+        return getattr(self._delivery, name)
 
 
 class Duplicating:
@@ -90,7 +113,8 @@ class Duplicating:
             msg_id = delivery.message.msg_id
             if delivery.attempt == 1 and _fraction(self.seed + "/2", msg_id) < self.twice_rate:
                 self._record("twice", msg_id)
-                await asyncio.gather(handler(delivery), handler(delivery))
+                again: Any = Redelivered(delivery)
+                await asyncio.gather(handler(delivery), handler(again))
             else:
                 await handler(delivery)
 

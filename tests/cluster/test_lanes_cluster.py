@@ -17,6 +17,7 @@ import pytest
 
 from dasync.transports import Delivery, Message, Origin
 from dasync.transports.nats import NatsOptions, NatsTransport, connect_nats
+from dasync.transports.nats._inputs import ServiceInputs
 from dasync.transports.nats._lanes import LanedSubscription
 
 from ._cluster import NatsCluster
@@ -58,7 +59,9 @@ async def test_a_lane_is_taken_over_across_nodes_only_once_its_worker_is_gone(
         try:
             held, rescued = Held(hold=True), Held(hold=False)
             await holder.consume("Svc", held)
-            sub = await rescuer.consume("Svc", rescued)
+            inputs = await rescuer.consume("Svc", rescued)
+            assert isinstance(inputs, ServiceInputs)
+            sub = inputs.main
             assert isinstance(sub, LanedSubscription)
             lane = holder.lane_of("Svc")
             origin = Origin.service("Caller")

@@ -6,7 +6,8 @@ and between services), replies (to routines and to the client's inbox), timers:
 * ``copies``: the transport publishes each message twice, the second time under
   another message id (``<id>#dup``), so the stream's dedupe cannot drop it;
 * ``twice``: the consumer hands each delivery to the handler twice, at once
-  (two deliveries of the same message, as a redelivery racing the first would).
+  (two deliveries of the same message, the second as a redelivery racing the first
+  would be: ``Redelivered``).
 
 The callee counts in SQLite (``_services.py``). With no kill, every call must
 run exactly once — executions equal calls, not one more — every result must be
@@ -29,6 +30,7 @@ from dasync.testing._nats_server import NatsServer
 from dasync.transports import Delivery, Handler, Message, Origin, Subscription, Transport
 from dasync.transports.nats import connect_nats
 
+from ..chaos._duplicates import Redelivered
 from ._cluster import RecordingClient, check_exactly_once, options, wait_for
 from ._services import (
     CALLS_PER_FLOW,
@@ -74,7 +76,8 @@ class Duplicating:
 
             async def handler(delivery: Delivery) -> None:
                 self.doubled[delivery.message.headers.get("dasync-kind", "?")] += 1
-                await asyncio.gather(inner_handler(delivery), inner_handler(delivery))
+                again: Any = Redelivered(delivery)
+                await asyncio.gather(inner_handler(delivery), inner_handler(again))
 
         return await self.inner.consume(queue, handler, **kw)
 

@@ -17,6 +17,7 @@ import pytest
 import dasync
 from dasync.transports import Delivery, Message, Origin
 from dasync.transports.nats import NatsTransport, connect_nats, naming
+from dasync.transports.nats._inputs import ServiceInputs
 from dasync.transports.nats._lanes import LanedSubscription
 from dasync.transports.nats._provision import Provisioner
 
@@ -92,7 +93,9 @@ async def test_a_live_workers_lane_is_left_alone_and_a_dead_ones_taken(nats: Any
     holder, other, caller = await nats(), await nats(), await nats()
     held, rescued = Inbox(hold=True), Inbox()
     await holder.consume("Svc", held)
-    sub = await other.consume("Svc", rescued)
+    inputs = await other.consume("Svc", rescued)
+    assert isinstance(inputs, ServiceInputs)
+    sub = inputs.main
     assert isinstance(sub, LanedSubscription)
     lane = holder.lane_of("Svc")
     await caller.send_at("Svc", lane, Message("first", {}, b""), Origin.service("Caller"))
@@ -280,7 +283,11 @@ async def test_a_routine_whose_worker_was_killed_completes_on_another(
         holder.kill()
         gate.set_result(None)
         assert await handle.result(timeout=30) == sum(7 + i for i in range(10))
-        subs = [s for s in survivor.worker._subscriptions if isinstance(s, LanedSubscription)]
+        subs = [
+            s.main
+            for s in survivor.worker._subscriptions
+            if isinstance(s, ServiceInputs) and isinstance(s.main, LanedSubscription)
+        ]
         assert sum(s.takeovers for s in subs) >= 1
         assert leaf.runs == 10, "each call ran once"
     finally:

@@ -74,12 +74,25 @@ def test_rules_follow_the_calls_events_and_lanes() -> None:
     orders, billing = users["Orders"], users["Billing"]
     client, operator = users[CLIENT_USER], users[OPERATOR_USER]
 
-    # Orders calls Billing on its own lane of Billing's queue, and nothing else of Billing's
+    # Orders calls Billing on its own lane of Billing's queue and starts its calls on its own
+    # subjects of Billing's starts stream, and nothing else of Billing's
     assert "dasync.Billing.in.svc.Orders" in orders.publish_allow
+    assert "dasync.Billing.start.Orders.*" in orders.publish_allow
     assert "dasync.Orders.journal.*" in orders.publish_allow
-    assert not [
-        s for s in orders.publish_allow if s.startswith("dasync.Billing.") and "svc" not in s
+    assert [s for s in orders.publish_allow if s.startswith("dasync.Billing.")] == [
+        "dasync.Billing.in.svc.Orders",
+        "dasync.Billing.start.Orders.*",
     ]
+    assert "$JS.API.STREAM.INFO.DASYNC_Billing_STARTS" in orders.publish_allow
+    assert not [s for s in orders.publish_allow if "DASYNC_Billing_STARTS" in s and "INFO" not in s]
+    # its own starts stream: its calls through self, its workers' consumer, the retention
+    assert {
+        "dasync.Orders.start.Orders.*",
+        "$JS.API.CONSUMER.MSG.NEXT.DASYNC_Orders_STARTS.workers",
+        "$JS.ACK.DASYNC_Orders_STARTS.workers.>",
+        "$JS.API.STREAM.PURGE.DASYNC_Orders_STARTS",
+    } <= set(orders.publish_allow)
+    assert not [s for s in billing.publish_allow if ".start." in s and ".Billing." not in s]
     # it handles Billing.charged: creates the stream if missing, never changes it
     assert "$JS.API.STREAM.CREATE.DASYNC_Billing_EVENTS" in orders.publish_allow
     assert "$JS.API.STREAM.UPDATE.DASYNC_Billing_EVENTS" not in orders.publish_allow
@@ -124,8 +137,11 @@ def test_rules_follow_the_calls_events_and_lanes() -> None:
     )
     assert not [s for s in client.publish_allow if ".journal." in s or ".event." in s]
     assert not [s for s in client.publish_allow if "UPDATE" in s and "INBOX" not in s]
-    # the operator: every lane of every service (documented), journals, dead letters
+    # the operator: every lane of every service (documented), journals, dead letters, and
+    # the starts of the routines it purges (but it starts nothing there)
     assert "dasync.Billing.in.>" in operator.publish_allow
+    assert "$JS.API.STREAM.PURGE.DASYNC_Billing_STARTS" in operator.publish_allow
+    assert not [s for u in (client, operator) for s in u.publish_allow if ".start." in s]
     assert "$JS.API.STREAM.MSG.DELETE.DASYNC_Billing_WORK" in operator.publish_allow
     assert not [s for s in operator.publish_allow if "STATE" in s or ".journal." in s]
     assert len({u.identity for u in users.values()}) == len(
@@ -338,19 +354,21 @@ async def test_services_start_in_any_order_under_the_generated_users(
     placed = asyncio.ensure_future(client.proxy(module.Orders).place("late-1", 4))
     as_client, as_orders = await d.raw(CLIENT_USER), await d.raw("Orders")
 
-    def queued(conn: Any, service: str) -> Callable[[], Awaitable[bool]]:
+    def queued(conn: Any, stream: str) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:
             try:
-                info = await conn.api(f"STREAM.INFO.{naming.work_stream(service)}")
+                info = await conn.api(f"STREAM.INFO.{stream}")
             except ApiError:
                 return False
             return int(info["state"]["messages"]) >= 1
 
         return check
 
-    await wait_for(queued(as_client, "Orders"), "the start waiting in Orders' queue")
+    started = naming.work_stream("Orders")  # a client's start: on its lane
+    await wait_for(queued(as_client, started), "the start waiting in Orders' queue")
     await d.runtime("Orders", module.OrderService)  # Billing is still not running
-    await wait_for(queued(as_orders, "Billing"), "Orders' call waiting in Billing's queue")
+    called = naming.starts_stream("Billing")  # a service's call: in the callee's starts
+    await wait_for(queued(as_orders, called), "Orders' call waiting in Billing's starts")
     assert not placed.done()
     await d.runtime("Billing", module.BillingService)
     assert await asyncio.wait_for(placed, WAIT) == "receipt-late-1"

@@ -22,7 +22,15 @@ import logging
 import time
 
 from dasync._errors import TransportError
-from dasync.transports._contract import UNKNOWN_ORIGIN, Handler, Message, Origin
+from dasync.transports._contract import (
+    COPY,
+    REDELIVERED,
+    SOLE,
+    UNKNOWN_ORIGIN,
+    Handler,
+    Message,
+    Origin,
+)
 
 from . import _envelope as env
 from . import _naming as naming
@@ -63,6 +71,14 @@ class NatsDelivery:
     @property
     def message(self) -> Message:
         return self._message
+
+    def copy_of(self, key: str) -> str:
+        """``UniqueDelivery``: from a starts stream, on the subject of routine ``key``."""
+        if not self._consumer.unique:
+            return COPY if env.KEPT in self._raw.headers else ""
+        if naming.start_routine_token(self._raw.subject) != naming.token(key, 200):
+            return ""
+        return SOLE if self.attempt == 1 else REDELIVERED
 
     async def ack(self) -> None:
         await self._settle(b"+ACK")
@@ -109,6 +125,7 @@ class PullConsumer:
         delete_on_stop: bool = False,
         origin: Origin | None = None,
         lane: str = "",
+        unique: bool = False,
     ) -> None:
         self.conn = conn
         self.provisioner = provisioner
@@ -123,6 +140,8 @@ class PullConsumer:
         self.delete_on_stop = delete_on_stop
         self.lane = lane
         """The worker lane this consumer pulls (``""``: the shared queue)."""
+        self.unique = unique
+        """A starts stream's: one copy per routine (``NatsDelivery.copy_of``)."""
         opts = conn.options
         self.expires = max(1.0, opts.pull_expires)
         self.heartbeat = max(0.5, min(5.0, self.expires / 4))
@@ -361,6 +380,9 @@ class PullConsumer:
             if due is not None and (wait := due - time.time()) > 0:
                 await delivery.nak(wait)  # early (no server scheduler, or clock skew)
                 return
+            if self.unique and delivery.attempt > 1 and (wait := self._unsettled()) > 0:
+                await delivery.nak(wait)
+                return
             await self.handler(delivery)
         except Exception:
             _log.exception("handler failed on %s", delivery.message.msg_id)
@@ -369,6 +391,15 @@ class PullConsumer:
             self._started.pop(delivery, None)
             self.inflight.pop(delivery, None)
             self._freed.set()
+
+    def _unsettled(self) -> float:
+        """Seconds to hold a redelivered start back: its first delivery ran without a claim,
+        and after an outage (the server restarted, or this worker's connection broke) its
+        worker may live and still run it, unable to tell the server so. Every worker claims
+        the first steps it runs once it reaches the server again (the runtime's heartbeat,
+        a third of ``ack_wait``): ``ack_wait`` after this connection found the server
+        available is enough for that claim to be seen (``Connection.lease_lapsed``)."""
+        return self.conn.unavailable_at + self.conn.options.ack_wait - time.time()
 
     async def _keep_alive(self) -> None:
         """One sweep for all deliveries, twice per ``keepalive``: each one held longer than

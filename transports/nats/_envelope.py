@@ -34,7 +34,10 @@ SCHEDULER = "Nats-Scheduler"
 """Set by the server on a message a schedule fired: the subject of that schedule."""
 DEAD_SUBJECT = "Dasync-Dead-Subject"
 """The subject a dead letter arrived on: a retry goes back there, keeping its sender."""
-_OWN = frozenset({MSG_ID, DELIVER_AT})
+KEPT = "Dasync-Kept"
+"""On a call's start sent on its sender's lane because its starts stream keeps a copy of it
+already (``UniqueDelivery.copy_of``: ``COPY``)."""
+_OWN = frozenset({MSG_ID, DELIVER_AT, KEPT})
 
 
 def to_message(raw: RawMsg, fallback_id: str) -> Message:

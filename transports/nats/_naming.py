@@ -48,6 +48,12 @@ __all__ = [
     "origin_of",
     "sender_lane",
     "split_inbox",
+    "start_filter",
+    "start_of_journal",
+    "start_routine_token",
+    "start_subject",
+    "start_subjects",
+    "starts_stream",
     "state_stream",
     "state_subject",
     "state_subjects",
@@ -216,10 +222,15 @@ def lane_subject(shared_subject: str, lane: str) -> str:
 
 
 def shared_lane(subject: str) -> str:
-    """The shared lane a worker lane's subject stands for; any other subject as it is."""
+    """The shared lane a worker lane's (or a call's start) subject stands for; any other
+    subject as it is."""
     parts = subject.split(".", 4)
-    if len(parts) == 5 and parts[2] == LANE_TOKEN and parts[1] != INBOX_TOKEN:
-        return f"{parts[0]}.{parts[1]}.in.{parts[4]}"
+    if len(parts) == 5 and parts[1] != INBOX_TOKEN:
+        if parts[2] == LANE_TOKEN:
+            return f"{parts[0]}.{parts[1]}.in.{parts[4]}"
+        if parts[2] == START_TOKEN and "." not in parts[4]:
+            sender = LANE_SELF if parts[3] == parts[1] else f"{LANE_SERVICE}.{parts[3]}"
+            return f"{parts[0]}.{parts[1]}.in.{sender}"
     return subject
 
 
@@ -299,6 +310,53 @@ def sender_lane(subject: str, scheduler: str | None, namespace: str = "") -> str
     if len(parts) == 4 and parts[0] == _root(namespace) and parts[2] == "schedule":
         return f"{_root(namespace)}.{parts[1]}.in.{LANE_SELF}"
     return shared_lane(scheduler)
+
+
+# --- the starts of calls between services ----------------------------------------------------
+#
+# A call from service P starts its routine on ``<root>.<svc>.start.<P>.<routine>``, in a
+# stream that keeps one message per subject and refuses any other (``discard_new_per_subject``)
+# until the routine's journal is purged: the server itself guarantees that a call's start
+# exists once, so its first delivery needs neither a claim nor a journal read. The sender
+# token is P's own (the permissions let only P publish there), and the routine id of a call
+# names its caller (``_authority.check_start``), so no one can take another's subject.
+
+START_TOKEN = "start"
+
+
+def starts_stream(service: str, namespace: str = "") -> str:
+    return _stream(namespace, f"{token(service)}_STARTS")
+
+
+def start_subject(service: str, sender: str, routine_id: str, namespace: str = "") -> str:
+    """Where service ``sender`` publishes the one start of routine ``routine_id``."""
+    routine = token(routine_id, 200)
+    return f"{_service_root(service, namespace)}.{START_TOKEN}.{token(sender)}.{routine}"
+
+
+def start_subjects(service: str, sender: str = "*", namespace: str = "") -> str:
+    """Every start subject of ``service`` (of one ``sender``): the stream's subjects, and
+    in permissions what one caller may publish."""
+    who = sender if sender == "*" else token(sender)
+    return f"{_service_root(service, namespace)}.{START_TOKEN}.{who}.*"
+
+
+def start_filter(service: str, routine_id: str, namespace: str = "") -> str:
+    """The start of routine ``routine_id`` whoever sent it (a purge's filter)."""
+    return f"{_service_root(service, namespace)}.{START_TOKEN}.*.{token(routine_id, 200)}"
+
+
+def start_of_journal(journal_subject: str) -> str:
+    """The ``start_filter`` of the routine a journal subject belongs to."""
+    head, _, routine = journal_subject.rpartition(".")
+    return f"{head.rpartition('.')[0]}.{START_TOKEN}.*.{routine}"
+
+
+def start_routine_token(subject: str) -> str:
+    """The routine token of a start subject (``""`` for any other subject): compared with
+    ``token(routine_id, 200)`` it tells whether a start names the routine of its subject."""
+    parts = subject.split(".")
+    return parts[4] if len(parts) == 5 and parts[2] == START_TOKEN else ""
 
 
 # --- journals ------------------------------------------------------------------------------

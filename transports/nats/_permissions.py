@@ -11,15 +11,16 @@ The transport vouches for a message's sender by the subject it arrives on
 true: each user may publish on its own lanes only. One user per role:
 
 * **service** ``S``: its own lanes, streams, consumers, journals and state; its
-  callees' and callers' ``svc.S`` lane; replies to clients; its event
-  subscriptions; its own client identity's inbox stream;
+  callees' and callers' ``svc.S`` lane; its ``start.S`` subjects of its callees'
+  starts streams (and of its own, for calls through self); replies to clients; its
+  event subscriptions; its own client identity's inbox stream;
 * **main** (a file's ``main()``, hosted as a service): a service, plus its own
   client lane (``dasync run`` starts it as a client);
 * **client** ``C``: the ``client.C`` lane of the services it may start, their
   journals (results), its own inbox stream;
 * **operator**: every lane of the services given (cancels; retried dead letters
   go back on the lane they came from, so an operator can speak for anyone),
-  their journals and dead letters;
+  their journals, starts (``dasync purge``) and dead letters;
 * **provisioner** (``provisioned=True``): the only user that may create and
   change streams, run once per deployment (``provision``).
 
@@ -318,6 +319,20 @@ def _service_rules(
         rules.add(why, *(subjects or naming.state_subjects(name, ns)))
         _own_stream(rules, stream, why, provisioned)
         _direct_get(rules, stream, why)
+    starts = naming.starts_stream(name, ns)
+    why = "own starts stream (the starts of calls, one per routine): declared at start"
+    _own_stream(rules, starts, why, provisioned)
+    rules.add(
+        "own starts consumer: create, pull, acknowledge, read its lag",
+        _api("CONSUMER", "CREATE", starts, naming.WORK_CONSUMER),
+        _api("CONSUMER", "INFO", starts, naming.WORK_CONSUMER),
+        _api("CONSUMER", "MSG", "NEXT", starts, naming.WORK_CONSUMER),
+        f"$JS.ACK.{starts}.{naming.WORK_CONSUMER}.>",
+    )
+    rules.add(
+        "own calls through self: their one start each, in its own starts stream",
+        naming.start_subjects(name, name, ns),
+    )
     rules.add(
         "own dead letters: retry those parked by other code (a deploy of the fix)",
         _api("STREAM", "MSG", "GET", work),
@@ -330,6 +345,12 @@ def _service_rules(
     rules.add(
         "own routine index: remove the entries of journals the retention removed",
         _api("STREAM", "PURGE", index_stream(name, ns)),
+    )
+    rules.add(
+        "own starts: remove the start of each routine the retention removes (and old starts "
+        "that never got a journal), reading the stream from its first message",
+        _api("STREAM", "PURGE", starts),
+        _api("DIRECT", "GET", starts),
     )
     if use.events:
         why = "own events: publish, declare the stream"
@@ -359,6 +380,12 @@ def _service_rules(
                 naming.call_subject(callee, name, ns),
                 _api("STREAM", "INFO", naming.work_stream(callee, ns)),
             )
+            rules.add(
+                f"start its calls to {callee}: one message per routine in {callee}'s starts "
+                f"stream, on its own subjects there (stream info: does {callee} have one?)",
+                naming.start_subjects(callee, name, ns),
+                _api("STREAM", "INFO", naming.starts_stream(callee, ns)),
+            )
             _await_queue(rules, callee, ns, provisioned)
     for caller in callers:
         if caller != name:
@@ -380,13 +407,17 @@ def _service_rules(
 
 
 def _await_queue(rules: _Rules, callee: str, namespace: str, provisioned: bool) -> None:
-    """Self-provisioned: a caller may create the work stream of a callee whose workers
-    never started, so that its calls wait there (services start in any order). Provisioned
-    deployments have every stream already, and nobody but the provisioner creates one."""
+    """Self-provisioned: a caller may create the work and starts streams of a callee whose
+    workers never started, so that its calls wait there (services start in any order; a
+    declaration that finds the stream made already reads it). Provisioned deployments have
+    every stream already, and nobody but the provisioner creates one."""
     if not provisioned:
+        starts = naming.starts_stream(callee, namespace)
         rules.add(
             f"declare {callee}'s queue if its workers have not started yet (calls wait there)",
             _api("STREAM", "CREATE", naming.work_stream(callee, namespace)),
+            _api("STREAM", "CREATE", starts),
+            _api("STREAM", "INFO", starts),
         )
 
 
@@ -521,6 +552,15 @@ def operator_permissions(
             _api("STREAM", "PURGE", journal),
             _api("STREAM", "PURGE", index_stream(name, ns)),
         )
+        starts = naming.starts_stream(name, ns)
+        rules.add(
+            f"{name}: purge the starts of the routines dasync purge removes, and old starts "
+            "that never got a journal once its workers settled them (read from the first)",
+            _api("STREAM", "INFO", starts),
+            _api("CONSUMER", "INFO", starts, naming.WORK_CONSUMER),
+            _api("DIRECT", "GET", starts),
+            _api("STREAM", "PURGE", starts),
+        )
     summary = (
         "operator of: " + (", ".join(names) or "-"),
         "may publish on every lane of these services (retried dead letters keep their "
@@ -560,8 +600,9 @@ def deployment_streams(
     uses: Sequence[ServiceUse], identities: Iterable[str], namespace: str = ""
 ) -> list[tuple[str, str, str]]:
     """``(kind, owner, stream)`` of every stream a deployment uses: per service (owner) its
-    ``work``, ``journal``, ``claims`` and ``state`` streams, the ``events`` stream of every
-    publisher (declared or handled), and the ``inbox`` stream of each client identity."""
+    ``work``, ``journal``, ``index``, ``state`` and ``starts`` streams, the ``events`` stream
+    of every publisher (declared or handled), and the ``inbox`` stream of each client
+    identity."""
     ns = namespace
     found: dict[str, tuple[str, str]] = {}
     for use in uses:
@@ -570,6 +611,7 @@ def deployment_streams(
             ("journal", naming.journal_stream),
             ("index", index_stream),
             ("state", naming.state_stream),
+            ("starts", naming.starts_stream),
         ):
             found.setdefault(stream_of(use.name, ns), (kind, use.name))
         publishers = [use.name] if use.events else []
@@ -770,6 +812,7 @@ async def provision(
             "journal": prov._journal_stream,
             "index": prov._index_stream,
             "state": prov._state_stream,
+            "starts": prov._starts_stream,
             "events": prov._event_stream,
             "inbox": prov._inbox_stream,
         }

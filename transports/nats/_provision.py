@@ -36,6 +36,8 @@ _COMPARED = (
     "max_age",
     "duplicate_window",
     "max_msgs_per_subject",
+    "discard",
+    "discard_new_per_subject",
     "allow_direct",
     "allow_msg_schedules",
     "storage",
@@ -126,8 +128,16 @@ class Provisioner:
             await self._once(
                 "stream:" + naming.work_stream(queue, self.ns), lambda: self._work_stream(queue)
             )
+            await self.starts(queue)
             if consumer:
                 await self._once("consumer:" + queue, lambda: self._work_consumer(queue))
+                await self._once("starts-consumer:" + queue, lambda: self._starts_consumer(queue))
+
+    async def starts(self, service: str) -> None:
+        """The stream of ``service``'s starts of calls between services exists (one message
+        per routine: ``naming.start_subject``)."""
+        name = naming.starts_stream(service, self.ns)
+        await self._once("stream:" + name, lambda: self._starts_stream(service))
 
     async def lane(self, queue: str, lane: str) -> None:
         """The consumer of worker ``lane`` of service ``queue`` exists (its stream does)."""
@@ -153,12 +163,20 @@ class Provisioner:
     def forget(self, queue: str) -> None:
         """Provision again next time (the consumer or stream was deleted under us)."""
         self._done.pop("consumer:" + queue, None)
+        self._done.pop("starts-consumer:" + queue, None)
         if naming.is_group_queue(queue):
             service, _ = naming.split_topic(naming.parse_group_queue(queue)[0])
             self._done.pop("stream:" + naming.event_stream(service, self.ns), None)
             return
         stream = self.stream_of(queue)
         self._done.pop("stream:" + stream, None)
+        if not is_inbox(queue):
+            self._done.pop("stream:" + naming.starts_stream(queue, self.ns), None)
+
+    def forget_starts(self, service: str) -> None:
+        """Provision the starts stream and its consumer again next time (deleted under us)."""
+        self._done.pop("stream:" + naming.starts_stream(service, self.ns), None)
+        self._done.pop("starts-consumer:" + service, None)
 
     async def index(self, service: str) -> None:
         """The routine index stream of ``service`` exists (``_index.py``)."""
@@ -273,6 +291,26 @@ class Provisioner:
             config["allow_msg_schedules"] = True
         await self._stream(config)
 
+    async def _starts_stream(self, service: str) -> None:
+        # a limits stream: an acknowledged start stays (and keeps refusing copies of itself,
+        # err_code 10077) until the retention pass purges it with its routine's journal; no
+        # max_age, which would drop the start of a workflow that runs for longer
+        await self._stream(
+            {
+                "name": naming.starts_stream(service, self.ns),
+                "description": f"dasync: the starts of calls to service {service}, one per "
+                "routine, kept as long as its journal",
+                "subjects": [naming.start_subjects(service, namespace=self.ns)],
+                "retention": "limits",
+                "max_msgs_per_subject": 1,
+                "discard": "new",
+                "discard_new_per_subject": True,
+                "allow_direct": True,  # (the retention pass reads its old starts)
+                "duplicate_window": _ns(self.options.duplicate_window),
+                "metadata": self.metadata("starts", service),
+            }
+        )
+
     async def _journal_stream(self, service: str) -> None:
         await self._stream(
             {
@@ -369,6 +407,17 @@ class Provisioner:
                 "durable_name": naming.WORK_CONSUMER,
                 "description": f"dasync: the workers of service {service} (competing consumers)",
                 "filter_subject": naming.inputs_filter(service, self.ns),
+                "max_ack_pending": self.options.max_ack_pending,
+            },
+        )
+
+    async def _starts_consumer(self, service: str) -> None:
+        await self._consumer(
+            naming.starts_stream(service, self.ns),
+            {
+                "durable_name": naming.WORK_CONSUMER,
+                "description": f"dasync: the workers of service {service} (the starts of calls "
+                "from other services)",
                 "max_ack_pending": self.options.max_ack_pending,
             },
         )

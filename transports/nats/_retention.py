@@ -6,8 +6,11 @@ messages: the pass reads the stream from its first sequence (batched direct
 gets) until it meets a message newer than the cut-off. For each subject it
 meets, the subject's last message says whether the routine finished and when;
 a finished one older than the cut-off is purged (``STREAM.PURGE`` with a
-subject filter), with its failure note and its start claim. A running routine's early entries are
-read again by each pass: that is the price of not keeping an index.
+subject filter), with its failure note, its start claim and (first: a kept start would
+refuse a new start of the same routine id) its start in the starts stream. A running
+routine's early entries are read again by each pass: that is the price of not keeping an
+index. A second, shorter walk over the starts stream removes old starts that never got a
+journal (set aside as poison) once its consumer has settled them.
 
 JetStream's own ``max_age`` cannot do this: it would also drop the first
 entries of routines that are still running.
@@ -41,6 +44,8 @@ over a large backlog would otherwise take a millisecond or more per routine."""
 class _Pass:
     conn: Connection
     stream: str
+    starts: str
+    """The service's starts stream (``naming.starts_stream``)."""
     cutoff: float
     finished: Callable[[bytes], bool]
     dry_run: bool
@@ -62,11 +67,20 @@ async def purge_finished(
     dry_run: bool = False,
 ) -> PurgeReport:
     """One retention pass over the journals of ``service`` (see the module's docstring)."""
-    stream = naming.journal_stream(service, conn.options.namespace)
+    ns = conn.options.namespace
+    stream = naming.journal_stream(service, ns)
     state = await _stream_state(conn, stream)
     if state is None:
         return PurgeReport()
-    work = _Pass(conn, stream, time.time() - older_than, finished, dry_run)
+    starts = naming.starts_stream(service, ns)
+    work = _Pass(conn, stream, starts, time.time() - older_than, finished, dry_run)
+    await _walk_journals(work, state)
+    await _walk_starts(work)
+    return work.report()
+
+
+async def _walk_journals(work: _Pass, state: dict[str, Any]) -> None:
+    conn, stream = work.conn, work.stream
     seq = int(state.get("first_seq", 1) or 1)
     last = int(state.get("last_seq", 0) or 0)
     while seq <= last:
@@ -81,7 +95,46 @@ async def purge_finished(
         if len(old) < len(page):
             break  # a message newer than the cut-off: everything after it is newer still
         seq = int(page[-1].headers.get("Nats-Sequence", str(last))) + 1
-    return work.report()
+
+
+async def _walk_starts(work: _Pass) -> None:
+    """Purge the old starts whose routine has no journal (it never committed a step: set
+    aside, or its first step's worker died before) and that its workers settled (at or
+    below the consumer's acknowledgement floor): they would refuse a new start forever."""
+    conn = work.conn
+    state = await _stream_state(conn, work.starts)
+    if state is None:
+        return  # a deployment of an older release: no starts stream
+    try:
+        info = await conn.api(f"CONSUMER.INFO.{work.starts}.{naming.WORK_CONSUMER}")
+    except ApiError as exc:
+        if exc.code == 404:
+            return  # no worker consumes it yet: nothing was settled
+        raise
+    settled = int(((info.get("ack_floor") or {}).get("stream_seq")) or 0)
+    seq = int(state.get("first_seq", 1) or 1)
+    while seq <= settled:
+        page = [raw for raw in await _page(conn, work.starts, seq) if _seq(raw) <= settled]
+        old = [raw for raw in page if stored_at(raw) < work.cutoff]
+        for i in range(0, len(old), _PARALLEL):
+            await asyncio.gather(*(_judge_start(work, raw) for raw in old[i : i + _PARALLEL]))
+        if not page or len(old) < len(page):
+            break
+        seq = _seq(page[-1]) + 1
+
+
+async def _judge_start(work: _Pass, raw: RawMsg) -> None:
+    subject = raw.headers.get("Nats-Subject", raw.subject)
+    parts = subject.split(".")
+    if len(parts) != 5:
+        return
+    journal = f"{parts[0]}.{parts[1]}.journal.{parts[4]}"
+    if await _last(work.conn, work.stream, journal) is None and not work.dry_run:
+        await _purge_start(work, subject)
+
+
+def _seq(raw: RawMsg) -> int:
+    return int(raw.headers.get("Nats-Sequence", "0") or 0)
 
 
 async def _judge(work: _Pass, subject: str) -> None:
@@ -106,11 +159,21 @@ async def _judge(work: _Pass, subject: str) -> None:
     elif stored_at(tip) >= work.cutoff:
         work.recent += 1
     else:
+        if not work.dry_run:  # first: a kept start without its journal refuses a new one
+            await _purge_start(work, naming.start_of_journal(journal))
         await _purge(work, journal)
-        await _purge(work, naming.claim_of(journal))  # every journal began with a claim
+        await _purge(work, naming.claim_of(journal))
         if await _last(work.conn, work.stream, naming.note_of(journal)) is not None:
             await _purge(work, naming.note_of(journal))  # rare: a read costs less than a purge
         work.purged += 1
+
+
+async def _purge_start(work: _Pass, subject: str) -> None:
+    try:
+        await work.conn.api(f"STREAM.PURGE.{work.starts}", {"filter": subject})
+    except ApiError as exc:
+        if exc.code != 404:  # (a deployment of an older release has no starts stream)
+            raise
 
 
 async def _purge(work: _Pass, subject: str) -> None:

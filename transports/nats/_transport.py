@@ -10,6 +10,7 @@ scheduler support it is published at once and the consumer naks it until due.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -19,13 +20,25 @@ from dasync.transports._contract import DeadLetter, Handler, Message, Origin, is
 
 from . import _envelope as env
 from . import _naming as naming
-from ._connection import ApiError, Connection, NoResponders
+from ._connection import ApiError, Connection, NoResponders, PermissionDenied
 from ._consume import PullConsumer
 from ._dead import list_dead_letters, redeliver_dead_letter, retry_dead_letter
+from ._inputs import ServiceInputs
 from ._lanes import LanedSubscription
 from ._provision import Provisioner
 
 __all__ = ["NatsTransport"]
+
+STARTS_RECHECK = 60.0
+"""Seconds a caller sends calls to a service without a starts stream (an older release's,
+or one its permissions do not let it use) on their lane before it looks again."""
+
+MAX_MSGS_PER_SUBJECT = 10077
+"""The server's error for a second message on a subject of a stream that keeps one and
+refuses others (``discard_new_per_subject``): a start stored already."""
+
+_STORED, _KEPT_ALREADY, _ON_LANE = "stored", "kept already", "on lane"
+"""What became of a call's start sent to a starts stream (``NatsTransport._send_start``)."""
 
 INBOX_PATIENCE = 10.0
 """Seconds a reply keeps trying an inbox stream that does not answer (a leader election
@@ -70,7 +83,7 @@ class NatsTransport:
         long first steps well within it."""
         self.conn = conn.retain()
         self.provisioner = provisioner or Provisioner(conn)
-        self._consumers: list[PullConsumer | LanedSubscription] = []
+        self._consumers: list[PullConsumer | LanedSubscription | ServiceInputs] = []
         self.lane = secrets.token_hex(8) if conn.options.lanes else ""
         """This transport's worker lane (``Affinity``), the same for every service it consumes."""
         self._laned: dict[str, str] = {}
@@ -80,10 +93,14 @@ class NatsTransport:
         self._seen: set[str] = set()
         """Streams a publish of this transport reached: one that stops answering is
         electing a leader (retry), not gone (no lookup that would wait a full timeout)."""
+        self._lane_starts: dict[str, float] = {}
+        """Services whose calls go on the sender's lane, not their starts stream (it does not
+        exist, or may not be used), until the time given: then it is looked up again."""
 
     async def declare(self, queue: str) -> None:
         self._check_open()
         await self.provisioner.queue(queue, consumer=False)
+        self._lane_starts.pop(queue, None)  # its starts stream exists now
 
     def lane_of(self, queue: str) -> str:
         """``Affinity``: the lane this worker pulls for ``queue`` (``""`` if none)."""
@@ -101,7 +118,76 @@ class NatsTransport:
 
     async def send(self, queue: str, message: Message, origin: Origin | None = None) -> None:
         self._check_open()
+        if (
+            message.once
+            and origin is not None
+            and origin.kind == Origin.SERVICE
+            and message.deliver_at is None
+            and not is_inbox(queue)
+        ):
+            kept = await self._send_start(queue, message, origin.name)
+            if kept == _STORED:
+                return
+            if kept == _KEPT_ALREADY:  # its workers send the journal's outcome again, if any
+                message = dataclasses.replace(message, headers={**message.headers, env.KEPT: "1"})
         await self._send(queue, message, origin, "")
+
+    async def _send_start(self, queue: str, message: Message, sender: str) -> str:
+        """Store a call's start as the one message of its routine in ``queue``'s starts
+        stream (``naming.start_subject``): ``_STORED``, ``_KEPT_ALREADY`` (a copy is kept),
+        or ``_ON_LANE`` (the stream cannot be used: send it on the sender's lane)."""
+        ns = self.conn.options.namespace
+        stream = naming.starts_stream(queue, ns)
+        if not await self._starts_usable(queue, stream):
+            return _ON_LANE
+        headers = dict(message.headers)
+        headers[env.NATS_MSG_ID] = message.msg_id
+        headers["Nats-Expected-Stream"] = stream
+        subject = naming.start_subject(queue, sender, message.once, ns)
+        try:
+            await self.conn.publish(subject, message.body, headers)
+        except ApiError as exc:
+            if exc.err_code == MAX_MSGS_PER_SUBJECT:
+                # stored already (a resend after the dedupe window, or a routine id started
+                # again before its callee's journal was removed): that copy runs the routine
+                return _KEPT_ALREADY
+            raise
+        except PermissionDenied as exc:
+            self._lane_starts[queue] = time.monotonic() + STARTS_RECHECK
+            _log.warning(
+                "%s may not publish the starts of its calls to %s (%s): they go on its lane, "
+                "with a claim each; regenerate the NATS permissions (dasync nats-permissions)",
+                sender, queue, exc,
+            )  # fmt: skip
+            return _ON_LANE
+        except NoResponders:
+            raise TransportError(f"stream {stream} did not answer a publish to {subject}") from None
+        self._seen.add(stream)
+        return _STORED
+
+    async def _starts_usable(self, queue: str, stream: str) -> bool:
+        """Whether ``queue`` has a starts stream (looked up once, so that a missing one
+        costs no publish that would find no responders)."""
+        if stream in self._seen or self.provisioner.known(stream):
+            return True
+        until = self._lane_starts.get(queue)
+        if until is not None and time.monotonic() < until:
+            return False
+        try:
+            found = await self.provisioner.stream_config(stream) is not None
+        except PermissionDenied:
+            found = False
+        if found:
+            self._seen.add(stream)
+            self._lane_starts.pop(queue, None)
+        else:
+            self._lane_starts[queue] = time.monotonic() + STARTS_RECHECK
+            _log.info(
+                "%s has no starts stream (workers of an older dasync, or not deployed yet): "
+                "calls to it go on their sender's lane",
+                queue,
+            )
+        return found
 
     async def _send(self, queue: str, message: Message, origin: Origin | None, lane: str) -> None:
         """Publish until stored: a worker lane's target falls back to its shared lane."""
@@ -165,20 +251,22 @@ class NatsTransport:
 
     async def consume(
         self, queue: str, handler: Handler, *, concurrency: int = 64
-    ) -> PullConsumer | LanedSubscription:
+    ) -> PullConsumer | LanedSubscription | ServiceInputs:
         self._check_open()
         await self.provisioner.queue(queue)
         inbox = is_inbox(queue)
         ns = self.conn.options.namespace
 
-        def pull(lane: str = "") -> PullConsumer:
+        def pull(lane: str = "", *, starts: bool = False) -> PullConsumer:
             return PullConsumer(
                 self.conn,
                 self.provisioner,
                 queue,
                 handler,
                 concurrency,
-                stream=self.provisioner.stream_of(queue),
+                stream=naming.starts_stream(queue, ns)
+                if starts
+                else self.provisioner.stream_of(queue),
                 consumer=naming.lane_consumer(lane)
                 if lane
                 else naming.inbox_consumer(queue)
@@ -187,18 +275,25 @@ class NatsTransport:
                 dead_subject=None if inbox else naming.dead_subject(queue, ns),
                 delete_on_stop=inbox,
                 lane=lane,
+                unique=starts,
             )
 
         shared = pull()
-        if inbox or not self.lane or not await self._lanes_for(queue):
+        if inbox:
             shared.start()
             self._consumers.append(shared)
             return shared
-        laned = LanedSubscription(self.conn, self.provisioner, shared, self.lane, pull)
-        await laned.start()
-        self._consumers.append(laned)
-        self._laned[queue] = self.lane
-        return laned
+        main: PullConsumer | LanedSubscription = shared
+        if self.lane and await self._lanes_for(queue):
+            main = LanedSubscription(self.conn, self.provisioner, shared, self.lane, pull)
+            await main.start()
+            self._laned[queue] = self.lane
+        else:
+            shared.start()
+        inputs = ServiceInputs(main, pull(starts=True))
+        inputs.starts.start()
+        self._consumers.append(inputs)
+        return inputs
 
     async def _lanes_for(self, queue: str) -> bool:
         if await self.provisioner.has_lanes(queue):
