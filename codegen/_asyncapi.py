@@ -8,9 +8,14 @@ digest ``dasync run`` derives ``main()``'s service name from). For each
 service ``S``:
 
 * ``S.client``: ``<root>.S.in.client.{identity}``, where clients send calls and cancels;
-* ``S.from.P``: ``<root>.S.in.svc.P``, where service ``P`` sends what it sends ``S``:
-  its calls and cancels if it calls ``S``, the replies to ``S``'s calls if ``S``
-  calls it (the subject is the sender's proof, docs/security.md);
+* ``S.start.P``: ``<root>.S.start.P.{routine}``, where service ``P`` starts its calls to
+  ``S``, one message per routine (``S``'s starts stream keeps one per subject and refuses
+  a second; the routine token is ``naming.token(routine_id, 200)``);
+* ``S.from.P``: ``<root>.S.in.svc.P``, where service ``P`` sends the rest of what it
+  sends ``S``: its cancels if it calls ``S`` (and a call's start when ``S`` has no
+  starts stream ``P`` may use), the replies to ``S``'s calls if ``S`` calls it (the
+  subject is the sender's proof, docs/security.md);
+* ``S.from.P.at``: ``<root>.S.at.{lane}.svc.P``, the same replies to one worker of ``S``;
 * ``S.inbox``: ``<root>._inbox.{identity}.{inbox}.S``, where ``S`` replies to clients;
 * ``S.event.E``: ``<root>.S.event.E``, the events ``S`` publishes.
 
@@ -66,7 +71,9 @@ def asyncapi_document(
         + (f" (namespace `{namespace}`)" if namespace else "")
         + ". Each service receives on `<root>.<Service>.in.<lane>`, and the lane names the "
         "sender: `client.<identity>` for clients, `svc.<Service>` for another service "
-        "(its calls and cancels, or its replies). Clients get replies on their inbox, "
+        "(its cancels, or its replies). Another service starts its calls on "
+        "`<root>.<Service>.start.<Caller>.<routine>`, one message per routine, where the "
+        "caller's token names the sender too. Clients get replies on their inbox, "
         "`<root>._inbox.<identity>.<inbox>.<Service>`. Message bodies are JSON; headers are "
         "dasync's (the transport adds `Nats-Msg-Id` for deduplication)."
     )
@@ -178,6 +185,25 @@ class _Builder:
             }
         }
         return f"{receiver}.from.{ident}.at", address, {**receiver_params, **params, **lane}
+
+    def _start_lane(self, service: str, sender: str) -> tuple[str, str, dict[str, Any]]:
+        """``(channel id, address, parameters)`` where ``sender`` starts its calls to
+        ``service``: ``<root>.<service>.start.<sender>.{routine}``."""
+        ident, token, params = self._participant(sender)
+        receiver, receiver_token, receiver_params = self._participant(service)
+        routine = _PLACEHOLDER.format("routine")
+        address = naming.start_subject(receiver_token, token, routine, self.namespace)
+        address = _template(address, *params, *receiver_params, "routine")
+        parameter = {
+            "routine": {
+                "description": f"the id of the routine the call starts (its `{wire.ROUTINE}` "
+                "header) made one subject token, `naming.token(routine_id, 200)`: the id "
+                "itself if it is 1-200 of `[A-Za-z0-9_-]` not starting with `_`, else its "
+                "other characters made `_`, cut to 187, then `-` and the first 12 hex digits "
+                "of its SHA-256"
+            }
+        }
+        return f"{receiver}.start.{ident}", address, {**receiver_params, **params, **parameter}
 
     # --- the document -----------------------------------------------------------------------
 
@@ -292,14 +318,35 @@ class _Builder:
         }
 
     def _calls_between(self, caller: str, callee: ServiceSpec | None) -> None:
-        """The lane ``caller`` calls ``callee`` on, and the lane of ``callee``'s replies."""
+        """Where ``caller`` starts its calls to ``callee``, the lane it cancels them on, and
+        the lane of ``callee``'s replies."""
         if callee is None or not callee.methods:
             return
         methods = [callee.methods[name] for name in sorted(callee.methods)]
+        start_id, start_address, start_params = self._start_lane(callee.name, caller)
+        starts = self._channel(start_id, start_address, start_params, callee.name, caller)
+        who, whom = self._label(caller), self._label(callee.name)
+        stream = naming.starts_stream(callee.name, self.namespace)
+        starts["title"] = f"the starts of the calls of {who} to {whom}"
+        starts["description"] = (
+            f"Where {who} starts each routine it calls in {whom}: one message per routine, "
+            f"kept in the starts stream of {whom} (`{stream}`, which keeps one message per "
+            "subject and refuses a second) until the routine's journal is removed, so a "
+            f"call's start exists once. Only {who} may publish here, so a worker knows who "
+            "sent each start."
+        )
         calls_id, calls_address, calls_params = self._lane(callee.name, caller)
         channel = self._channel(calls_id, calls_address, calls_params, callee.name, caller)
+        channel["description"] += (
+            f" It carries the cancels of the calls of {who} to {whom}, whose starts come on "
+            f"`{start_id}`: a start comes here only when {whom} has no starts stream "
+            f"{who} may use (an older release, or permissions without it), or as a resend "
+            "of a start the starts stream keeps already."
+        )
         for method in methods:
-            channel["messages"][f"{method.qualname}.call"] = _message_ref(f"{method.qualname}.call")
+            call = f"{method.qualname}.call"
+            starts["messages"][call] = _message_ref(call)
+            channel["messages"][call] = _message_ref(call)
         channel["messages"][f"{callee.name}.cancel"] = _message_ref(f"{callee.name}.cancel")
         replies_id, replies_address, replies_params = self._lane(caller, callee.name)
         back = self._channel(replies_id, replies_address, replies_params, caller, callee.name)
@@ -321,10 +368,10 @@ class _Builder:
         for method in methods:
             self.operations[f"{method.qualname}.call.from.{caller_id}"] = {
                 "action": "send",
-                "channel": {"$ref": f"#/channels/{calls_id}"},
+                "channel": {"$ref": f"#/channels/{start_id}"},
                 "title": f"{self._label(caller)} calls {method.qualname}",
                 **_describe(self.contracts.method_doc(method)),
-                "messages": [{"$ref": f"#/channels/{calls_id}/messages/{method.qualname}.call"}],
+                "messages": [{"$ref": f"#/channels/{start_id}/messages/{method.qualname}.call"}],
                 "reply": {
                     "channel": {"$ref": f"#/channels/{replies_id}"},
                     "messages": [

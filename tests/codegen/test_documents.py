@@ -97,9 +97,23 @@ def test_asyncapi_addresses_are_the_transport_subjects(
     assert _address(channels["main_service.from.Orders"], mainDigest=digest) == (
         naming.call_subject(main, "Orders", ns)
     )
-    assert _address(channels["Orders.event.shipped"]) == naming.event_subject(
-        "Orders.shipped", ns
+    assert _address(channels["Orders.event.shipped"]) == naming.event_subject("Orders.shipped", ns)
+    # a call's start: on the caller's own subjects of the callee's starts stream, the
+    # routine made one token (ids of calls hold '/' and '.', so the token is a digest's)
+    routine = "order-1/Orders.place.1"
+    assert naming.token(routine, 200) != routine
+    started = {"routine": naming.token(routine, 200)}
+    assert _address(channels["Stock.start.Orders"], **started) == naming.start_subject(
+        "Stock", "Orders", routine, ns
     )
+    assert _address(channels["Orders.start.main_service"], mainDigest=digest, **started) == (
+        naming.start_subject("Orders", main, routine, ns)
+    )
+    assert _address(channels["Stock.start.Orders"], routine="*") == naming.start_subjects(
+        "Stock", "Orders", ns
+    )
+    stream = naming.starts_stream("Stock", ns)
+    assert f"`{stream}`" in channels["Stock.start.Orders"]["description"]
     root = f"dasync-{ns}." if ns else "dasync."
     assert all(c["address"].startswith(root) for c in channels.values())
 
@@ -119,6 +133,23 @@ def test_asyncapi_follows_the_topology(generated: Generated) -> None:
     call = operations["Stock.take.call.from.Orders"]
     assert call["action"] == "send"
     assert call["reply"]["channel"] == {"$ref": "#/channels/Orders.from.Stock"}
+    # a call starts on the caller's start subjects of the callee; its cancels stay on the
+    # caller's lane (which may carry a start too, when the starts stream cannot take it)
+    assert call["channel"] == {"$ref": "#/channels/Stock.start.Orders"}
+    assert call["messages"] == [{"$ref": "#/channels/Stock.start.Orders/messages/Stock.take.call"}]
+    assert set(channels["Stock.start.Orders"]["messages"]) == {"Stock.take.call"}
+    assert set(channels["Stock.start.Orders"]["parameters"]) == {"routine"}
+    assert set(channels["Orders.start.main_service"]["parameters"]) == {"mainDigest", "routine"}
+    assert operations["Stock.cancel.from.Orders"]["channel"] == {
+        "$ref": "#/channels/Stock.from.Orders"
+    }
+    assert set(channels["Stock.from.Orders"]["messages"]) == {"Stock.take.call", "Stock.cancel"}
+    for key, operation in operations.items():
+        if ".call.from." in key:
+            caller = key.rsplit(".from.", 1)[1]
+            callee = key.split(".", 1)[0]
+            assert operation["channel"] == {"$ref": f"#/channels/{callee}.start.{caller}"}, key
+    assert not [c for c in channels if ".start." in c and c.split(".start.")[0] == "Ledger"]
     assert operations["Orders.place.call.client"]["reply"]["channel"] == {
         "$ref": "#/channels/Orders.inbox"
     }

@@ -43,8 +43,9 @@ from dasync.transports.nats._permissions import (
     provision,
     service_users,
 )
+from dasync.transports.nats._provision import Provisioner
 
-from ._deploy import SHOP, VAULT, WAIT, options_for, password, wait_for
+from ._deploy import SHOP, VAULT, WAIT, forge, options_for, password, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -263,6 +264,11 @@ async def test_workflow_completes_under_the_generated_users(
     assert await handle.result(WAIT) == "receipt-o2"
     assert billing.worker.stats.rejected == [] and orders.worker.stats.rejected == []
     assert denials(caplog) == []  # no request of any process was refused
+    # Orders' calls were started in Billing's starts stream (not on its lane, as a caller
+    # whose permissions lack the starts stream would)
+    as_billing = await d.raw(f"{namespace}/Billing" if namespace else "Billing")
+    info = await as_billing.api(f"STREAM.INFO.{naming.starts_stream('Billing', namespace)}")
+    assert info["state"]["messages"] == 2, info["state"]
 
 
 async def test_external_events_are_fired_through_their_service_under_the_generated_users(
@@ -432,6 +438,45 @@ async def test_each_role_is_refused_what_it_does_not_need(deploy: Any) -> None:
         spy = await d.raw("Billing")
         await spy.subscribe(subject)
         await wait_for(lambda s=spy: s.denial(None) is not None, f"the server refused {subject}")
+
+
+async def test_only_the_caller_publishes_the_starts_of_its_calls(deploy: Any) -> None:
+    """Vault calls Guard, so it may store the start of a call in Guard's starts stream,
+    on its own subjects there only: not as Mallory (who calls Guard too), nor as Guard in
+    its own stream; a client starts on its client lane, never in a starts stream."""
+    d = deploy(permissions(analyze_files([VAULT])))
+    provisioner = await d.raw(PROVISIONER_USER)
+    await Provisioner(provisioner).starts("Guard")  # the one stream this test needs
+    await Provisioner(provisioner).starts("Vault")
+    vault, mallory, client = await d.raw("Vault"), await d.raw("Mallory"), await d.raw(CLIENT_USER)
+    stream = naming.starts_stream("Guard")
+
+    subject = naming.start_subject("Guard", "Vault", "x/Vault.m.1")
+    ack = await forge(vault, subject, Message("start-vault-1", {}, b"[]"))
+    assert (ack.stream, ack.duplicate) == (stream, False)
+
+    refused = [
+        (vault, naming.start_subject("Guard", "Mallory", "x/Mallory.m.1")),  # as another caller
+        (mallory, naming.start_subject("Guard", "Vault", "x/Vault.m.2")),
+        (vault, naming.start_subject("Vault", "Guard", "x/Guard.m.1")),  # as its callee
+        *(
+            (client, naming.start_subject(service, sender, routine))
+            for service, sender, routine in (
+                ("Guard", CLIENT_USER, "c1"),
+                ("Guard", "Vault", "x/Vault.m.3"),
+                ("Guard", "Guard", "x/Guard.m.2"),
+                ("Vault", "Vault", "x/Vault.m.4"),
+            )
+        ),
+    ]
+    outcomes = await asyncio.gather(
+        *(forge(c, s, Message(f"forged-{i}", {}, b"[]")) for i, (c, s) in enumerate(refused)),
+        return_exceptions=True,
+    )
+    for (_, forged), outcome in zip(refused, outcomes, strict=True):
+        assert isinstance(outcome, PermissionDenied), (forged, outcome)
+    info = await provisioner.api(f"STREAM.INFO.{stream}")
+    assert info["state"]["messages"] == 1  # Vault's start, and nothing of the refused ones
 
 
 async def test_journal_retention_is_each_services_own_and_the_operators(deploy: Any) -> None:

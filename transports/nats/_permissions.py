@@ -376,7 +376,8 @@ def _service_rules(
     for callee in use.calls:
         if callee != name:
             rules.add(
-                f"call {callee} (calls, cancels; stream info: is {callee} deployed?)",
+                f"call {callee} on its lane (cancels; calls if {callee} has no starts stream "
+                f"it may use; stream info: is {callee} deployed?)",
                 naming.call_subject(callee, name, ns),
                 _api("STREAM", "INFO", naming.work_stream(callee, ns)),
             )
@@ -414,7 +415,8 @@ def _await_queue(rules: _Rules, callee: str, namespace: str, provisioned: bool) 
     if not provisioned:
         starts = naming.starts_stream(callee, namespace)
         rules.add(
-            f"declare {callee}'s queue if its workers have not started yet (calls wait there)",
+            f"declare {callee}'s work and starts streams if its workers have not started yet "
+            "(calls wait there)",
             _api("STREAM", "CREATE", naming.work_stream(callee, namespace)),
             _api("STREAM", "CREATE", starts),
             _api("STREAM", "INFO", starts),
