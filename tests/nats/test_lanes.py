@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Protocol
 
 import pytest
@@ -106,12 +107,16 @@ async def test_a_live_workers_lane_is_left_alone_and_a_dead_ones_taken(nats: Any
 
     holder.kill()  # kill -9: connection gone, the delivery unacknowledged
     await caller.send_at("Svc", lane, Message("second", {}, b""), Origin.service("Caller"))
-    for _ in range(100):  # until the server has seen the connection go (a few ms)
+    # not before the rescuer has had the server for ack_wait since its connection opened
+    # (after an outage, as after a restart, a worker absent at first may only be late)
+    settled_at = other.conn.unavailable_at + other.ack_wait
+    for _ in range(400):  # until the server has seen the connection go (a few ms)
         await asyncio.gather(sub.rescue(), sub.rescue())  # passes at once take it once
         if sub.taken:
             break
         await asyncio.sleep(0.05)
     assert list(sub.taken) == [lane] and sub.takeovers == 1
+    assert time.time() >= settled_at
     # the undelivered message at once, the unacknowledged one after ack_wait (5 s here)
     await until(lambda: {m for m, _ in rescued.got} == {"first", "second"}, within=15)
     # drained: a pass after the server has removed the acknowledged messages lets it go

@@ -188,6 +188,10 @@ class Connection:
         electing a leader). A lease renewed before it may have lapsed only because its holder could
         not reach the server either (``lease_lapsed``)."""
 
+    def available_for(self) -> float:
+        """Seconds since this connection last found the server unavailable."""
+        return time.time() - self.unavailable_at
+
     def lease_lapsed(self, renewed_at: float) -> bool:
         """Whether a lease last renewed at ``renewed_at`` (the server's timestamp) has lapsed:
         ``ack_wait`` has passed since, counted from when this connection last found the

@@ -399,7 +399,7 @@ class PullConsumer:
         the first steps it runs once it reaches the server again (the runtime's heartbeat,
         a third of ``ack_wait``): ``ack_wait`` after this connection found the server
         available is enough for that claim to be seen (``Connection.lease_lapsed``)."""
-        return self.conn.unavailable_at + self.conn.options.ack_wait - time.time()
+        return self.conn.options.ack_wait - self.conn.available_for()
 
     async def _keep_alive(self) -> None:
         """One sweep for all deliveries, twice per ``keepalive``: each one held longer than

@@ -142,7 +142,11 @@ class LanedSubscription:
         candidates = [lane for lane in waiting if lane != self.lane and lane not in self.taken][
             : max(0, MAX_TAKEN - len(self.taken))
         ]
-        if not candidates:
+        if not candidates or self.conn.available_for() < self.conn.options.ack_wait:
+            # right after an outage (a server restart, this connection's reconnection) the
+            # workers of these lanes may not have reconnected yet: absent now, alive soon.
+            # Each gets a full ack_wait of a reachable server to show itself, as its leases
+            # do (``Connection.lease_lapsed``)
             return
         ns = self.conn.options.namespace
         present = await asyncio.gather(
