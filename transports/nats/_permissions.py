@@ -269,6 +269,16 @@ def _identity_rules(rules: _Rules, identity: str, namespace: str, provisioned: b
     )
 
 
+def _pulling(stream: str, consumer: str) -> tuple[str, ...]:
+    """What a worker of one durable consumer sends: create it, read its lag, pull, ack."""
+    return (
+        _api("CONSUMER", "CREATE", stream, consumer),
+        _api("CONSUMER", "INFO", stream, consumer),
+        _api("CONSUMER", "MSG", "NEXT", stream, consumer),
+        f"$JS.ACK.{stream}.{consumer}.>",
+    )
+
+
 def _service_rules(
     rules: _Rules,
     use: ServiceUse,
@@ -291,10 +301,7 @@ def _service_rules(
     _own_stream(rules, work, "own work stream: declared at start", provisioned)
     rules.add(
         "own work consumer: create, pull, acknowledge, read its lag",
-        _api("CONSUMER", "CREATE", work, naming.WORK_CONSUMER),
-        _api("CONSUMER", "INFO", work, naming.WORK_CONSUMER),
-        _api("CONSUMER", "MSG", "NEXT", work, naming.WORK_CONSUMER),
-        f"$JS.ACK.{work}.{naming.WORK_CONSUMER}.>",
+        *_pulling(work, naming.WORK_CONSUMER),
     )
     rules.add(
         "own worker lanes: timers and self-calls of the routines a worker holds, a consumer "
@@ -324,10 +331,7 @@ def _service_rules(
     _own_stream(rules, starts, why, provisioned)
     rules.add(
         "own starts consumer: create, pull, acknowledge, read its lag",
-        _api("CONSUMER", "CREATE", starts, naming.WORK_CONSUMER),
-        _api("CONSUMER", "INFO", starts, naming.WORK_CONSUMER),
-        _api("CONSUMER", "MSG", "NEXT", starts, naming.WORK_CONSUMER),
-        f"$JS.ACK.{starts}.{naming.WORK_CONSUMER}.>",
+        *_pulling(starts, naming.WORK_CONSUMER),
     )
     rules.add(
         "own calls through self: their one start each, in its own starts stream",
@@ -366,13 +370,7 @@ def _service_rules(
         )
         if publisher != name:
             rules.add(why, _api("STREAM", "CREATE", stream), _api("STREAM", "INFO", stream))
-        rules.add(
-            why,
-            _api("CONSUMER", "CREATE", stream, consumer),
-            _api("CONSUMER", "INFO", stream, consumer),
-            _api("CONSUMER", "MSG", "NEXT", stream, consumer),
-            f"$JS.ACK.{stream}.{consumer}.>",
-        )
+        rules.add(why, *_pulling(stream, consumer))
     for callee in use.calls:
         if callee != name:
             rules.add(
