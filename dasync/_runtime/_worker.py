@@ -1224,9 +1224,9 @@ class _Run:
 
     attempt: int
     began: float = 0.0
+    """Event-loop time the delivery's processing began (step latency)."""
     copy: str = ""
     """A start's ``UniqueDelivery.copy_of`` (``""``: unknown, claim it as any start)."""
-    """Event-loop time the delivery's processing began (step latency)."""
     crash_key: str | None = None
     crashed: bool = False
     replayed: int = 0

@@ -35,6 +35,12 @@ async def _subjects(transport: Any, stream: str, subjects: str) -> dict[str, int
     return dict((info.get("state") or {}).get("subjects") or {})
 
 
+async def _kept(transport: Any, ns: str) -> dict[str, int]:
+    """The starts stored for service ``Svc``, by subject."""
+    every = naming.start_subjects("Svc", namespace=ns)
+    return await _subjects(transport, naming.starts_stream("Svc", ns), every)
+
+
 def _start(msg_id: str, key: str = KEY) -> Message:
     headers = {"dasync-test": "1"}
     return Message(msg_id, headers, b"args", once=key)
@@ -53,8 +59,7 @@ async def test_a_calls_start_is_stored_once_and_a_later_copy_comes_as_a_copy(con
     assert first.delivery.copy_of(KEY) == SOLE  # type: ignore[attr-defined]
     assert first.delivery.copy_of("client-1/Svc.run.2") == ""  # type: ignore[attr-defined]
     kept = naming.start_subject("Svc", "Caller", KEY, ns)
-    starts = naming.starts_stream("Svc", ns)
-    assert await _subjects(worker, starts, naming.start_subjects("Svc", namespace=ns)) == {kept: 1}
+    assert await _kept(worker, ns) == {kept: 1}
     # acknowledged, it stays; a copy under another id (a resend after the dedupe window)
     # is refused by the server and goes on the lane, marked as a copy
     await caller.send("Svc", _start("call-1-again"), sender)
@@ -63,7 +68,7 @@ async def test_a_calls_start_is_stored_once_and_a_later_copy_comes_as_a_copy(con
     assert copy.delivery.copy_of(KEY) == COPY  # type: ignore[attr-defined]
     assert copy.delivery.origin == sender
     assert "Dasync-Kept" not in copy.message.headers  # the transport's own header
-    assert await _subjects(worker, starts, naming.start_subjects("Svc", namespace=ns)) == {kept: 1}
+    assert await _kept(worker, ns) == {kept: 1}
     # the same id again is the server's duplicate: nothing more arrives
     await caller.send("Svc", _start("call-1"), sender)
     await got.nothing_within(0.5)
@@ -83,8 +88,7 @@ async def test_only_calls_from_services_use_the_starts_stream(connect):
     for _ in range(3):
         received = await got.next()
         assert received.delivery.copy_of(KEY) == ""  # type: ignore[attr-defined]
-    starts = naming.starts_stream("Svc", ns)
-    assert await _subjects(worker, starts, naming.start_subjects("Svc", namespace=ns)) == {}
+    assert await _kept(worker, ns) == {}
 
 
 async def test_a_redelivered_start_is_marked_and_held_back_after_an_outage(connect):

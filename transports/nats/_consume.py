@@ -395,10 +395,11 @@ class PullConsumer:
     def _unsettled(self) -> float:
         """Seconds to hold a redelivered start back: its first delivery ran without a claim,
         and after an outage (the server restarted, or this worker's connection broke) its
-        worker may live and still run it, unable to tell the server so. Every worker claims
-        the first steps it runs once it reaches the server again (the runtime's heartbeat,
-        a third of ``ack_wait``): ``ack_wait`` after this connection found the server
-        available is enough for that claim to be seen (``Connection.lease_lapsed``)."""
+        worker may live and still run it, unable to tell the server so. The runtime's
+        heartbeat (every third of ``ack_wait``) claims every first step that has run for a
+        heartbeat, at its first beat with the server back: ``ack_wait`` after this
+        connection found the server available is enough for that claim to be seen (as
+        ``Connection.lease_lapsed``)."""
         return self.conn.options.ack_wait - self.conn.available_for()
 
     async def _keep_alive(self) -> None:
