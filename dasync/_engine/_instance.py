@@ -517,6 +517,11 @@ class RoutineInstance:
                 main.cancel()
                 return True
             return False
+        if not self._loop.tasks and not self._loop.has_asyncgens:
+            # the common end: every task finished and no generator was ever iterated here
+            self._generators_closed = True
+            self._complete(main)
+            return False
         pending = [t for t in sorted(self._loop.tasks, key=_order) if not t.done()]
         fresh = [t for t in pending if t not in self._drained]
         if fresh:

@@ -177,6 +177,11 @@ class RoutineLoop(asyncio.AbstractEventLoop):
             return  # evicted: nothing may run any more
         self.call_soon(self.create_task, agen.aclose())
 
+    @property
+    def has_asyncgens(self) -> bool:
+        """Whether an async generator was first iterated here and not yet handed over."""
+        return bool(self._asyncgens)
+
     def live_asyncgens(self) -> list[Any]:
         """Async generators first iterated here and not yet collected, oldest first."""
         alive = [ref() for _, ref in sorted(self._asyncgens.items())]
