@@ -41,6 +41,16 @@ class TimerSink(Protocol):
     def start_timer(self, fire_at: float) -> int: ...
 
 
+class _Closed:
+    """The timer sink of a detached loop: nothing may start a timer any more."""
+
+    def start_timer(self, fire_at: float) -> int:
+        raise RuntimeError("the routine's loop is closed")
+
+
+_CLOSED = _Closed()
+
+
 class RoutineTask(asyncio.Task):  # type: ignore[type-arg]
     """A task of a routine: hashes by creation order, so sets of tasks iterate alike."""
 
@@ -291,6 +301,13 @@ class RoutineLoop(asyncio.AbstractEventLoop):
         self._ready.clear()
         self._timers.clear()
         self._asyncgens.clear()
+
+    def detach(self) -> None:
+        """Closed for good: forget the routine (which refers to this loop) and its tasks."""
+        self.close()
+        self._timer_sink = _CLOSED
+        self.tasks.clear()
+        self._wakeup = None
 
     def get_debug(self) -> bool:
         return False
