@@ -81,6 +81,7 @@ import _workloads
 import nats.aio.client
 
 import dasync
+from dasync._collector import WORKER_GC_THRESHOLD
 from dasync.transports.nats import NatsServer, connect_nats
 from dasync.transports.nats import _connection as _nats_connection
 
@@ -486,6 +487,9 @@ async def serve(system: str, role: str, url: str) -> None:
             else:
                 print(f"unknown command {cmd!r}", flush=True)
 
+    # as ``dasync run`` sets it for its workers; the floor's processes too, so that the
+    # two differ only in their code (dasync/_collector.py)
+    dasync.tune_collector()
     prefix = os.environ.get("BENCH_CPROFILE")  # a deterministic profile of this process
     profiler = cProfile.Profile() if prefix else None
     if profiler is not None:
@@ -840,7 +844,9 @@ async def main(args: argparse.Namespace) -> list[Cell]:
         f"per cell and round: latency of {cfg.samples} routines one at a time, throughput of "
         f"{phase} with {INFLIGHT} in flight; {cfg.rounds} round(s), systems alternating; "
         f"modes: {', '.join(modes)}; server sync_interval: {', '.join(syncs)}; leaf processes: "
-        f"{', '.join(map(str, args.leaf_procs))}; a fresh nats-server per cell and round"
+        f"{', '.join(map(str, args.leaf_procs))}; a fresh nats-server per cell and round; "
+        f"service processes collect garbage as `dasync run` (first threshold "
+        f"{WORKER_GC_THRESHOLD})"
     )
     print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     t_start = time.perf_counter()

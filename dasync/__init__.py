@@ -12,6 +12,7 @@ import typing as _typing
 
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
+from ._collector import tune_collector as tune_collector
 from ._contract import MethodSpec as MethodSpec
 from ._contract import ServiceSpec as ServiceSpec
 from ._contract import contract as contract
@@ -134,5 +135,6 @@ __all__ = [
     "service",
     "signal",
     "spec_of",
+    "tune_collector",
     "uuid4",
 ]
