@@ -194,3 +194,59 @@ _header_bytes = st.lists(
 @given(_header_bytes)
 def test_the_header_parser_gives_nats_pys_dict(raw: bytes) -> None:
     assert lean.LeanClient._parse_header_lines(raw) == NatsClient._parse_header_lines(raw)
+
+
+async def test_writes_leave_once_per_turn_without_nats_pys_flusher(conn: Connection) -> None:
+    """What is pending is written by the connection itself at the loop's next turn: one
+    socket write for everything published in one turn, no flusher wake-up."""
+    await _stream(conn, "LEAN_FLUSH")
+    nc = conn.nc
+    woken = 0
+    original = nc._flush_pending
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        nonlocal woken
+        woken += 1
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    nc._flush_pending = counting  # type: ignore[method-assign]
+    try:
+        acks = await asyncio.gather(*(conn.publish(f"LEAN_FLUSH.{i}", b"x") for i in range(50)))
+    finally:
+        nc._flush_pending = original  # type: ignore[method-assign]
+    assert len({a.seq for a in acks}) == 50
+    assert woken == 0
+    assert nc._pending_data_size == 0 and not nc._flush_soon  # type: ignore[attr-defined]
+
+
+async def test_a_full_socket_buffer_leaves_the_write_to_nats_pys_flusher(
+    conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the high-water mark the flusher writes (and waits for the buffer to drain):
+    nothing is lost, nothing sent twice."""
+    await _stream(conn, "LEAN_FULL")
+    socket = conn.nc._transport._io_writer.transport  # type: ignore[union-attr]
+    monkeypatch.setattr(socket, "get_write_buffer_size", lambda: lean._WRITER_FULL)
+    acks = await asyncio.gather(*(conn.publish(f"LEAN_FULL.{i}", b"y") for i in range(20)))
+    assert sorted(a.seq for a in acks) == list(range(1, 21))
+    monkeypatch.undo()
+    info = await conn.api("STREAM.INFO.LEAN_FULL")
+    assert info["state"]["messages"] == 20
+
+
+async def test_a_write_pending_while_reconnecting_is_sent_after(nats_server: NatsServer) -> None:
+    """Published while the connection is down: kept in nats-py's buffer and written by its
+    reconnect, as nats-py does, not by the direct flush."""
+    conn = await Connection.open(NatsOptions(servers=(nats_server.url,), request_timeout=5.0))
+    try:
+        await _stream(conn, "LEAN_RECON")
+        nc = conn.nc
+        nc._status = NatsClient.RECONNECTING  # as the read loop sets it on a lost socket
+        sending = asyncio.ensure_future(conn.publish("LEAN_RECON.a", b"z"))
+        await asyncio.sleep(0.05)
+        assert nc._pending_data_size > 0  # held: not written into a socket said to be down
+        nc._status = NatsClient.CONNECTED
+        await nc._flush_pending()
+        assert (await sending).seq == 1
+    finally:
+        await conn.close()

@@ -20,7 +20,9 @@ per request.
 Only ``_connection`` uses this module: with it, it is the one place that knows
 nats-py, including the few private members used here (the client's ``_status``,
 ``_pending``, ``_pending_data_size``, ``_max_payload``, ``_flush_queue``,
-``_flush_pending``, ``_max_pending_size``, a subscription's ``_pending_queue``).
+``_flush_pending``, ``_max_pending_size``, ``_transport``, a subscription's
+``_pending_queue``). A ``LeanClient`` writes what is pending itself, once per turn of
+the loop (``_flush_now``), rather than through nats-py's flusher task.
 ``lean_supported`` checks they exist; without them the connection keeps to nats-py's
 public API (tests pin which path runs).
 """
@@ -37,6 +39,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.aio.transport import TcpTransport
 
 from ._protocol import LeanParser
 
@@ -63,7 +66,7 @@ _TAGS = 256
 """Random tags drawn at a time (one ``os.urandom`` per 256 requests)."""
 _CLIENT_MEMBERS = (
     "_status", "_pending", "_pending_data_size", "_max_payload", "_flush_queue",
-    "_flush_pending", "_max_pending_size", "stats",
+    "_flush_pending", "_max_pending_size", "_transport", "stats",
 )  # fmt: skip
 _CONNECTED = NatsClient.CONNECTED
 
@@ -147,8 +150,45 @@ async def write(nc: NatsClient, command: bytes, payload_size: int) -> None:
     nc._pending_data_size += len(command)
     if 0 < nc._max_pending_size < nc._pending_data_size:
         await nc._flush_pending(force_flush=True)
+    elif (soon := getattr(nc, "_flush_soon", None)) is not None:  # a LeanClient
+        if not soon:
+            nc._flush_soon = True  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_soon(_flush_now, nc)
     elif (queue := nc._flush_queue) is not None and queue.empty():
         await nc._flush_pending()
+
+
+_WRITER_FULL = 64 * 1024
+"""Bytes waiting in the socket's buffer above which a flush is left to nats-py's flusher,
+which waits for them to drain (asyncio's default high-water mark)."""
+
+
+def _flush_now(nc: NatsClient) -> None:
+    """Write what is pending, at the loop's next turn (``LeanClient``): what nats-py's
+    flusher task does, without a future, a queue and a task wake-up per flush. Anything
+    unusual (not connected, another transport, a full socket buffer, a failed write)
+    goes to that flusher as before: it waits out the buffer and handles the errors."""
+    nc._flush_soon = False  # type: ignore[attr-defined]
+    if not nc._pending_data_size or nc._status != _CONNECTED:
+        return  # (not connected: kept for the reconnect to send, as nats-py keeps it)
+    writer: asyncio.StreamWriter | None = getattr(nc._transport, "_io_writer", None)
+    if (
+        writer is not None
+        and type(nc._transport) is TcpTransport
+        and not writer.transport.is_closing()
+        and writer.transport.get_write_buffer_size() < _WRITER_FULL
+    ):
+        try:
+            writer.writelines(nc._pending)
+        except Exception:  # the flusher meets it again and handles it, as it would have
+            pass
+        else:
+            nc._pending = []
+            nc._pending_data_size = 0
+            return
+    queue = nc._flush_queue
+    if queue is not None and queue.empty():
+        queue.put_nowait(asyncio.get_running_loop().create_future())
 
 
 class DirectQueue:
@@ -296,6 +336,8 @@ class LeanClient(NatsClient):
     def __init__(self) -> None:
         super().__init__()
         self._ps = LeanParser(self)
+        self._flush_soon = False
+        """A write of what is pending is due at the loop's next turn (``_flush_now``)."""
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
