@@ -66,6 +66,7 @@ def rss_kb(pid: int | str = "self") -> int:
 
 
 async def main(total: int) -> None:
+    dasync.tune_collector()  # as `dasync run` sets it for its workers
     with NatsServer(store_dir=tempfile.mkdtemp()) as server:
         transport, store = await connect_nats(NatsOptions(servers=(server.url,)))
         async with dasync.Runtime(
@@ -120,6 +121,7 @@ SERVICES: dict[str, type] = {"holder": HolderService, "callee": CalleeService}
 
 async def serve(role: str, url: str, cache_size: int) -> None:
     """A worker process: ``stats`` on stdin answers its cache and RSS; EOF stops it."""
+    dasync.tune_collector()  # as `dasync run` sets it for its workers
     transport, store = await connect_nats(NatsOptions(servers=(url,)))
     async with dasync.Runtime(
         [SERVICES[role]], transport=transport, store=store, cache_size=cache_size

@@ -136,6 +136,15 @@ class CallFuture(asyncio.Future):  # type: ignore[type-arg]
 class RoutineInstance:
     """A routine's coroutine tree plus the bookkeeping that makes it durable."""
 
+    # a worker may keep 10,000 of these suspended in its cache: no per-instance dict
+    __slots__ = (
+        "_body", "_calls", "_diverged", "_drained", "_encode_failure", "_evicted",
+        "_expected", "_fatal", "_generators_closed", "_issued", "_loop", "_main", "_out",
+        "_random", "_seed", "_seq", "_signal_waiters", "_signals", "_task_context",
+        "_unawaited", "completion", "consumed", "context", "depth", "journal_bytes",
+        "legacy", "method", "routine_id", "service", "steps",
+    )  # fmt: skip
+
     def __init__(
         self,
         routine_id: str,
