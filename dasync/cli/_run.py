@@ -232,15 +232,28 @@ def _gc_threshold(text: str) -> int:
 
 def gc_threshold(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """``--gc-threshold``, else ``$DASYNC_GC_THRESHOLD``, else the worker default."""
-    if getattr(args, "gc_threshold", None) is not None:
-        return int(args.gc_threshold)
-    text = (os.environ if env is None else env).get(GC_THRESHOLD_VAR, "").strip()
+    flag = getattr(args, "gc_threshold", None)
+    return _flag_or_env(flag, GC_THRESHOLD_VAR, _gc_threshold, WORKER_GC_THRESHOLD, env)
+
+
+def _flag_or_env(
+    flag: int | None,
+    var: str,
+    parse: Callable[[str], int],
+    default: int,
+    env: Mapping[str, str] | None,
+) -> int:
+    """A number option: the flag (parsed already), else the variable ``var`` (a bad value
+    is a usage error naming it), else ``default``."""
+    if flag is not None:
+        return int(flag)
+    text = (os.environ if env is None else env).get(var, "").strip()
     if not text:
-        return WORKER_GC_THRESHOLD
+        return default
     try:
-        return _gc_threshold(text)
+        return parse(text)
     except argparse.ArgumentTypeError as exc:
-        raise CliError(f"${GC_THRESHOLD_VAR}: {exc}", EXIT_USAGE) from None
+        raise CliError(f"${var}: {exc}", EXIT_USAGE) from None
 
 
 def _crash_limit(text: str) -> int:
@@ -256,15 +269,7 @@ def _crash_limit(text: str) -> int:
 
 def max_crashes(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     """``--max-crashes``, else ``$DASYNC_MAX_CRASHES``, else the default; usage error if bad."""
-    if args.max_crashes is not None:
-        return int(args.max_crashes)
-    text = (os.environ if env is None else env).get(MAX_CRASHES_VAR, "").strip()
-    if not text:
-        return DEFAULT_MAX_CRASHES
-    try:
-        return _crash_limit(text)
-    except argparse.ArgumentTypeError as exc:
-        raise CliError(f"${MAX_CRASHES_VAR}: {exc}", EXIT_USAGE) from None
+    return _flag_or_env(args.max_crashes, MAX_CRASHES_VAR, _crash_limit, DEFAULT_MAX_CRASHES, env)
 
 
 def retention(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> float | None:
