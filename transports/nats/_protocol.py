@@ -319,38 +319,35 @@ class LeanParser(Parser):
         arg["sid"] = sid
         arg["reply"] = reply
 
+    def _begin_payload(self, found: re.Match[bytes], *, headers: bool) -> None:
+        """A ``MSG`` (``headers``: ``HMSG``) line that nats-py's own regex matched: its fields
+        taken as nats-py takes them, in its order, the line consumed."""
+        try:
+            groups = found.groups()  # subject, sid, _, reply, [header size,] size
+            arg = self.msg_arg
+            arg["subject"] = groups[0]
+            arg["sid"] = int(groups[1])
+            arg["reply"] = groups[3] if groups[3] else b""
+            self.needed = int(groups[-1])
+            if headers:
+                self.header_needed = int(groups[4])
+            del self.buf[: found.end()]
+            self.state = AWAITING_MSG_PAYLOAD
+        except Exception as exc:
+            raise errors.ProtocolError("nats: malformed MSG") from exc
+
     async def _slow_line(self) -> bool:
         """Read the control line at the start of ``self.buf`` as nats-py's ``parse`` does:
         its regexes in its order, its errors, its calls into the client and the moments
         it consumes the line. False when the line is not complete yet."""
         buf = self.buf
-        arg = self.msg_arg
         found = MSG_RE.match(buf)
         if found:
-            try:
-                subject, sid, _, reply, size = found.groups()
-                arg["subject"] = subject
-                arg["sid"] = int(sid)
-                arg["reply"] = reply if reply else b""
-                self.needed = int(size)
-                del buf[: found.end()]
-                self.state = AWAITING_MSG_PAYLOAD
-            except Exception as exc:
-                raise errors.ProtocolError("nats: malformed MSG") from exc
+            self._begin_payload(found, headers=False)
             return True
         found = HMSG_RE.match(buf)
         if found:
-            try:
-                subject, sid, _, reply, hsize, size = found.groups()
-                arg["subject"] = subject
-                arg["sid"] = int(sid)
-                arg["reply"] = reply if reply else b""
-                self.needed = int(size)
-                self.header_needed = int(hsize)
-                del buf[: found.end()]
-                self.state = AWAITING_MSG_PAYLOAD
-            except Exception as exc:
-                raise errors.ProtocolError("nats: malformed MSG") from exc
+            self._begin_payload(found, headers=True)
             return True
         found = OK_RE.match(buf)
         if found:
